@@ -1,0 +1,591 @@
+//! Reading `metallb.io/v1beta1` documents into raw objects: strings and numbers with their lines,
+//! not yet checked against each other. Type errors are reported here; meaning is checked in
+//! `validate`.
+
+use crate::diag::{Code, Diagnostic, Sink};
+use crate::yaml::{self, Node, Value};
+
+/// The apiVersion ferrolb reads (MetalLB's, unchanged).
+pub const API_VERSION: &str = "metallb.io/v1beta1";
+/// Largest configuration or manifest file read, in bytes.
+pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
+
+const BGP_KINDS: [&str; 4] = ["BGPPeer", "BGPAdvertisement", "BFDProfile", "Community"];
+
+/// A value and the line it was written on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located<T> {
+    /// The value.
+    pub value: T,
+    /// Its line.
+    pub line: u32,
+}
+
+/// A field that may be absent, present, or present with the wrong type (already reported).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Field<T> {
+    /// Not written.
+    #[default]
+    Absent,
+    /// Written with the wrong type; the error is recorded.
+    Invalid,
+    /// Written and readable.
+    Present(T),
+}
+
+impl<T> Field<T> {
+    /// The value, if present.
+    pub fn present(&self) -> Option<&T> {
+        match self {
+            Field::Present(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// The metadata ferrolb reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawMeta {
+    /// Line of the document's first node.
+    pub line: u32,
+    /// `metadata.name`.
+    pub name: Option<Located<String>>,
+    /// `metadata.labels`.
+    pub labels: Vec<(Located<String>, Located<String>)>,
+}
+
+/// A selector as written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawSelector {
+    /// Its line.
+    pub line: u32,
+    /// `matchLabels`.
+    pub match_labels: Vec<(Located<String>, Located<String>)>,
+    /// `matchExpressions`.
+    pub match_expressions: Vec<RawRequirement>,
+}
+
+/// A match expression as written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawRequirement {
+    /// Its line.
+    pub line: u32,
+    /// `key`.
+    pub key: Option<String>,
+    /// `operator`.
+    pub operator: Option<String>,
+    /// `values`.
+    pub values: Vec<String>,
+}
+
+/// `spec.serviceAllocation` as written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawAllocation {
+    /// Its line.
+    pub line: u32,
+    /// `priority`.
+    pub priority: Option<Located<i64>>,
+    /// `namespaces`.
+    pub namespaces: Vec<Located<String>>,
+    /// `namespaceSelectors`.
+    pub namespace_selectors: Vec<RawSelector>,
+    /// `serviceSelectors`.
+    pub service_selectors: Vec<RawSelector>,
+}
+
+/// An IPAddressPool as written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawPool {
+    /// Metadata.
+    pub meta: RawMeta,
+    /// `spec.addresses`, with the list's own line.
+    pub addresses: Field<Located<Vec<Located<String>>>>,
+    /// `spec.autoAssign`.
+    pub auto_assign: Option<bool>,
+    /// `spec.avoidBuggyIPs`.
+    pub avoid_buggy_ips: Option<bool>,
+    /// `spec.serviceAllocation`.
+    pub allocation: Option<RawAllocation>,
+}
+
+/// An L2Advertisement as written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawL2Advertisement {
+    /// Metadata.
+    pub meta: RawMeta,
+    /// `spec.ipAddressPools`.
+    pub pools: Vec<Located<String>>,
+    /// `spec.ipAddressPoolSelectors`.
+    pub pool_selectors: Vec<RawSelector>,
+    /// `spec.nodeSelectors`.
+    pub node_selectors: Vec<RawSelector>,
+    /// `spec.interfaces`.
+    pub interfaces: Vec<Located<String>>,
+}
+
+/// One object ferrolb reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawObject {
+    /// An IPAddressPool.
+    Pool(RawPool),
+    /// An L2Advertisement.
+    L2(RawL2Advertisement),
+}
+
+/// What one file holds: the objects that could be read, and what was wrong while reading.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawFile {
+    /// The file's name as the user gave it.
+    pub name: String,
+    /// The IPAddressPool and L2Advertisement objects, in order.
+    pub objects: Vec<RawObject>,
+    /// Problems found while reading.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Checks size and encoding and reads the YAML documents of a file; on failure the diagnostic
+/// has been pushed and `None` comes back.
+pub fn read_documents(name: &str, bytes: &[u8], out: &mut Vec<Diagnostic>) -> Option<Vec<Node>> {
+    let mut sink = Sink {
+        out,
+        file: name,
+        kind: None,
+        name: None,
+    };
+    if bytes.len() > MAX_FILE_BYTES {
+        sink.error(
+            Code::File,
+            1,
+            format!(
+                "file is larger than {} MiB; refusing to read it",
+                MAX_FILE_BYTES >> 20
+            ),
+        );
+        return None;
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let line = bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count()
+                + 1;
+            sink.error(
+                Code::File,
+                u32::try_from(line).unwrap_or(u32::MAX),
+                "file is not UTF-8 text",
+            );
+            return None;
+        }
+    };
+    match yaml::parse_documents(text) {
+        Ok(docs) => Some(docs),
+        Err(e) => {
+            sink.error(Code::Syntax, e.line, e.message);
+            None
+        }
+    }
+}
+
+/// Reads one configuration file. Never fails: problems become diagnostics.
+pub fn parse_file(name: &str, bytes: &[u8]) -> RawFile {
+    let mut file = RawFile {
+        name: name.to_string(),
+        ..RawFile::default()
+    };
+    let Some(docs) = read_documents(name, bytes, &mut file.diagnostics) else {
+        return file;
+    };
+    for doc in &docs {
+        if let Some(obj) = parse_document(name, doc, &mut file.diagnostics) {
+            file.objects.push(obj);
+        }
+    }
+    file
+}
+
+fn parse_document(file: &str, doc: &Node, out: &mut Vec<Diagnostic>) -> Option<RawObject> {
+    if doc.is_null() {
+        return None;
+    }
+    let mut sink = Sink {
+        out,
+        file,
+        kind: None,
+        name: None,
+    };
+    if doc.as_map().is_none() {
+        sink.error(
+            Code::Type,
+            doc.line,
+            format!("a document must be a mapping, found {}", doc.describe()),
+        );
+        return None;
+    }
+    let kind = doc.get("kind").and_then(Node::as_str);
+    let name = doc
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Node::as_str);
+    let Some(kind) = kind else {
+        sink.warn(
+            Code::Skipped,
+            doc.line,
+            "skipping a document without a kind",
+        );
+        return None;
+    };
+    sink.kind = Some(kind);
+    sink.name = name;
+    if BGP_KINDS.contains(&kind) {
+        sink.warn(
+            Code::Skipped,
+            doc.line,
+            "skipped: BGP mode is not supported; ferrolb announces addresses in layer 2 only",
+        );
+        return None;
+    }
+    if kind != "IPAddressPool" && kind != "L2Advertisement" {
+        sink.warn(
+            Code::Skipped,
+            doc.line,
+            "skipped: not a kind ferrolb reads (IPAddressPool, L2Advertisement)",
+        );
+        return None;
+    }
+    let api = doc.get("apiVersion");
+    if api.and_then(Node::as_str) != Some(API_VERSION) {
+        let found = api.map_or_else(|| "none".to_string(), Node::describe);
+        sink.error(
+            Code::ApiVersion,
+            api.map_or(doc.line, |n| n.line),
+            format!("apiVersion must be {API_VERSION}, found {found}"),
+        );
+        return None;
+    }
+    let mut d = Decoder { sink };
+    d.known_keys(doc, &["apiVersion", "kind", "metadata", "spec", "status"]);
+    let meta = d.meta(doc);
+    let spec = doc.get("spec");
+    let spec = match spec {
+        Some(s) if s.is_null() => None,
+        Some(s) if s.as_map().is_none() => {
+            d.type_error(s, "spec", "a mapping");
+            None
+        }
+        other => other,
+    };
+    Some(if kind == "IPAddressPool" {
+        RawObject::Pool(d.pool(meta, spec))
+    } else {
+        RawObject::L2(d.l2(meta, spec))
+    })
+}
+
+struct Decoder<'a> {
+    sink: Sink<'a>,
+}
+
+impl Decoder<'_> {
+    fn type_error(&mut self, node: &Node, field: &str, expected: &str) {
+        self.sink.error(
+            Code::Type,
+            node.line,
+            format!("{field} must be {expected}, found {}", node.describe()),
+        );
+    }
+
+    fn known_keys(&mut self, node: &Node, known: &[&str]) {
+        for (k, _) in node.as_map().unwrap_or_default() {
+            let key = k.as_str().unwrap_or_default();
+            if !known.contains(&key) {
+                self.sink.warn(
+                    Code::UnknownField,
+                    k.line,
+                    format!(
+                        "unknown field {}: it is ignored (known: {})",
+                        k.describe(),
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    fn string(&mut self, node: &Node, field: &str) -> Option<Located<String>> {
+        match &node.value {
+            Value::Scalar { text, .. } if !node.is_null() => Some(Located {
+                value: text.clone(),
+                line: node.line,
+            }),
+            _ => {
+                self.type_error(node, field, "a string");
+                None
+            }
+        }
+    }
+
+    fn bool(&mut self, parent: Option<&Node>, field: &str) -> Option<bool> {
+        let node = parent?.get(field)?;
+        if node.is_null() {
+            return None;
+        }
+        match &node.value {
+            Value::Scalar { text, plain: true } => match text.as_str() {
+                "true" | "True" | "TRUE" => Some(true),
+                "false" | "False" | "FALSE" => Some(false),
+                _ => {
+                    self.type_error(node, field, "true or false");
+                    None
+                }
+            },
+            _ => {
+                self.type_error(node, field, "true or false");
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, node: &Node, field: &str) -> Option<Located<i64>> {
+        match &node.value {
+            Value::Scalar { text, plain: true } => match text.parse::<i64>() {
+                Ok(n) => Some(Located {
+                    value: n,
+                    line: node.line,
+                }),
+                Err(_) => {
+                    self.type_error(node, field, "an integer");
+                    None
+                }
+            },
+            _ => {
+                self.type_error(node, field, "an integer");
+                None
+            }
+        }
+    }
+
+    /// A list of items; null counts as empty, anything else is a type error.
+    fn list<'n>(&mut self, node: &'n Node, field: &str) -> Field<&'n [Node]> {
+        if node.is_null() {
+            return Field::Present(&[]);
+        }
+        match node.as_seq() {
+            Some(items) => Field::Present(items),
+            None => {
+                self.type_error(node, field, "a list");
+                Field::Invalid
+            }
+        }
+    }
+
+    fn string_list(&mut self, parent: Option<&Node>, field: &str) -> Vec<Located<String>> {
+        let Some(node) = parent.and_then(|p| p.get(field)) else {
+            return Vec::new();
+        };
+        match self.list(node, field) {
+            Field::Present(items) => items
+                .iter()
+                .filter_map(|i| self.string(i, &format!("an item of {field}")))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn string_map(&mut self, node: &Node, field: &str) -> Vec<(Located<String>, Located<String>)> {
+        if node.is_null() {
+            return Vec::new();
+        }
+        let Some(entries) = node.as_map() else {
+            self.type_error(node, field, "a mapping of strings");
+            return Vec::new();
+        };
+        entries
+            .iter()
+            .filter_map(|(k, v)| {
+                let key = self.string(k, &format!("a key of {field}"))?;
+                let value = if v.is_null() {
+                    Located {
+                        value: String::new(),
+                        line: v.line,
+                    }
+                } else {
+                    self.string(v, &format!("{field}.{}", key.value))?
+                };
+                Some((key, value))
+            })
+            .collect()
+    }
+
+    fn meta(&mut self, doc: &Node) -> RawMeta {
+        let mut meta = RawMeta {
+            line: doc.line,
+            ..RawMeta::default()
+        };
+        let Some(m) = doc.get("metadata") else {
+            return meta;
+        };
+        if m.as_map().is_none() {
+            if !m.is_null() {
+                self.type_error(m, "metadata", "a mapping");
+            }
+            return meta;
+        }
+        if let Some(n) = m.get("name").filter(|n| !n.is_null()) {
+            meta.name = self.string(n, "metadata.name");
+        }
+        if let Some(l) = m.get("labels") {
+            meta.labels = self.string_map(l, "metadata.labels");
+        }
+        meta
+    }
+
+    fn selector(&mut self, node: &Node, field: &str) -> Option<RawSelector> {
+        if node.as_map().is_none() {
+            self.type_error(
+                node,
+                field,
+                "a label selector (matchLabels, matchExpressions)",
+            );
+            return None;
+        }
+        self.known_keys(node, &["matchLabels", "matchExpressions"]);
+        let mut sel = RawSelector {
+            line: node.line,
+            ..RawSelector::default()
+        };
+        if let Some(ml) = node.get("matchLabels") {
+            sel.match_labels = self.string_map(ml, "matchLabels");
+        }
+        if let Some(me) = node.get("matchExpressions") {
+            if let Field::Present(items) = self.list(me, "matchExpressions") {
+                for item in items {
+                    if item.as_map().is_none() {
+                        self.type_error(item, "a match expression", "a mapping");
+                        continue;
+                    }
+                    self.known_keys(item, &["key", "operator", "values"]);
+                    let key = item
+                        .get("key")
+                        .and_then(|k| self.string(k, "key"))
+                        .map(|l| l.value);
+                    let operator = item
+                        .get("operator")
+                        .and_then(|k| self.string(k, "operator"))
+                        .map(|l| l.value);
+                    let values = self
+                        .string_list(Some(item), "values")
+                        .into_iter()
+                        .map(|l| l.value)
+                        .collect();
+                    sel.match_expressions.push(RawRequirement {
+                        line: item.line,
+                        key,
+                        operator,
+                        values,
+                    });
+                }
+            }
+        }
+        Some(sel)
+    }
+
+    fn selectors(&mut self, parent: Option<&Node>, field: &str) -> Vec<RawSelector> {
+        let Some(node) = parent.and_then(|p| p.get(field)) else {
+            return Vec::new();
+        };
+        match self.list(node, field) {
+            Field::Present(items) => items
+                .iter()
+                .filter_map(|i| self.selector(i, &format!("an item of {field}")))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn pool(&mut self, meta: RawMeta, spec: Option<&Node>) -> RawPool {
+        if let Some(s) = spec {
+            self.known_keys(
+                s,
+                &[
+                    "addresses",
+                    "autoAssign",
+                    "avoidBuggyIPs",
+                    "serviceAllocation",
+                ],
+            );
+        }
+        let addresses = match spec.and_then(|s| s.get("addresses")) {
+            None => Field::Absent,
+            Some(node) => match self.list(node, "addresses") {
+                Field::Present(items) => Field::Present(Located {
+                    line: node.line,
+                    value: items
+                        .iter()
+                        .filter_map(|i| self.string(i, "an address range"))
+                        .collect(),
+                }),
+                _ => Field::Invalid,
+            },
+        };
+        let auto_assign = self.bool(spec, "autoAssign");
+        let avoid_buggy_ips = self.bool(spec, "avoidBuggyIPs");
+        let allocation = spec
+            .and_then(|s| s.get("serviceAllocation"))
+            .filter(|n| !n.is_null())
+            .and_then(|node| {
+                if node.as_map().is_none() {
+                    self.type_error(node, "serviceAllocation", "a mapping");
+                    return None;
+                }
+                self.known_keys(
+                    node,
+                    &[
+                        "priority",
+                        "namespaces",
+                        "namespaceSelectors",
+                        "serviceSelectors",
+                    ],
+                );
+                Some(RawAllocation {
+                    line: node.line,
+                    priority: node
+                        .get("priority")
+                        .filter(|p| !p.is_null())
+                        .and_then(|p| self.int(p, "priority")),
+                    namespaces: self.string_list(Some(node), "namespaces"),
+                    namespace_selectors: self.selectors(Some(node), "namespaceSelectors"),
+                    service_selectors: self.selectors(Some(node), "serviceSelectors"),
+                })
+            });
+        RawPool {
+            meta,
+            addresses,
+            auto_assign,
+            avoid_buggy_ips,
+            allocation,
+        }
+    }
+
+    fn l2(&mut self, meta: RawMeta, spec: Option<&Node>) -> RawL2Advertisement {
+        if let Some(s) = spec {
+            self.known_keys(
+                s,
+                &[
+                    "ipAddressPools",
+                    "ipAddressPoolSelectors",
+                    "nodeSelectors",
+                    "interfaces",
+                ],
+            );
+        }
+        RawL2Advertisement {
+            meta,
+            pools: self.string_list(spec, "ipAddressPools"),
+            pool_selectors: self.selectors(spec, "ipAddressPoolSelectors"),
+            node_selectors: self.selectors(spec, "nodeSelectors"),
+            interfaces: self.string_list(spec, "interfaces"),
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! Validation of a whole set of raw objects at once: every error, not just the first.
+
+use std::collections::HashMap;
+
+use super::raw::{Field, Located, RawFile, RawL2Advertisement, RawObject, RawPool, RawSelector};
+use super::{Config, L2Advertisement, Pool, Report, ServiceAllocation};
+use crate::diag::{Code, Diagnostic, Origin, Severity, Sink};
+use crate::net::{self, Family, Interval, IntervalSet};
+use crate::selector::{self, LabelSelector, Labels, Operator, Requirement};
+
+const POOL: &str = "IPAddressPool";
+const L2: &str = "L2Advertisement";
+
+/// One address range with where it came from, for the overlap sweep.
+struct RangeEntry {
+    family: Family,
+    interval: Interval,
+    text: String,
+    pool: String,
+    file: String,
+    line: u32,
+}
+
+/// Checks every object and the set as a whole.
+pub fn validate(files: &[RawFile]) -> Report {
+    let mut diags: Vec<Diagnostic> = files
+        .iter()
+        .flat_map(|f| f.diagnostics.iter().cloned())
+        .collect();
+    let mut pools: Vec<Pool> = Vec::new();
+    let mut ads: Vec<(L2Advertisement, Vec<Located<String>>)> = Vec::new();
+    let mut ranges: Vec<RangeEntry> = Vec::new();
+    let mut pool_names: HashMap<String, Origin> = HashMap::new();
+    let mut ad_names: HashMap<String, Origin> = HashMap::new();
+
+    for file in files {
+        for obj in &file.objects {
+            match obj {
+                RawObject::Pool(raw) => {
+                    let pool = check_pool(&file.name, raw, &mut diags, &mut ranges);
+                    if let Some(pool) = pool {
+                        if note_unique(&pool.name, &pool.origin, POOL, &mut pool_names, &mut diags)
+                        {
+                            pools.push(pool);
+                        }
+                    }
+                }
+                RawObject::L2(raw) => {
+                    if let Some(ad) = check_l2(&file.name, raw, &mut diags) {
+                        if note_unique(&ad.name, &ad.origin, L2, &mut ad_names, &mut diags) {
+                            ads.push((ad, raw.pools.clone()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    check_overlaps(ranges, &mut diags);
+
+    for (ad, refs) in &ads {
+        for r in refs {
+            if !pool_names.contains_key(&r.value) {
+                Sink {
+                    out: &mut diags,
+                    file: &ad.origin.file,
+                    kind: Some(L2),
+                    name: Some(&ad.name),
+                }
+                .warn(
+                    Code::UnknownPool,
+                    r.line,
+                    format!(
+                        "ipAddressPools names {:?}, which is no IPAddressPool",
+                        r.value
+                    ),
+                );
+            }
+        }
+    }
+    let advertisements: Vec<L2Advertisement> = ads.into_iter().map(|(ad, _)| ad).collect();
+    for pool in &pools {
+        if !advertisements.iter().any(|a| a.covers(pool)) {
+            Sink {
+                out: &mut diags,
+                file: &pool.origin.file,
+                kind: Some(POOL),
+                name: Some(&pool.name),
+            }
+            .warn(
+                Code::UncoveredPool,
+                pool.origin.line,
+                "no L2Advertisement covers this pool: its addresses would be allocated but announced nowhere",
+            );
+        }
+    }
+
+    let order: HashMap<&str, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.name.as_str(), i))
+        .collect();
+    diags.sort_by_key(|d| (order.get(d.file.as_str()).copied(), d.line));
+
+    let config = if diags.iter().any(|d| d.severity == Severity::Error) {
+        None
+    } else {
+        pools.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut advertisements = advertisements;
+        advertisements.sort_by(|a, b| a.name.cmp(&b.name));
+        Some(Config {
+            pools,
+            advertisements,
+        })
+    };
+    Report {
+        config,
+        diagnostics: diags,
+    }
+}
+
+/// Records `name` and reports a duplicate; true when the name is new.
+fn note_unique(
+    name: &str,
+    origin: &Origin,
+    kind: &'static str,
+    seen: &mut HashMap<String, Origin>,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    if let Some(first) = seen.get(name) {
+        Sink {
+            out: diags,
+            file: &origin.file,
+            kind: Some(kind),
+            name: Some(name),
+        }
+        .error(
+            Code::DuplicateName,
+            origin.line,
+            format!("duplicate name: another {kind} {name:?} is defined at {first}"),
+        );
+        false
+    } else {
+        seen.insert(name.to_string(), origin.clone());
+        true
+    }
+}
+
+fn object_name(raw_name: &Option<Located<String>>) -> Option<&str> {
+    raw_name
+        .as_ref()
+        .map(|n| n.value.as_str())
+        .filter(|n| !n.is_empty())
+}
+
+/// Checks one pool; returns it when its name is known (its other errors are recorded).
+fn check_pool(
+    file: &str,
+    raw: &RawPool,
+    diags: &mut Vec<Diagnostic>,
+    ranges: &mut Vec<RangeEntry>,
+) -> Option<Pool> {
+    let name = object_name(&raw.meta.name);
+    let mut sink = Sink {
+        out: diags,
+        file,
+        kind: Some(POOL),
+        name,
+    };
+    if name.is_none() {
+        sink.error(
+            Code::MissingName,
+            raw.meta.line,
+            "metadata.name is required",
+        );
+    }
+    let labels = check_labels(&raw.meta.labels, &mut sink);
+    let mut written = Vec::new();
+    match &raw.addresses {
+        Field::Absent => sink.error(
+            Code::NoAddresses,
+            raw.meta.line,
+            "spec.addresses is required",
+        ),
+        Field::Present(list) if list.value.is_empty() => sink.error(
+            Code::NoAddresses,
+            list.line,
+            "spec.addresses must not be empty",
+        ),
+        Field::Present(list) => {
+            for item in &list.value {
+                match net::parse_range(&item.value) {
+                    Ok(parsed) => {
+                        if parsed.host_bits_set {
+                            sink.warn(
+                                Code::HostBits,
+                                item.line,
+                                format!(
+                                    "{:?} has bits set past its prefix; it means {}",
+                                    item.value.trim(),
+                                    parsed.range
+                                ),
+                            );
+                        }
+                        ranges.push(RangeEntry {
+                            family: parsed.range.family,
+                            interval: parsed.range.interval,
+                            text: item.value.trim().to_string(),
+                            pool: name.unwrap_or_default().to_string(),
+                            file: file.to_string(),
+                            line: item.line,
+                        });
+                        written.push(parsed.range);
+                    }
+                    Err(e) => sink.error(Code::BadAddress, item.line, e.to_string()),
+                }
+            }
+        }
+        Field::Invalid => {}
+    }
+    let allocation = raw.allocation.as_ref().map(|a| {
+        let priority = match &a.priority {
+            Some(p) if p.value < 0 => {
+                sink.error(
+                    Code::BadSelector,
+                    p.line,
+                    format!(
+                        "serviceAllocation.priority must not be negative, found {}",
+                        p.value
+                    ),
+                );
+                0
+            }
+            Some(p) => p.value,
+            None => 0,
+        };
+        let mut namespaces: Vec<String> = Vec::new();
+        for ns in &a.namespaces {
+            if ns.value.is_empty() {
+                sink.error(
+                    Code::BadSelector,
+                    ns.line,
+                    "empty namespace in serviceAllocation.namespaces",
+                );
+            } else if namespaces.contains(&ns.value) {
+                sink.error(
+                    Code::DuplicateNamespace,
+                    ns.line,
+                    format!(
+                        "namespace {:?} is listed twice in serviceAllocation.namespaces",
+                        ns.value
+                    ),
+                );
+            } else {
+                namespaces.push(ns.value.clone());
+            }
+        }
+        ServiceAllocation {
+            priority,
+            namespaces,
+            namespace_selectors: check_selectors(
+                &a.namespace_selectors,
+                "serviceAllocation.namespaceSelectors",
+                &mut sink,
+            ),
+            service_selectors: check_selectors(
+                &a.service_selectors,
+                "serviceAllocation.serviceSelectors",
+                &mut sink,
+            ),
+        }
+    });
+    let set = |family: Family| {
+        IntervalSet::from_intervals(
+            written
+                .iter()
+                .filter(|r| r.family == family)
+                .map(|r| r.interval)
+                .collect(),
+        )
+    };
+    Some(Pool {
+        name: name?.to_string(),
+        labels,
+        v4: set(Family::V4),
+        v6: set(Family::V6),
+        ranges: written.clone(),
+        auto_assign: raw.auto_assign.unwrap_or(true),
+        avoid_buggy_ips: raw.avoid_buggy_ips.unwrap_or(false),
+        allocation,
+        origin: Origin {
+            file: file.to_string(),
+            line: raw.meta.name.as_ref().map_or(raw.meta.line, |n| n.line),
+        },
+    })
+}
+
+fn check_l2(
+    file: &str,
+    raw: &RawL2Advertisement,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<L2Advertisement> {
+    let name = object_name(&raw.meta.name);
+    let mut sink = Sink {
+        out: diags,
+        file,
+        kind: Some(L2),
+        name,
+    };
+    if name.is_none() {
+        sink.error(
+            Code::MissingName,
+            raw.meta.line,
+            "metadata.name is required",
+        );
+    }
+    check_labels(&raw.meta.labels, &mut sink);
+    let mut pools: Vec<String> = Vec::new();
+    for p in &raw.pools {
+        if pools.contains(&p.value) {
+            sink.error(
+                Code::DuplicatePoolRef,
+                p.line,
+                format!("pool {:?} is listed twice in ipAddressPools", p.value),
+            );
+        } else {
+            pools.push(p.value.clone());
+        }
+    }
+    let pool_selectors = check_selectors(&raw.pool_selectors, "ipAddressPoolSelectors", &mut sink);
+    let node_selectors = check_selectors(&raw.node_selectors, "nodeSelectors", &mut sink);
+    let mut interfaces: Vec<String> = Vec::new();
+    for i in &raw.interfaces {
+        let ok = !i.value.is_empty()
+            && i.value.len() <= 15
+            && !i
+                .value
+                .contains(|c: char| c == '/' || c.is_whitespace() || c == ':')
+            && i.value != "."
+            && i.value != "..";
+        if !ok {
+            sink.error(
+                Code::BadInterface,
+                i.line,
+                format!("{:?} is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)", i.value),
+            );
+        } else if interfaces.contains(&i.value) {
+            sink.error(
+                Code::BadInterface,
+                i.line,
+                format!("interface {:?} is listed twice", i.value),
+            );
+        } else {
+            interfaces.push(i.value.clone());
+        }
+    }
+    Some(L2Advertisement {
+        name: name?.to_string(),
+        pools,
+        pool_selectors,
+        node_selectors,
+        interfaces,
+        origin: Origin {
+            file: file.to_string(),
+            line: raw.meta.name.as_ref().map_or(raw.meta.line, |n| n.line),
+        },
+    })
+}
+
+fn check_labels(raw: &[(Located<String>, Located<String>)], sink: &mut Sink<'_>) -> Labels {
+    let mut labels = Labels::new();
+    for (k, v) in raw {
+        if let Err(why) = selector::check_key(&k.value) {
+            sink.error(Code::BadSelector, k.line, why);
+        } else if let Err(why) = selector::check_value(&v.value) {
+            sink.error(Code::BadSelector, v.line, why);
+        } else {
+            labels.insert(k.value.clone(), v.value.clone());
+        }
+    }
+    labels
+}
+
+fn check_selectors(raw: &[RawSelector], field: &str, sink: &mut Sink<'_>) -> Vec<LabelSelector> {
+    let mut out: Vec<LabelSelector> = Vec::new();
+    for r in raw {
+        let Some(sel) = check_selector(r, field, sink) else {
+            continue;
+        };
+        if out.contains(&sel) {
+            sink.error(
+                Code::DuplicateSelector,
+                r.line,
+                format!("duplicate selector in {field}: {sel}"),
+            );
+        } else {
+            out.push(sel);
+        }
+    }
+    out
+}
+
+/// Converts one selector; `None` when any part of it is malformed (the errors are recorded).
+fn check_selector(raw: &RawSelector, field: &str, sink: &mut Sink<'_>) -> Option<LabelSelector> {
+    let mut ok = true;
+    let mut sel = LabelSelector::default();
+    for (k, v) in &raw.match_labels {
+        let checked = selector::check_key(&k.value)
+            .map_err(|e| (k.line, e))
+            .and_then(|()| selector::check_value(&v.value).map_err(|e| (v.line, e)));
+        match checked {
+            Ok(()) => {
+                sel.match_labels.insert(k.value.clone(), v.value.clone());
+            }
+            Err((line, why)) => {
+                sink.error(
+                    Code::BadSelector,
+                    line,
+                    format!("in {field}.matchLabels: {why}"),
+                );
+                ok = false;
+            }
+        }
+    }
+    for e in &raw.match_expressions {
+        match check_requirement(e.key.as_deref(), e.operator.as_deref(), &e.values) {
+            Ok(req) if sel.match_expressions.contains(&req) => {
+                sink.error(
+                    Code::DuplicateSelector,
+                    e.line,
+                    format!("duplicate match expression in {field}: key {:?}", req.key),
+                );
+                ok = false;
+            }
+            Ok(req) => sel.match_expressions.push(req),
+            Err(why) => {
+                sink.error(
+                    Code::BadSelector,
+                    e.line,
+                    format!("in {field}.matchExpressions: {why}"),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(sel)
+}
+
+fn check_requirement(
+    key: Option<&str>,
+    operator: Option<&str>,
+    values: &[String],
+) -> Result<Requirement, String> {
+    let key = key.ok_or("key is required")?;
+    selector::check_key(key)?;
+    let op_text = operator.ok_or_else(|| format!("operator is required for key {key:?}"))?;
+    let operator = Operator::parse(op_text).ok_or_else(|| {
+        format!("unknown operator {op_text:?} for key {key:?} (In, NotIn, Exists or DoesNotExist)")
+    })?;
+    match operator {
+        Operator::In | Operator::NotIn if values.is_empty() => {
+            return Err(format!("operator {op_text} for key {key:?} needs values"));
+        }
+        Operator::Exists | Operator::DoesNotExist if !values.is_empty() => {
+            return Err(format!(
+                "operator {op_text} for key {key:?} takes no values"
+            ));
+        }
+        _ => {}
+    }
+    for v in values {
+        selector::check_value(v)?;
+    }
+    Ok(Requirement {
+        key: key.to_string(),
+        operator,
+        values: values.to_vec(),
+    })
+}
+
+/// Sorts every range and sweeps once: a range overlaps an earlier one exactly when it starts
+/// at or before the furthest end seen so far in its family. O(n log n).
+fn check_overlaps(mut ranges: Vec<RangeEntry>, diags: &mut Vec<Diagnostic>) {
+    ranges.sort_by(|a, b| {
+        (a.family, a.interval, &a.file, a.line).cmp(&(b.family, b.interval, &b.file, b.line))
+    });
+    let mut widest: Option<&RangeEntry> = None;
+    for r in &ranges {
+        if let Some(w) =
+            widest.filter(|w| w.family == r.family && r.interval.start <= w.interval.end)
+        {
+            Sink {
+                out: diags,
+                file: &r.file,
+                kind: Some(POOL),
+                name: Some(&r.pool).filter(|p| !p.is_empty()).map(String::as_str),
+            }
+            .error(
+                Code::Overlap,
+                r.line,
+                format!(
+                    "address range {} overlaps {} of {POOL} {:?} ({}:{})",
+                    r.text, w.text, w.pool, w.file, w.line
+                ),
+            );
+        }
+        if widest.is_none_or(|w| w.family != r.family || r.interval.end > w.interval.end) {
+            widest = Some(r);
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! `ferrolb-core`: the pure logic of ferrolb, shared by the CLI, the reconciler and the speaker.
+//!
+//! ```text
+//!  files ──load──▶ bytes ──config::parse_file──▶ raw objects ──config::validate──▶ Config
+//!                                                                                  │
+//!  Service manifests / Kubernetes ──(edge converts)──▶ allocation requests ──▶ allocator
+//! ```
+//!
+//! - [`yaml`]: a YAML tree that keeps the line of every node, with limits against hostile input.
+//! - [`net`]: addresses as `(Family, u128)` and ranges as sorted interval sets; nothing here ever
+//!   expands a range into a list, so a /64 costs what a /24 costs.
+//! - [`selector`]: Kubernetes label selectors.
+//! - [`config`]: MetalLB's `IPAddressPool` and `L2Advertisement`, read and validated as a whole set,
+//!   every error reported with file, line, object and value ([`diag`]).
+//! - [`load`]: the one place that reads files (std only, read-only, size-bounded).
+//!
+//! Invariants: this crate has no async runtime, no network, no Kubernetes or etcd client (a test
+//! checks its dependency tree), and nothing in it panics on input from outside.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod diag;
+pub mod load;
+pub mod net;
+pub mod selector;
+pub mod yaml;

@@ -1,0 +1,197 @@
+//! Reading configuration and manifest files from disk: the only module of `ferrolb-core` that
+//! touches the file system, and only to read. Parsing happens on the bytes elsewhere, so every
+//! reader can be tested without files.
+//!
+//! A path may be a file or a directory; directories are read recursively, in name order, taking
+//! `*.yaml` and `*.yml`. Entries whose names start with `.` are skipped: that leaves out `.git`
+//! and, in a mounted Kubernetes ConfigMap, the `..data` and `..2024_...` copies behind the
+//! visible symlinks, which would otherwise be read twice. Symbolic links are followed, with a
+//! depth limit and a set of visited directories so that loops end.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use crate::config::MAX_FILE_BYTES;
+
+/// Deepest directory nesting read below a given path.
+const MAX_DEPTH: usize = 32;
+
+/// A file's name (as the user would write it) and its bytes, at most `MAX_FILE_BYTES + 1` of them
+/// so that an oversized file is noticed without being read whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceFile {
+    /// The path, built from the path the user gave.
+    pub name: String,
+    /// The content (truncated after `MAX_FILE_BYTES + 1` bytes).
+    pub bytes: Vec<u8>,
+}
+
+/// A path that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {path}: {source}")]
+pub struct LoadError {
+    /// The path.
+    pub path: PathBuf,
+    /// Why.
+    #[source]
+    pub source: io::Error,
+}
+
+/// Reads every YAML file under `paths`.
+pub fn read_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<SourceFile>, LoadError> {
+    let mut out = Vec::new();
+    let mut visited = HashSet::new();
+    for p in paths {
+        let path = p.as_ref();
+        let meta = fs::metadata(path).map_err(|source| LoadError {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if meta.is_dir() {
+            read_dir(path, 0, &mut visited, &mut out)?;
+        } else {
+            out.push(read_file(path)?);
+        }
+    }
+    Ok(out)
+}
+
+fn is_yaml(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
+}
+
+fn read_dir(
+    dir: &Path,
+    depth: usize,
+    visited: &mut HashSet<PathBuf>,
+    out: &mut Vec<SourceFile>,
+) -> Result<(), LoadError> {
+    let err = |source| LoadError {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let canonical = fs::canonicalize(dir).map_err(err)?;
+    if depth > MAX_DEPTH || !visited.insert(canonical) {
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(err)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
+    entries.sort();
+    for path in entries {
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_none_or(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        // A dangling symlink or a file removed meanwhile is not an error: skip it.
+        let Ok(meta) = fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            read_dir(&path, depth + 1, visited, out)?;
+        } else if meta.is_file() && is_yaml(&path) {
+            match read_file(&path) {
+                Ok(f) => out.push(f),
+                Err(e) if e.source.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_file(path: &Path) -> Result<SourceFile, LoadError> {
+    let err = |source| LoadError {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = fs::File::open(path).map_err(err)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(err)?;
+    Ok(SourceFile {
+        name: path.display().to_string(),
+        bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(files: &[SourceFile]) -> Vec<String> {
+        files
+            .iter()
+            .map(|f| {
+                Path::new(&f.name)
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reads_yaml_recursively_in_name_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        fs::write(dir.path().join("b.yaml"), "b").expect("write");
+        fs::write(dir.path().join("a.yml"), "a").expect("write");
+        fs::write(dir.path().join("notes.txt"), "x").expect("write");
+        fs::write(dir.path().join("sub/c.yaml"), "c").expect("write");
+        let files = read_paths(&[dir.path()]).expect("read");
+        assert_eq!(names(&files), ["a.yml", "b.yaml", "c.yaml"]);
+    }
+
+    #[test]
+    fn configmap_mount_is_read_once() {
+        // The layout kubelet writes: ..<timestamp>/ holds the files, ..data points at it, and
+        // each visible name is a symlink through ..data.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        fs::create_dir(d.join("..2026_11_29_01_00_00.1")).expect("mkdir");
+        fs::write(d.join("..2026_11_29_01_00_00.1/pools.yaml"), "p").expect("write");
+        std::os::unix::fs::symlink("..2026_11_29_01_00_00.1", d.join("..data")).expect("link");
+        std::os::unix::fs::symlink("..data/pools.yaml", d.join("pools.yaml")).expect("link");
+        let files = read_paths(&[d]).expect("read");
+        assert_eq!(names(&files), ["pools.yaml"]);
+        assert_eq!(files[0].bytes, b"p");
+    }
+
+    #[test]
+    fn symlink_loops_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(dir.path().join("a")).expect("mkdir");
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("a/loop")).expect("link");
+        fs::write(dir.path().join("a/x.yaml"), "x").expect("write");
+        let files = read_paths(&[dir.path()]).expect("read");
+        assert_eq!(names(&files), ["x.yaml"]);
+    }
+
+    #[test]
+    fn missing_path_is_an_error() {
+        let err = read_paths(&["/nonexistent/ferrolb/pools"]).expect_err("missing");
+        assert_eq!(err.source.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn oversized_file_is_read_only_past_the_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big.yaml");
+        fs::write(&path, vec![b'#'; MAX_FILE_BYTES + 4096]).expect("write");
+        let files = read_paths(&[&path]).expect("read");
+        assert_eq!(files[0].bytes.len(), MAX_FILE_BYTES + 1);
+    }
+}

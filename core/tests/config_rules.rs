@@ -1,0 +1,421 @@
+//! One case per validation rule: a small file, and the diagnostic (rule, severity, line) it must
+//! produce. Golden tests pin the exact message texts users see.
+
+use ferrolb_core::config::{self, Report};
+use ferrolb_core::diag::{Code, Severity};
+use ferrolb_core::net::Family;
+
+const HEAD: &str = "apiVersion: metallb.io/v1beta1\n";
+
+fn load_one(text: &str) -> Report {
+    config::load([("pools.yaml", text.as_bytes())])
+}
+
+fn pool(name: &str, addresses: &[&str]) -> String {
+    let mut s =
+        format!("{HEAD}kind: IPAddressPool\nmetadata:\n  name: {name}\nspec:\n  addresses:\n");
+    for a in addresses {
+        s.push_str(&format!("    - {a}\n"));
+    }
+    s
+}
+
+const L2_ALL: &str =
+    "---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: all\n";
+
+/// (description, file text, expected rule, severity, line)
+fn cases() -> Vec<(&'static str, String, Code, Severity, u32)> {
+    use Code::*;
+    use Severity::*;
+    vec![
+        (
+            "missing name",
+            format!("{HEAD}kind: IPAddressPool\nspec:\n  addresses: [10.0.0.0/24]\n{L2_ALL}"),
+            MissingName,
+            Error,
+            1,
+        ),
+        (
+            "missing addresses",
+            format!("{HEAD}kind: IPAddressPool\nmetadata:\n  name: a\nspec: {{}}\n{L2_ALL}"),
+            NoAddresses,
+            Error,
+            1,
+        ),
+        (
+            "empty addresses",
+            format!(
+                "{HEAD}kind: IPAddressPool\nmetadata:\n  name: a\nspec:\n  addresses: []\n{L2_ALL}"
+            ),
+            NoAddresses,
+            Error,
+            6,
+        ),
+        (
+            "unparsable address",
+            pool("a", &["10.0.0.256/24"]) + L2_ALL,
+            BadAddress,
+            Error,
+            7,
+        ),
+        (
+            "prefix too long",
+            pool("a", &["10.0.0.0/33"]) + L2_ALL,
+            BadAddress,
+            Error,
+            7,
+        ),
+        (
+            "ipv6 prefix too long",
+            pool("a", &["fd00::/129"]) + L2_ALL,
+            BadAddress,
+            Error,
+            7,
+        ),
+        (
+            "range start after end",
+            pool("a", &["10.0.0.9-10.0.0.1"]) + L2_ALL,
+            BadAddress,
+            Error,
+            7,
+        ),
+        (
+            "range mixing families",
+            pool("a", &["10.0.0.1-fd00::1"]) + L2_ALL,
+            BadAddress,
+            Error,
+            7,
+        ),
+        (
+            "bare address",
+            pool("a", &["10.0.0.1"]) + L2_ALL,
+            BadAddress,
+            Error,
+            7,
+        ),
+        (
+            "host bits set",
+            pool("a", &["10.0.0.5/24"]) + L2_ALL,
+            HostBits,
+            Warning,
+            7,
+        ),
+        (
+            "duplicate pool names in one file",
+            pool("a", &["10.0.0.0/24"]) + "---\n" + &pool("a", &["10.0.1.0/24"]) + L2_ALL,
+            DuplicateName,
+            Error,
+            12,
+        ),
+        (
+            "overlap within one pool",
+            pool("a", &["10.0.0.0/24", "10.0.0.128/25"]) + L2_ALL,
+            Overlap,
+            Error,
+            8,
+        ),
+        (
+            "overlap across pools",
+            pool("a", &["10.0.0.0/24"]) + "---\n" + &pool("b", &["10.0.0.200-10.0.1.5"]) + L2_ALL,
+            Overlap,
+            Error,
+            15,
+        ),
+        (
+            "ipv6 overlap",
+            pool("a", &["fd00::/64"]) + "---\n" + &pool("b", &["fd00::1:0/112"]) + L2_ALL,
+            Overlap,
+            Error,
+            15,
+        ),
+        (
+            "duplicate namespaces",
+            pool("a", &["10.0.0.0/24"]) + "  serviceAllocation:\n    namespaces: [x, x]\n" + L2_ALL,
+            DuplicateNamespace,
+            Error,
+            9,
+        ),
+        (
+            "duplicate namespace selectors",
+            pool("a", &["10.0.0.0/24"])
+                + "  serviceAllocation:\n    namespaceSelectors:\n      - matchLabels: {t: a}\n      - matchLabels: {t: a}\n"
+                + L2_ALL,
+            DuplicateSelector,
+            Error,
+            11,
+        ),
+        (
+            "duplicate match expressions",
+            pool("a", &["10.0.0.0/24"])
+                + "  serviceAllocation:\n    serviceSelectors:\n      - matchExpressions:\n          - {key: k, operator: Exists}\n          - {key: k, operator: Exists}\n"
+                + L2_ALL,
+            DuplicateSelector,
+            Error,
+            12,
+        ),
+        (
+            "In without values",
+            pool("a", &["10.0.0.0/24"])
+                + "  serviceAllocation:\n    serviceSelectors:\n      - matchExpressions:\n          - {key: k, operator: In}\n"
+                + L2_ALL,
+            BadSelector,
+            Error,
+            11,
+        ),
+        (
+            "Exists with values",
+            pool("a", &["10.0.0.0/24"])
+                + "  serviceAllocation:\n    serviceSelectors:\n      - matchExpressions:\n          - {key: k, operator: Exists, values: [v]}\n"
+                + L2_ALL,
+            BadSelector,
+            Error,
+            11,
+        ),
+        (
+            "unknown operator",
+            pool("a", &["10.0.0.0/24"])
+                + "  serviceAllocation:\n    serviceSelectors:\n      - matchExpressions:\n          - {key: k, operator: Near, values: [v]}\n"
+                + L2_ALL,
+            BadSelector,
+            Error,
+            11,
+        ),
+        (
+            "malformed label key",
+            pool("a", &["10.0.0.0/24"])
+                + "  serviceAllocation:\n    serviceSelectors:\n      - matchLabels: {\"-bad\": x}\n"
+                + L2_ALL,
+            BadSelector,
+            Error,
+            10,
+        ),
+        (
+            "negative priority",
+            pool("a", &["10.0.0.0/24"]) + "  serviceAllocation:\n    priority: -1\n" + L2_ALL,
+            BadSelector,
+            Error,
+            9,
+        ),
+        (
+            "duplicate ipAddressPools entries",
+            pool("a", &["10.0.0.0/24"]) + L2_ALL + "spec:\n  ipAddressPools: [a, a]\n",
+            DuplicatePoolRef,
+            Error,
+            14,
+        ),
+        (
+            "addresses written as a string",
+            format!(
+                "{HEAD}kind: IPAddressPool\nmetadata:\n  name: a\nspec:\n  addresses: 10.0.0.0/24\n{L2_ALL}"
+            ),
+            Type,
+            Error,
+            6,
+        ),
+        (
+            "autoAssign that is not a boolean",
+            pool("a", &["10.0.0.0/24"]) + "  autoAssign: maybe\n" + L2_ALL,
+            Type,
+            Error,
+            8,
+        ),
+        (
+            "yaml syntax error",
+            pool("a", &["[10.0.0.0/24"]),
+            Syntax,
+            Error,
+            8,
+        ),
+        (
+            "advertisement naming a missing pool",
+            pool("a", &["10.0.0.0/24"]) + L2_ALL + "spec:\n  ipAddressPools: [a, ghost]\n",
+            UnknownPool,
+            Warning,
+            14,
+        ),
+        (
+            "pool no advertisement covers",
+            pool("a", &["10.0.0.0/24"]),
+            UncoveredPool,
+            Warning,
+            4,
+        ),
+        (
+            "configmap is skipped",
+            pool("a", &["10.0.0.0/24"])
+                + L2_ALL
+                + "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+            Skipped,
+            Warning,
+            14,
+        ),
+        (
+            "bgp kinds are skipped",
+            pool("a", &["10.0.0.0/24"])
+                + L2_ALL
+                + "---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata:\n  name: x\n",
+            Skipped,
+            Warning,
+            14,
+        ),
+        (
+            "wrong apiVersion",
+            "apiVersion: metallb.io/v1alpha1\nkind: IPAddressPool\nmetadata:\n  name: a\n"
+                .to_string(),
+            ApiVersion,
+            Error,
+            1,
+        ),
+        (
+            "unknown spec field",
+            pool("a", &["10.0.0.0/24"]) + "  autoassign: false\n" + L2_ALL,
+            UnknownField,
+            Warning,
+            8,
+        ),
+        (
+            "bad interface name",
+            pool("a", &["10.0.0.0/24"]) + L2_ALL + "spec:\n  interfaces: [\"eth 0\"]\n",
+            BadInterface,
+            Error,
+            14,
+        ),
+        (
+            "binary garbage",
+            "\u{0}\u{1}\u{2}garbage".to_string(),
+            Syntax,
+            Error,
+            1,
+        ),
+    ]
+}
+
+#[test]
+fn every_rule_reports_its_diagnostic_on_the_right_line() {
+    for (what, text, code, severity, line) in cases() {
+        let report = load_one(&text);
+        let found: Vec<_> = report
+            .diagnostics
+            .iter()
+            .map(|d| (d.code, d.severity, d.line))
+            .collect();
+        assert!(
+            found.contains(&(code, severity, line)),
+            "{what}: expected {code:?} {severity:?} at line {line}, got {:#?}",
+            report.diagnostics
+        );
+        assert_eq!(
+            report.config.is_some(),
+            severity == Severity::Warning,
+            "{what}: a config comes back exactly when there is no error"
+        );
+    }
+}
+
+#[test]
+fn the_same_files_without_the_fault_are_clean() {
+    let report = load_one(&(pool("a", &["10.0.0.0/24", "fd00::/64"]) + L2_ALL));
+    assert!(report.diagnostics.is_empty(), "{:#?}", report.diagnostics);
+    let config = report.config.expect("valid");
+    let a = config.pool("a").expect("pool a");
+    assert_eq!(a.size(Family::V4), 256);
+    assert_eq!(a.size(Family::V6), 1u128 << 64);
+    assert!(a.auto_assign && !a.avoid_buggy_ips);
+}
+
+#[test]
+fn every_error_is_reported_not_just_the_first() {
+    let text = pool("a", &["10.0.0.300/24", "10.0.0.0/33", "nonsense"]) + L2_ALL;
+    let report = load_one(&text);
+    let lines: Vec<u32> = report.errors().map(|d| d.line).collect();
+    assert_eq!(lines, [7, 8, 9]);
+}
+
+#[test]
+fn duplicate_pool_names_across_files_are_an_error() {
+    let a = pool("same", &["10.0.0.0/24"]) + L2_ALL;
+    let b = pool("same", &["10.0.1.0/24"]);
+    let report = config::load([("a.yaml", a.as_bytes()), ("b.yaml", b.as_bytes())]);
+    let d = report.errors().next().expect("an error");
+    assert_eq!(
+        (d.code, d.file.as_str(), d.line),
+        (Code::DuplicateName, "b.yaml", 4)
+    );
+}
+
+#[test]
+fn oversized_files_are_refused() {
+    let big = vec![b'#'; config::MAX_FILE_BYTES + 1];
+    let report = config::load([("big.yaml", big.as_slice())]);
+    assert_eq!(report.errors().next().map(|d| d.code), Some(Code::File));
+}
+
+#[test]
+fn invalid_utf8_is_refused_with_its_line() {
+    let bytes = b"a: 1\nb: \xff\xfe\n";
+    let report = config::load([("bin.yaml", bytes.as_slice())]);
+    let d = report.errors().next().expect("error");
+    assert_eq!((d.code, d.line), (Code::File, 2));
+}
+
+#[test]
+fn alias_bomb_is_refused() {
+    let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+        text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    let report = load_one(&text);
+    assert_eq!(report.errors().next().map(|d| d.code), Some(Code::Syntax));
+}
+
+#[test]
+fn advertisement_selectors_and_defaults_decide_coverage() {
+    let text = format!(
+        "{}  labels: {{}}\n---\n{}{}",
+        pool("plain", &["10.0.0.0/24"]).replace(
+            "metadata:\n  name: plain\n",
+            "metadata:\n  name: plain\n  labels:\n    tier: web\n"
+        ),
+        pool("other", &["10.0.1.0/24"]),
+        "---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: web\nspec:\n  ipAddressPoolSelectors:\n    - matchLabels: {tier: web}\n"
+    );
+    let report = load_one(&text);
+    let uncovered: Vec<_> = report
+        .warnings()
+        .filter(|d| d.code == Code::UncoveredPool)
+        .map(|d| d.name.clone())
+        .collect();
+    assert_eq!(uncovered, [Some("other".to_string())]);
+}
+
+#[test]
+fn golden_messages() {
+    let home = pool("home", &["10.0.0.0/24"]) + L2_ALL;
+    let lab = format!(
+        "{HEAD}kind: IPAddressPool\nmetadata:\n  name: lab\nspec:\n  addresses:\n    - 10.0.1.0/24\n    - 10.0.0.128/25\n  autoAssign: maybe\n"
+    );
+    let report = config::load([
+        ("pools/home.yaml", home.as_bytes()),
+        ("pools/lab.yaml", lab.as_bytes()),
+    ]);
+    let text: Vec<String> = report.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        text,
+        [
+            r#"pools/lab.yaml:8: error: IPAddressPool "lab": address range 10.0.0.128/25 overlaps 10.0.0.0/24 of IPAddressPool "home" (pools/home.yaml:7)"#,
+            r#"pools/lab.yaml:9: error: IPAddressPool "lab": autoAssign must be true or false, found "maybe""#,
+        ]
+    );
+    let bad = pool("x", &["10.0.0.1", "10.0.0.0/33", "10.0.0.9 - 10.0.0.1"]);
+    let report = load_one(&(bad + L2_ALL));
+    let text: Vec<String> = report.errors().map(ToString::to_string).collect();
+    assert_eq!(
+        text,
+        [
+            r#"pools.yaml:7: error: IPAddressPool "x": "10.0.0.1" is a single address: write it as 10.0.0.1/32"#,
+            r#"pools.yaml:8: error: IPAddressPool "x": invalid prefix length in "10.0.0.0/33": must be 0 to 32"#,
+            r#"pools.yaml:9: error: IPAddressPool "x": invalid address range "10.0.0.9 - 10.0.0.1": start is after end"#,
+        ]
+    );
+}

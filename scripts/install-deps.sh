@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that building and testing ferrolb need, when they are missing.
+# Safe to run again: it installs nothing when everything is present. Needs root (or sudo).
+set -euo pipefail
+
+packages=(
+  pkg-config      # openssl-sys, libgit2-sys
+  libssl-dev
+  protobuf-compiler  # etcd-client's build
+  libprotobuf-dev
+  git
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,28 @@
+//! `ferrolb`, the operator CLI: `validate` and `plan` for pool repositories' CI.
+
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// ferrolb: layer-2 load balancer for bare-metal Kubernetes (MetalLB-compatible configuration).
+#[derive(Debug, Parser)]
+#[command(name = "ferrolb", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check IPAddressPool and L2Advertisement files (exit 0 valid, 1 invalid, 2 unreadable).
+    Validate(validate::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate(args) => validate::run(&args),
+    }
+}

@@ -1,0 +1,140 @@
+//! `ferrolb validate` as a pool repository's CI runs it: exit codes, text and JSON output.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ferrolb(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferrolb"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run ferrolb")
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).expect("write");
+}
+
+const POOL: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: home\nspec:\n  addresses: [10.0.0.0/24, fd00::/64]\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: all\n";
+
+#[test]
+fn examples_are_valid_even_under_strict() {
+    let out = ferrolb(&["validate", "--strict", "examples/pools"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.is_empty(), "no diagnostics expected: {stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("valid: 7 pools"));
+}
+
+#[test]
+fn every_example_file_is_valid_on_its_own() {
+    for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pools"))
+        .expect("examples")
+    {
+        let path = entry.expect("entry").path();
+        let out = ferrolb(&["validate", path.to_str().expect("utf-8 path")]);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn invalid_configuration_exits_1_with_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "a.yaml", POOL);
+    write(
+        dir.path(),
+        "b.yaml",
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: lab\nspec:\n  addresses:\n    - 10.0.0.128/25\n",
+    );
+    let out = ferrolb(&["validate", dir.path().to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("b.yaml:7: error: IPAddressPool \"lab\": address range 10.0.0.128/25 overlaps 10.0.0.0/24"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("invalid: 1 error"));
+}
+
+#[test]
+fn warnings_fail_only_under_strict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "a.yaml",
+        &(POOL.to_string() + "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n"),
+    );
+    let path = dir.path().to_str().expect("path");
+    assert_eq!(ferrolb(&["validate", path]).status.code(), Some(0));
+    assert_eq!(
+        ferrolb(&["validate", "--strict", path]).status.code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn unreadable_paths_and_usage_errors_exit_2() {
+    assert_eq!(
+        ferrolb(&["validate", "/nonexistent/pools"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(ferrolb(&["validate"]).status.code(), Some(2));
+    assert_eq!(
+        ferrolb(&["validate", "--format", "xml", "x"]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn json_output_is_the_only_thing_on_stdout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "a.yaml",
+        &(POOL.to_string() + "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n"),
+    );
+    let out = ferrolb(&[
+        "validate",
+        "--format",
+        "json",
+        dir.path().to_str().expect("path"),
+    ]);
+    assert!(out.status.success());
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(doc["valid"], true);
+    assert_eq!(doc["errors"].as_array().map(Vec::len), Some(0));
+    assert_eq!(doc["warnings"][0]["kind"], "ConfigMap");
+    assert_eq!(doc["warnings"][0]["line"], 13);
+    assert_eq!(doc["pools"][0]["name"], "home");
+    assert_eq!(doc["pools"][0]["ipv4_addresses"], "256");
+    assert_eq!(doc["pools"][0]["ipv6_addresses"], "18446744073709551616");
+    assert!(!out.stderr.is_empty(), "the warning also goes to stderr");
+}
+
+#[test]
+fn json_output_of_an_invalid_set_lists_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "a.yaml",
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: x\nspec:\n  addresses: 10.0.0.0/24\n",
+    );
+    let out = ferrolb(&[
+        "validate",
+        "--format",
+        "json",
+        dir.path().to_str().expect("path"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["valid"], false);
+    assert_eq!(doc["errors"][0]["line"], 6);
+    assert_eq!(doc["errors"][0]["name"], "x");
+    assert_eq!(doc["errors"][0]["code"], "type");
+}
