@@ -12,12 +12,12 @@ const POOL: &str = "IPAddressPool";
 const L2: &str = "L2Advertisement";
 
 /// One address range with where it came from, for the overlap sweep.
-struct RangeEntry {
+struct RangeEntry<'a> {
     family: Family,
     interval: Interval,
-    text: String,
-    pool: String,
-    file: String,
+    text: &'a str,
+    pool: &'a str,
+    file: &'a str,
     line: u32,
 }
 
@@ -154,11 +154,11 @@ fn object_name(raw_name: &Option<Located<String>>) -> Option<&str> {
 }
 
 /// Checks one pool; returns it when its name is known (its other errors are recorded).
-fn check_pool(
-    file: &str,
-    raw: &RawPool,
+fn check_pool<'a>(
+    file: &'a str,
+    raw: &'a RawPool,
     diags: &mut Vec<Diagnostic>,
-    ranges: &mut Vec<RangeEntry>,
+    ranges: &mut Vec<RangeEntry<'a>>,
 ) -> Option<Pool> {
     let name = object_name(&raw.meta.name);
     let mut sink = Sink {
@@ -205,9 +205,9 @@ fn check_pool(
                         ranges.push(RangeEntry {
                             family: parsed.range.family,
                             interval: parsed.range.interval,
-                            text: item.value.trim().to_string(),
-                            pool: name.unwrap_or_default().to_string(),
-                            file: file.to_string(),
+                            text: item.value.trim(),
+                            pool: name.unwrap_or_default(),
+                            file,
                             line: item.line,
                         });
                         written.push(parsed.range);
@@ -284,7 +284,7 @@ fn check_pool(
         labels,
         v4: set(Family::V4),
         v6: set(Family::V6),
-        ranges: written.clone(),
+        ranges: written,
         auto_assign: raw.auto_assign.unwrap_or(true),
         avoid_buggy_ips: raw.avoid_buggy_ips.unwrap_or(false),
         allocation,
@@ -480,9 +480,9 @@ fn check_requirement(
 
 /// Sorts every range and sweeps once: a range overlaps an earlier one exactly when it starts
 /// at or before the furthest end seen so far in its family. O(n log n).
-fn check_overlaps(mut ranges: Vec<RangeEntry>, diags: &mut Vec<Diagnostic>) {
+fn check_overlaps(mut ranges: Vec<RangeEntry<'_>>, diags: &mut Vec<Diagnostic>) {
     ranges.sort_by(|a, b| {
-        (a.family, a.interval, &a.file, a.line).cmp(&(b.family, b.interval, &b.file, b.line))
+        (a.family, a.interval, a.file, a.line).cmp(&(b.family, b.interval, b.file, b.line))
     });
     let mut widest: Option<&RangeEntry> = None;
     for r in &ranges {
@@ -491,9 +491,9 @@ fn check_overlaps(mut ranges: Vec<RangeEntry>, diags: &mut Vec<Diagnostic>) {
         {
             Sink {
                 out: diags,
-                file: &r.file,
+                file: r.file,
                 kind: Some(POOL),
-                name: Some(&r.pool).filter(|p| !p.is_empty()).map(String::as_str),
+                name: Some(r.pool).filter(|p| !p.is_empty()),
             }
             .error(
                 Code::Overlap,
