@@ -24,7 +24,10 @@ fn generate(pools: usize) -> Vec<(String, String)> {
                 text.push_str(&format!("    - {ip}/28\n"));
             } else {
                 let base = 0x0a00_0000u32 + n * 16;
-                let (a, b) = (std::net::Ipv4Addr::from(base), std::net::Ipv4Addr::from(base + 9));
+                let (a, b) = (
+                    std::net::Ipv4Addr::from(base),
+                    std::net::Ipv4Addr::from(base + 9),
+                );
                 text.push_str(&format!("    - {a} - {b}\n"));
             }
         }
@@ -32,7 +35,9 @@ fn generate(pools: usize) -> Vec<(String, String)> {
             files.push((format!("pools-{p}.yaml"), std::mem::take(&mut text)));
         }
     }
-    text.push_str("---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: all\n");
+    text.push_str(
+        "---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: all\n",
+    );
     files.push(("ads.yaml".to_string(), text));
     files
 }
@@ -45,9 +50,13 @@ fn bench(c: &mut Criterion) {
         let report = config::load(files.iter().map(|(n, t)| (n.as_str(), t.as_bytes())));
         assert!(report.config.is_some(), "{:?}", report.diagnostics.first());
         group.throughput(Throughput::Elements((pools * 10) as u64));
-        group.bench_with_input(BenchmarkId::new("ranges", pools * 10), &files, |b, files| {
-            b.iter(|| config::load(files.iter().map(|(n, t)| (n.as_str(), t.as_bytes()))))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("ranges", pools * 10),
+            &files,
+            |b, files| {
+                b.iter(|| config::load(files.iter().map(|(n, t)| (n.as_str(), t.as_bytes()))))
+            },
+        );
     }
     group.finish();
 }

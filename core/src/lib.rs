@@ -12,6 +12,8 @@
 //! - [`selector`]: Kubernetes label selectors.
 //! - [`config`]: MetalLB's `IPAddressPool` and `L2Advertisement`, read and validated as a whole set,
 //!   every error reported with file, line, object and value ([`diag`]).
+//! - [`alloc`]: the allocator, MetalLB's rules over interval free-space, O(log n) per Service.
+//! - [`service`]: `v1` Service (and Namespace) manifests read into allocation requests.
 //! - [`load`]: the one place that reads files (std only, read-only, size-bounded).
 //!
 //! Invariants: this crate has no async runtime, no network, no Kubernetes or etcd client (a test
@@ -19,9 +21,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alloc;
 pub mod config;
 pub mod diag;
 pub mod load;
 pub mod net;
 pub mod selector;
+pub mod service;
 pub mod yaml;

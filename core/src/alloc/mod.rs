@@ -1,0 +1,643 @@
+//! The allocator: which address each `type: LoadBalancer` Service gets, by MetalLB's rules.
+//!
+//! The state is per pool and family a [`FreeSpace`] (free intervals) plus who holds each
+//! address. Every operation costs O(log n) in intervals and holders, never a scan of the pool or
+//! of all Services, so the reconciler can settle one Service per watch event.
+//!
+//! Order of choice for a Service:
+//! 1. addresses it asks for (`metallb.io/loadBalancerIPs` or `spec.loadBalancerIP`), from any
+//!    pool that serves it, whether `autoAssign` or not;
+//! 2. else the pool named by `metallb.io/address-pool`, whether `autoAssign` or not;
+//! 3. else the `autoAssign` pools whose `serviceAllocation` matches it, by priority then name;
+//! 4. else any `autoAssign` pool without `serviceAllocation`, by name.
+//!
+//! A pool with `serviceAllocation` serves only the Services it matches, in every step.
+//! Addresses a Service already holds are kept while still valid; [`Allocator::allocate_all`]
+//! settles holders first, then the others by creation time, namespace and name, so the result
+//! never depends on the order of its input.
+
+mod free;
+mod request;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+
+pub use free::FreeSpace;
+pub use request::{ANNOTATION_PREFIXES, FamilyPolicy, Port, ServiceKey, ServiceRequest, Sharing};
+
+use crate::config::{Config, Pool};
+use crate::net::{self, Family};
+
+/// What became of a Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It holds these addresses (primary family first), all from `pool`.
+    Allocated {
+        /// The addresses.
+        ips: Vec<IpAddr>,
+        /// The pool they come from.
+        pool: String,
+    },
+    /// It waits for an address, for the reason given.
+    Pending {
+        /// Why, in words for people.
+        reason: String,
+    },
+    /// It is not ferrolb's to serve.
+    Ignored {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// The addresses, when allocated.
+    pub fn ips(&self) -> &[IpAddr] {
+        match self {
+            Outcome::Allocated { ips, .. } => ips,
+            _ => &[],
+        }
+    }
+
+    /// The pool, when allocated.
+    pub fn pool(&self) -> Option<&str> {
+        match self {
+            Outcome::Allocated { pool, .. } => Some(pool),
+            _ => None,
+        }
+    }
+}
+
+/// The outcome for one Service and what it held before.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// The Service.
+    pub key: ServiceKey,
+    /// What became of it.
+    pub outcome: Outcome,
+    /// The addresses it held before (from the allocator, or its status).
+    pub previous: Vec<IpAddr>,
+}
+
+impl Decision {
+    /// True when a Service ferrolb serves held addresses and now holds others (or none).
+    pub fn moved(&self) -> bool {
+        !matches!(self.outcome, Outcome::Ignored { .. })
+            && !self.previous.is_empty()
+            && self.previous != self.outcome.ips()
+    }
+}
+
+/// Use of one pool in one family.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// The pool.
+    pub pool: String,
+    /// The family.
+    pub family: Family,
+    /// Addresses held by at least one Service.
+    pub in_use: u128,
+    /// Addresses the pool can hand out.
+    pub total: u128,
+}
+
+#[derive(Clone, Debug)]
+struct PoolState {
+    free: [FreeSpace; 2],
+    in_use: [u128; 2],
+}
+
+#[derive(Clone, Debug)]
+struct Held {
+    ips: Vec<IpAddr>,
+    pool: String,
+    sharing: Sharing,
+}
+
+fn slot(family: Family) -> usize {
+    match family {
+        Family::V4 => 0,
+        Family::V6 => 1,
+    }
+}
+
+/// Allocation state for one configuration. A new configuration means a new allocator, seeded
+/// again from the Services' current addresses.
+#[derive(Clone, Debug)]
+pub struct Allocator {
+    config: Config,
+    lb_class: Option<String>,
+    pools: HashMap<String, PoolState>,
+    /// Every pool range `(family, start, end, pool index)`, sorted, for "which pool holds ip".
+    index: Vec<(Family, u128, u128, usize)>,
+    holders: HashMap<IpAddr, Vec<Sharing>>,
+    held: HashMap<ServiceKey, Held>,
+    /// Addresses held under each `allow-shared-ip` key.
+    shared: HashMap<String, BTreeSet<IpAddr>>,
+}
+
+impl Allocator {
+    /// An allocator with every address free. With `lb_class`, only Services of that
+    /// `loadBalancerClass` are served; without, only Services without a class.
+    pub fn new(config: Config, lb_class: Option<String>) -> Self {
+        let pools = config
+            .pools
+            .iter()
+            .map(|p| {
+                let state = PoolState {
+                    free: [
+                        FreeSpace::new(Family::V4, &p.v4, p.avoid_buggy_ips),
+                        FreeSpace::new(Family::V6, &p.v6, p.avoid_buggy_ips),
+                    ],
+                    in_use: [0, 0],
+                };
+                (p.name.clone(), state)
+            })
+            .collect();
+        let mut index: Vec<_> = config
+            .pools
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| {
+                Family::ALL.into_iter().flat_map(move |f| {
+                    p.set(f)
+                        .intervals()
+                        .iter()
+                        .map(move |iv| (f, iv.start, iv.end, i))
+                })
+            })
+            .collect();
+        index.sort_unstable();
+        Allocator {
+            config,
+            lb_class,
+            pools,
+            index,
+            holders: HashMap::new(),
+            held: HashMap::new(),
+            shared: HashMap::new(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The pool holding `ip`, if any (pools never overlap).
+    pub fn pool_of(&self, ip: IpAddr) -> Option<&Pool> {
+        let family = Family::of(ip);
+        let n = net::to_u128(ip);
+        let i = self
+            .index
+            .partition_point(|&(f, _, end, _)| (f, end) < (family, n));
+        let &(f, start, _, pool) = self.index.get(i)?;
+        (f == family && start <= n).then(|| &self.config.pools[pool])
+    }
+
+    /// The Services holding `ip`.
+    pub fn holders(&self, ip: IpAddr) -> impl Iterator<Item = &ServiceKey> {
+        self.holders.get(&ip).into_iter().flatten().map(|s| &s.key)
+    }
+
+    /// The addresses and pool a Service holds.
+    pub fn held(&self, key: &ServiceKey) -> Option<(&[IpAddr], &str)> {
+        self.held
+            .get(key)
+            .map(|h| (h.ips.as_slice(), h.pool.as_str()))
+    }
+
+    /// Use of every pool per family, pools by name, IPv4 first; families a pool lacks are left out.
+    pub fn usage(&self) -> Vec<PoolUsage> {
+        let mut out = Vec::new();
+        for p in &self.config.pools {
+            for f in Family::ALL {
+                let total = p.size(f);
+                if total == 0 {
+                    continue;
+                }
+                out.push(PoolUsage {
+                    pool: p.name.clone(),
+                    family: f,
+                    in_use: self.pools.get(&p.name).map_or(0, |s| s.in_use[slot(f)]),
+                    total,
+                });
+            }
+        }
+        out
+    }
+
+    /// Settles every Service: holders first, then the rest by creation time, namespace and
+    /// name. Decisions come back in input order.
+    pub fn allocate_all(&mut self, requests: &[ServiceRequest]) -> Vec<Decision> {
+        let mut order: Vec<usize> = (0..requests.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (ra, rb) = (&requests[a], &requests[b]);
+            let waits =
+                |r: &ServiceRequest| r.current.is_empty() && !self.held.contains_key(&r.key);
+            (waits(ra), &ra.created, &ra.key).cmp(&(waits(rb), &rb.created, &rb.key))
+        });
+        let mut decisions: Vec<Option<Decision>> = vec![None; requests.len()];
+        for i in order {
+            decisions[i] = Some(self.settle(&requests[i]));
+        }
+        decisions.into_iter().flatten().collect()
+    }
+
+    /// Decides one Service against the current state, keeping what it holds when still valid.
+    pub fn settle(&mut self, req: &ServiceRequest) -> Decision {
+        let previous = match self.release(&req.key) {
+            Some(ips) => ips,
+            None => req.current.clone(),
+        };
+        let outcome = self.decide(req, &previous);
+        if let Outcome::Allocated { ips, pool } = &outcome {
+            self.reserve(req, ips, pool);
+        }
+        Decision {
+            key: req.key.clone(),
+            outcome,
+            previous,
+        }
+    }
+
+    /// Forgets a Service (deleted, or no longer ferrolb's), freeing what only it held.
+    pub fn release(&mut self, key: &ServiceKey) -> Option<Vec<IpAddr>> {
+        let held = self.held.remove(key)?;
+        for ip in &held.ips {
+            let Some(list) = self.holders.get_mut(ip) else {
+                continue;
+            };
+            list.retain(|s| s.key != *key);
+            if list.is_empty() {
+                self.holders.remove(ip);
+                if let Some(state) = self.pools.get_mut(&held.pool) {
+                    let f = Family::of(*ip);
+                    state.free[slot(f)].insert(net::to_u128(*ip));
+                    state.in_use[slot(f)] = state.in_use[slot(f)].saturating_sub(1);
+                }
+                if let Some(k) = &held.sharing.shared_key {
+                    if let Some(set) = self.shared.get_mut(k) {
+                        set.remove(ip);
+                    }
+                }
+            }
+        }
+        Some(held.ips)
+    }
+
+    fn reserve(&mut self, req: &ServiceRequest, ips: &[IpAddr], pool: &str) {
+        let sharing = req.sharing();
+        for ip in ips {
+            let list = self.holders.entry(*ip).or_default();
+            if list.is_empty() {
+                if let Some(state) = self.pools.get_mut(pool) {
+                    let f = Family::of(*ip);
+                    state.free[slot(f)].remove(net::to_u128(*ip));
+                    state.in_use[slot(f)] += 1;
+                }
+            }
+            list.push(sharing.clone());
+            if let Some(k) = &sharing.shared_key {
+                self.shared.entry(k.clone()).or_default().insert(*ip);
+            }
+        }
+        self.held.insert(
+            req.key.clone(),
+            Held {
+                ips: ips.to_vec(),
+                pool: pool.to_string(),
+                sharing,
+            },
+        );
+    }
+
+    /// Whether this allocator serves the Service at all.
+    fn ignore_reason(&self, req: &ServiceRequest) -> Option<String> {
+        if req.service_type != "LoadBalancer" {
+            let t = if req.service_type.is_empty() {
+                "ClusterIP"
+            } else {
+                &req.service_type
+            };
+            return Some(format!("not a LoadBalancer Service (type {t})"));
+        }
+        match (&self.lb_class, &req.load_balancer_class) {
+            (None, Some(c)) => Some(format!(
+                "loadBalancerClass {c:?} belongs to another load balancer"
+            )),
+            (Some(mine), None) => Some(format!(
+                "has no loadBalancerClass; this ferrolb serves class {mine:?} only"
+            )),
+            (Some(mine), Some(c)) if mine != c => Some(format!(
+                "loadBalancerClass {c:?} belongs to another load balancer (this one is {mine:?})"
+            )),
+            _ => None,
+        }
+    }
+
+    fn decide(&self, req: &ServiceRequest, previous: &[IpAddr]) -> Outcome {
+        if let Some(reason) = self.ignore_reason(req) {
+            return Outcome::Ignored { reason };
+        }
+        let requested = match requested_ips(req) {
+            Ok(r) => r,
+            Err(reason) => return Outcome::Pending { reason },
+        };
+        if !previous.is_empty() && self.check_keep(req, previous, &requested).is_ok() {
+            if let Some(pool) = self.pool_of(previous[0]) {
+                return Outcome::Allocated {
+                    ips: previous.to_vec(),
+                    pool: pool.name.clone(),
+                };
+            }
+        }
+        let result = if !requested.is_empty() {
+            self.check_requested(req, &requested)
+        } else if let Some(name) = req.annotation("address-pool") {
+            match self.config.pool(name) {
+                None => Err(format!(
+                    "pool {name:?} (address-pool annotation) does not exist"
+                )),
+                Some(pool) => self
+                    .admits(pool, req)
+                    .and_then(|()| self.take_from(pool, req))
+                    .map(|ips| (ips, pool.name.clone())),
+            }
+        } else {
+            self.auto_assign(req)
+        };
+        match result {
+            Ok((ips, pool)) => Outcome::Allocated { ips, pool },
+            Err(reason) => Outcome::Pending { reason },
+        }
+    }
+
+    /// Whether the Service may keep `ips`: the families fit, they match what it asks for, they
+    /// lie in one pool that serves it, and sharing is still fine.
+    fn check_keep(
+        &self,
+        req: &ServiceRequest,
+        ips: &[IpAddr],
+        requested: &[IpAddr],
+    ) -> Result<(), String> {
+        if !requested.is_empty() {
+            let a: BTreeSet<_> = requested.iter().collect();
+            let b: BTreeSet<_> = ips.iter().collect();
+            if a != b {
+                return Err("it asks for other addresses".to_string());
+            }
+        }
+        let (wanted, required) = req.wanted_families();
+        let families: Vec<Family> = ips.iter().map(|ip| Family::of(*ip)).collect();
+        let mut unique = families.clone();
+        unique.sort();
+        unique.dedup();
+        if unique.len() != families.len()
+            || families.iter().any(|f| !wanted.contains(f))
+            || (required && families.len() != wanted.len())
+        {
+            return Err("its address families changed".to_string());
+        }
+        let pool = self.single_pool(ips)?;
+        if let Some(name) = req.annotation("address-pool") {
+            if requested.is_empty() && name != pool.name {
+                return Err(format!("it asks for pool {name:?}"));
+            }
+        }
+        self.admits(pool, req)?;
+        let sharing = req.sharing();
+        for ip in ips {
+            self.check_shareable(&sharing, *ip)?;
+        }
+        Ok(())
+    }
+
+    /// The one pool holding every address in `ips`.
+    fn single_pool(&self, ips: &[IpAddr]) -> Result<&Pool, String> {
+        let mut found: Option<&Pool> = None;
+        for ip in ips {
+            let pool = self
+                .pool_of(*ip)
+                .ok_or_else(|| format!("{ip} is in no pool"))?;
+            if !pool.contains(*ip) {
+                return Err(format!(
+                    "{ip} ends in .0 or .255 and pool {:?} avoids such addresses (avoidBuggyIPs)",
+                    pool.name
+                ));
+            }
+            match found {
+                Some(f) if f.name != pool.name => {
+                    return Err(format!(
+                        "{} and {ip} are in different pools ({:?} and {:?}); they must come from one pool",
+                        ips[0], f.name, pool.name
+                    ));
+                }
+                _ => found = Some(pool),
+            }
+        }
+        found.ok_or_else(|| "no address".to_string())
+    }
+
+    fn check_shareable(&self, sharing: &Sharing, ip: IpAddr) -> Result<(), String> {
+        for holder in self.holders.get(&ip).into_iter().flatten() {
+            if holder.key == sharing.key {
+                continue;
+            }
+            if let Some(why) = sharing.conflict_with(holder) {
+                return Err(format!("{ip} is {why}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_requested(
+        &self,
+        req: &ServiceRequest,
+        requested: &[IpAddr],
+    ) -> Result<(Vec<IpAddr>, String), String> {
+        let (wanted, required) = req.wanted_families();
+        for ip in requested {
+            let f = Family::of(*ip);
+            if !wanted.contains(&f) {
+                return Err(format!(
+                    "it asks for {ip}, an {f} address, but the Service is {} only",
+                    wanted[0]
+                ));
+            }
+        }
+        if required && requested.len() < wanted.len() {
+            return Err(
+                "RequireDualStack needs one address of each family, but loadBalancerIPs names one"
+                    .to_string(),
+            );
+        }
+        let pool = self.single_pool(requested)?;
+        self.admits(pool, req)?;
+        let sharing = req.sharing();
+        for ip in requested {
+            self.check_shareable(&sharing, *ip)?;
+        }
+        Ok((requested.to_vec(), pool.name.clone()))
+    }
+
+    /// Whether `pool`'s `serviceAllocation` lets the Service in: its namespace must be listed or
+    /// selected (when the pool names namespaces), and a service selector must match (when the
+    /// pool has service selectors).
+    fn admits(&self, pool: &Pool, req: &ServiceRequest) -> Result<(), String> {
+        let Some(a) = &pool.allocation else {
+            return Ok(());
+        };
+        let ns_rule = !a.namespaces.is_empty() || !a.namespace_selectors.is_empty();
+        let ns_ok = a.namespaces.contains(&req.key.namespace)
+            || a.namespace_selectors
+                .iter()
+                .any(|s| s.matches(&req.namespace_labels));
+        if ns_rule && !ns_ok {
+            return Err(format!(
+                "pool {:?} does not serve namespace {:?} (serviceAllocation)",
+                pool.name, req.key.namespace
+            ));
+        }
+        if !a.service_selectors.is_empty()
+            && !a.service_selectors.iter().any(|s| s.matches(&req.labels))
+        {
+            return Err(format!(
+                "pool {:?} serves only Services matching its serviceSelectors",
+                pool.name
+            ));
+        }
+        Ok(())
+    }
+
+    fn auto_assign(&self, req: &ServiceRequest) -> Result<(Vec<IpAddr>, String), String> {
+        let mut matching: Vec<&Pool> = self
+            .config
+            .pools
+            .iter()
+            .filter(|p| p.auto_assign && p.allocation.is_some() && self.admits(p, req).is_ok())
+            .collect();
+        matching.sort_by(|a, b| (a.priority_rank(), &a.name).cmp(&(b.priority_rank(), &b.name)));
+        let general = self
+            .config
+            .pools
+            .iter()
+            .filter(|p| p.auto_assign && p.allocation.is_none());
+        let mut reasons = Vec::new();
+        for pool in matching.into_iter().chain(general) {
+            match self.take_from(pool, req) {
+                Ok(ips) => return Ok((ips, pool.name.clone())),
+                Err(why) => reasons.push(why),
+            }
+        }
+        match reasons.len() {
+            0 => Err(
+                "no pool serves this Service: no autoAssign pool without serviceAllocation, and no serviceAllocation matches it"
+                    .to_string(),
+            ),
+            1 => Err(reasons.remove(0)),
+            _ => Err(format!(
+                "every pool it may use is full: {}",
+                reasons.join("; ")
+            )),
+        }
+    }
+
+    /// Finds addresses for the Service in `pool` (without taking them).
+    fn take_from(&self, pool: &Pool, req: &ServiceRequest) -> Result<Vec<IpAddr>, String> {
+        let (wanted, required) = req.wanted_families();
+        let Some(state) = self.pools.get(&pool.name) else {
+            return Err(format!("pool {:?} does not exist", pool.name));
+        };
+        let sharing = req.sharing();
+        let mut ips = Vec::new();
+        let mut missing = Vec::new();
+        for (i, f) in wanted.iter().enumerate() {
+            let total = pool.size(*f);
+            if total == 0 {
+                if required || (i == 0 && wanted.len() == 1) {
+                    missing.push(format!("pool {:?} has no {f} addresses", pool.name));
+                }
+                continue;
+            }
+            let free = state.free[slot(*f)].peek_lowest();
+            let shared = self.lowest_shareable(&sharing, pool, *f);
+            let pick = match (free, shared) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            match pick {
+                Some(n) => ips.push(net::from_u128(*f, n)),
+                None if required || wanted.len() == 1 || i == 0 => missing.push(format!(
+                    "pool {:?} is exhausted ({} of {} {f} addresses in use)",
+                    pool.name,
+                    state.in_use[slot(*f)],
+                    total
+                )),
+                None => {}
+            }
+        }
+        if !missing.is_empty() {
+            return Err(missing.join("; "));
+        }
+        if ips.is_empty() {
+            return Err(format!(
+                "pool {:?} has no {} addresses",
+                pool.name,
+                wanted
+                    .iter()
+                    .map(|f| f.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ));
+        }
+        Ok(ips)
+    }
+
+    /// The lowest address of `pool` and `family` that Services with the same sharing key hold
+    /// and that this Service may share.
+    fn lowest_shareable(&self, sharing: &Sharing, pool: &Pool, family: Family) -> Option<u128> {
+        let key = sharing.shared_key.as_ref()?;
+        self.shared
+            .get(key)?
+            .iter()
+            // Pools never overlap, so an address the pool contains is in no other pool.
+            .filter(|ip| Family::of(**ip) == family && pool.contains(**ip))
+            .find(|ip| self.check_shareable(sharing, **ip).is_ok())
+            .map(|ip| net::to_u128(*ip))
+    }
+}
+
+/// The addresses a Service asks for: `loadBalancerIPs` (comma list) or `spec.loadBalancerIP`.
+fn requested_ips(req: &ServiceRequest) -> Result<Vec<IpAddr>, String> {
+    let annotation = req.annotation("loadBalancerIPs");
+    let spec = req
+        .load_balancer_ip
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let text = match (annotation, spec) {
+        (Some(_), Some(_)) => {
+            return Err(
+                "both spec.loadBalancerIP and the loadBalancerIPs annotation are set; use only the annotation"
+                    .to_string(),
+            );
+        }
+        (Some(t), None) | (None, Some(t)) => t,
+        (None, None) => return Ok(Vec::new()),
+    };
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let ip: IpAddr = part
+            .parse()
+            .map_err(|_| format!("loadBalancerIPs: {part:?} is not an IP address"))?;
+        if ips.iter().any(|other| Family::of(*other) == Family::of(ip)) {
+            return Err(format!(
+                "loadBalancerIPs lists two {} addresses; at most one per family",
+                Family::of(ip)
+            ));
+        }
+        ips.push(ip);
+    }
+    Ok(ips)
+}

@@ -1,0 +1,301 @@
+//! What the allocator needs to know about a Service, converted at the edge from Kubernetes
+//! objects or manifest files, and the rules read from it (annotations, families, sharing).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::net::Family;
+use crate::selector::Labels;
+
+/// The two annotation prefixes MetalLB has used; the first wins when both are set.
+pub const ANNOTATION_PREFIXES: [&str; 2] = ["metallb.io/", "metallb.universe.tf/"];
+
+/// A Service's identity.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceKey {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ServiceKey {
+    /// A key from its parts.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ServiceKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// `spec.ipFamilyPolicy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FamilyPolicy {
+    /// One address, of the Service's first family.
+    #[default]
+    SingleStack,
+    /// Both families when the pool has both, else one.
+    PreferDualStack,
+    /// One address of each family from the same pool, or nothing.
+    RequireDualStack,
+}
+
+impl FamilyPolicy {
+    /// Reads the Kubernetes spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "SingleStack" => Some(FamilyPolicy::SingleStack),
+            "PreferDualStack" => Some(FamilyPolicy::PreferDualStack),
+            "RequireDualStack" => Some(FamilyPolicy::RequireDualStack),
+            _ => None,
+        }
+    }
+}
+
+/// A port and its protocol, as `spec.ports` lists them.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Port {
+    /// The port number.
+    pub port: i32,
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
+}
+
+/// A Service, as the allocator sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceRequest {
+    /// Namespace and name.
+    pub key: ServiceKey,
+    /// `metadata.labels`.
+    pub labels: Labels,
+    /// The labels of the Service's namespace (for `namespaceSelectors`).
+    pub namespace_labels: Labels,
+    /// `metadata.annotations`.
+    pub annotations: BTreeMap<String, String>,
+    /// `spec.type` (`LoadBalancer`, `ClusterIP`, ...).
+    pub service_type: String,
+    /// `spec.loadBalancerIP` (deprecated in Kubernetes, still honoured).
+    pub load_balancer_ip: Option<String>,
+    /// `spec.loadBalancerClass`.
+    pub load_balancer_class: Option<String>,
+    /// `spec.ipFamilies`, in order.
+    pub ip_families: Vec<Family>,
+    /// `spec.ipFamilyPolicy`.
+    pub ip_family_policy: FamilyPolicy,
+    /// `spec.ports`.
+    pub ports: Vec<Port>,
+    /// `spec.externalTrafficPolicy` is `Local`.
+    pub traffic_policy_local: bool,
+    /// `spec.selector`.
+    pub selector: BTreeMap<String, String>,
+    /// `metadata.creationTimestamp` (RFC 3339, so text order is time order).
+    pub created: Option<String>,
+    /// The addresses in `status.loadBalancer.ingress`.
+    pub current: Vec<IpAddr>,
+}
+
+impl ServiceRequest {
+    /// The value of a MetalLB annotation under either prefix (`metallb.io/` first).
+    pub fn annotation(&self, suffix: &str) -> Option<&str> {
+        ANNOTATION_PREFIXES.iter().find_map(|p| {
+            self.annotations
+                .get(&format!("{p}{suffix}"))
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+        })
+    }
+
+    /// The sharing key (`allow-shared-ip`), when set.
+    pub fn sharing_key(&self) -> Option<&str> {
+        self.annotation("allow-shared-ip")
+    }
+
+    /// The families to allocate, in order of preference, and whether all of them are required.
+    ///
+    /// `SingleStack` takes the first of `spec.ipFamilies`; `RequireDualStack` both; and
+    /// `PreferDualStack` both when `spec.ipFamilies` lists both, as the API server does on a
+    /// dual-stack cluster (on a single-stack one it lists one, and a second address would be of
+    /// no use). Without `spec.ipFamilies` (manifest files often omit it) IPv4 comes first, and
+    /// `PreferDualStack` asks for both.
+    pub fn wanted_families(&self) -> (Vec<Family>, bool) {
+        let mut families = self.ip_families.clone();
+        families.dedup();
+        let explicit = !families.is_empty();
+        if families.is_empty() {
+            families.push(Family::V4);
+        }
+        let other = match families[0] {
+            Family::V4 => Family::V6,
+            Family::V6 => Family::V4,
+        };
+        let dual = |mut f: Vec<Family>| {
+            if f.len() == 1 {
+                f.push(other);
+            }
+            f.truncate(2);
+            f
+        };
+        match self.ip_family_policy {
+            FamilyPolicy::SingleStack => (families[..1].to_vec(), false),
+            FamilyPolicy::RequireDualStack => (dual(families), true),
+            FamilyPolicy::PreferDualStack if explicit && families.len() == 1 => (families, false),
+            FamilyPolicy::PreferDualStack => (dual(families), false),
+        }
+    }
+}
+
+/// What decides whether two Services may hold the same address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sharing {
+    /// The Service.
+    pub key: ServiceKey,
+    /// Its `allow-shared-ip` key.
+    pub shared_key: Option<String>,
+    /// Its ports.
+    pub ports: Vec<Port>,
+    /// `externalTrafficPolicy: Local`.
+    pub local: bool,
+    /// Its pod selector.
+    pub selector: BTreeMap<String, String>,
+}
+
+impl ServiceRequest {
+    /// The facts that decide sharing.
+    pub fn sharing(&self) -> Sharing {
+        Sharing {
+            key: self.key.clone(),
+            shared_key: self.sharing_key().map(str::to_string),
+            ports: self.ports.clone(),
+            local: self.traffic_policy_local,
+            selector: self.selector.clone(),
+        }
+    }
+}
+
+impl Sharing {
+    /// Why this Service cannot share an address with `holder`, or `None` when it can: both
+    /// carry the same non-empty `allow-shared-ip` key, no port/protocol pair is in both, and
+    /// with `externalTrafficPolicy: Local` both are Local with identical selectors.
+    pub fn conflict_with(&self, holder: &Sharing) -> Option<String> {
+        let b = holder;
+        match (&self.shared_key, &b.shared_key) {
+            (Some(x), Some(y)) if x == y => {}
+            (_, None) => return Some(format!("held by {} without a shared key", b.key)),
+            (None, Some(_)) => {
+                return Some(format!(
+                    "held by {}, and this Service has no allow-shared-ip key",
+                    b.key
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Some(format!("held by {} with a different shared key", b.key));
+            }
+        }
+        if let Some(p) = self.ports.iter().find(|p| b.ports.contains(p)) {
+            return Some(format!(
+                "held by {}, whose port {}/{} collides",
+                b.key, p.port, p.protocol
+            ));
+        }
+        if (self.local || b.local) && !(self.local && b.local && self.selector == b.selector) {
+            return Some(format!(
+                "held by {}; with externalTrafficPolicy Local both Services need it and the same selector",
+                b.key
+            ));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(key: Option<&str>, ports: &[(i32, &str)]) -> ServiceRequest {
+        let mut s = ServiceRequest {
+            key: ServiceKey::new("default", "s"),
+            ..ServiceRequest::default()
+        };
+        if let Some(k) = key {
+            s.annotations
+                .insert("metallb.io/allow-shared-ip".into(), k.into());
+        }
+        s.ports = ports
+            .iter()
+            .map(|(p, proto)| Port {
+                port: *p,
+                protocol: proto.to_string(),
+            })
+            .collect();
+        s
+    }
+
+    #[test]
+    fn newer_annotation_prefix_wins() {
+        let mut s = svc(None, &[]);
+        s.annotations
+            .insert("metallb.universe.tf/address-pool".into(), "old".into());
+        assert_eq!(s.annotation("address-pool"), Some("old"));
+        s.annotations
+            .insert("metallb.io/address-pool".into(), "new".into());
+        assert_eq!(s.annotation("address-pool"), Some("new"));
+    }
+
+    #[test]
+    fn sharing_needs_same_key_and_disjoint_ports() {
+        let dns_tcp = svc(Some("dns"), &[(53, "TCP")]);
+        let dns_udp = svc(Some("dns"), &[(53, "UDP")]);
+        assert_eq!(dns_tcp.sharing().conflict_with(&dns_udp.sharing()), None);
+        assert!(
+            dns_tcp
+                .sharing()
+                .conflict_with(&dns_tcp.sharing())
+                .is_some()
+        );
+        let web = svc(Some("web"), &[(80, "TCP")]);
+        assert!(dns_tcp.sharing().conflict_with(&web.sharing()).is_some());
+        let unkeyed = svc(None, &[(80, "TCP")]);
+        assert!(
+            dns_tcp
+                .sharing()
+                .conflict_with(&unkeyed.sharing())
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn sharing_with_local_policy_needs_the_same_selector() {
+        let mut a = svc(Some("k"), &[(80, "TCP")]);
+        let mut b = svc(Some("k"), &[(443, "TCP")]);
+        a.traffic_policy_local = true;
+        assert!(a.sharing().conflict_with(&b.sharing()).is_some());
+        b.traffic_policy_local = true;
+        assert_eq!(a.sharing().conflict_with(&b.sharing()), None);
+        b.selector.insert("app".into(), "other".into());
+        assert!(a.sharing().conflict_with(&b.sharing()).is_some());
+    }
+
+    #[test]
+    fn families_follow_the_policy() {
+        let mut s = svc(None, &[]);
+        assert_eq!(s.wanted_families(), (vec![Family::V4], false));
+        s.ip_families = vec![Family::V6, Family::V4];
+        assert_eq!(s.wanted_families(), (vec![Family::V6], false));
+        s.ip_family_policy = FamilyPolicy::RequireDualStack;
+        assert_eq!(s.wanted_families(), (vec![Family::V6, Family::V4], true));
+        s.ip_family_policy = FamilyPolicy::PreferDualStack;
+        assert_eq!(s.wanted_families(), (vec![Family::V6, Family::V4], false));
+        s.ip_families = vec![Family::V4];
+        assert_eq!(s.wanted_families(), (vec![Family::V4], false));
+        s.ip_families = vec![];
+        assert_eq!(s.wanted_families(), (vec![Family::V4, Family::V6], false));
+    }
+}
