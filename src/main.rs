@@ -1,5 +1,6 @@
 //! `ferrolb`, the operator CLI: `validate` and `plan` for pool repositories' CI.
 
+mod plan;
 mod validate;
 
 use std::process::ExitCode;
@@ -18,11 +19,14 @@ struct Cli {
 enum Command {
     /// Check IPAddressPool and L2Advertisement files (exit 0 valid, 1 invalid, 2 unreadable).
     Validate(validate::Args),
+    /// Show which address each Service would get, without a cluster (exit 0 unless inputs are invalid).
+    Plan(plan::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Plan(args) => plan::run(&args),
     }
 }
