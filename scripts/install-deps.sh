@@ -9,6 +9,7 @@ packages=(
   protobuf-compiler  # etcd-client's build
   libprotobuf-dev
   git
+  time            # /usr/bin/time in scripts/bench-plan.sh
 )
 
 missing=()

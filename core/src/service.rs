@@ -98,7 +98,7 @@ pub fn load<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Manifes
         }
     }
     for s in &mut out.services {
-        if let Some(labels) = namespaces.get(&s.request.key.namespace) {
+        if let Some(labels) = namespaces.get(&*s.request.key.namespace) {
             s.request.namespace_labels = labels.clone();
         }
     }

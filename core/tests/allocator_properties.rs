@@ -185,7 +185,7 @@ proptest! {
                 prop_assert!(pool.contains(*ip), "{} not in {}", ip, pool.name);
             }
             if let Some(a) = &pool.allocation {
-                prop_assert!(a.namespaces.contains(&s.key.namespace));
+                prop_assert!(a.namespaces.iter().any(|n| **n == *s.key.namespace));
             }
             let asked = s.annotation("loadBalancerIPs").is_some();
             prop_assert!(pool.auto_assign || asked || !s.current.is_empty(), "manual pool used unasked");

@@ -19,13 +19,20 @@
 mod free;
 mod request;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 pub use free::FreeSpace;
-pub use request::{ANNOTATION_PREFIXES, FamilyPolicy, Port, ServiceKey, ServiceRequest, Sharing};
+pub use request::{
+    ANNOTATION_PREFIXES, Families, FamilyPolicy, Port, ServiceKey, ServiceRequest, Sharing,
+};
 
 use crate::config::{Config, Pool};
+
+/// Hash maps keyed by Service names and addresses. foldhash is several times faster than the
+/// default SipHash on these short keys and still seeds itself per process.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use crate::net::{self, Family};
 
 /// What became of a Service.
@@ -110,8 +117,9 @@ struct PoolState {
 #[derive(Clone, Debug)]
 struct Held {
     ips: Vec<IpAddr>,
-    pool: String,
-    sharing: Sharing,
+    /// Index into `Config::pools` (and `Allocator::pools`).
+    pool: usize,
+    sharing: Arc<Sharing>,
 }
 
 fn slot(family: Family) -> usize {
@@ -127,10 +135,11 @@ fn slot(family: Family) -> usize {
 pub struct Allocator {
     config: Config,
     lb_class: Option<String>,
-    pools: HashMap<String, PoolState>,
+    /// Free space and use of each pool, in the order of `config.pools`.
+    pools: Vec<PoolState>,
     /// Every pool range `(family, start, end, pool index)`, sorted, for "which pool holds ip".
     index: Vec<(Family, u128, u128, usize)>,
-    holders: HashMap<IpAddr, Vec<Sharing>>,
+    holders: HashMap<IpAddr, Vec<Arc<Sharing>>>,
     held: HashMap<ServiceKey, Held>,
     /// Addresses held under each `allow-shared-ip` key.
     shared: HashMap<String, BTreeSet<IpAddr>>,
@@ -143,15 +152,12 @@ impl Allocator {
         let pools = config
             .pools
             .iter()
-            .map(|p| {
-                let state = PoolState {
-                    free: [
-                        FreeSpace::new(Family::V4, &p.v4, p.avoid_buggy_ips),
-                        FreeSpace::new(Family::V6, &p.v6, p.avoid_buggy_ips),
-                    ],
-                    in_use: [0, 0],
-                };
-                (p.name.clone(), state)
+            .map(|p| PoolState {
+                free: [
+                    FreeSpace::new(Family::V4, &p.v4, p.avoid_buggy_ips),
+                    FreeSpace::new(Family::V6, &p.v6, p.avoid_buggy_ips),
+                ],
+                in_use: [0, 0],
             })
             .collect();
         let mut index: Vec<_> = config
@@ -173,9 +179,9 @@ impl Allocator {
             lb_class,
             pools,
             index,
-            holders: HashMap::new(),
-            held: HashMap::new(),
-            shared: HashMap::new(),
+            holders: HashMap::default(),
+            held: HashMap::default(),
+            shared: HashMap::default(),
         }
     }
 
@@ -186,13 +192,17 @@ impl Allocator {
 
     /// The pool holding `ip`, if any (pools never overlap).
     pub fn pool_of(&self, ip: IpAddr) -> Option<&Pool> {
+        self.pool_index(ip).map(|i| &self.config.pools[i])
+    }
+
+    fn pool_index(&self, ip: IpAddr) -> Option<usize> {
         let family = Family::of(ip);
         let n = net::to_u128(ip);
         let i = self
             .index
             .partition_point(|&(f, _, end, _)| (f, end) < (family, n));
         let &(f, start, _, pool) = self.index.get(i)?;
-        (f == family && start <= n).then(|| &self.config.pools[pool])
+        (f == family && start <= n).then_some(pool)
     }
 
     /// The Services holding `ip`.
@@ -204,13 +214,13 @@ impl Allocator {
     pub fn held(&self, key: &ServiceKey) -> Option<(&[IpAddr], &str)> {
         self.held
             .get(key)
-            .map(|h| (h.ips.as_slice(), h.pool.as_str()))
+            .map(|h| (h.ips.as_slice(), self.config.pools[h.pool].name.as_str()))
     }
 
     /// Use of every pool per family, pools by name, IPv4 first; families a pool lacks are left out.
     pub fn usage(&self) -> Vec<PoolUsage> {
         let mut out = Vec::new();
-        for p in &self.config.pools {
+        for (p, state) in self.config.pools.iter().zip(&self.pools) {
             for f in Family::ALL {
                 let total = p.size(f);
                 if total == 0 {
@@ -219,7 +229,7 @@ impl Allocator {
                 out.push(PoolUsage {
                     pool: p.name.clone(),
                     family: f,
-                    in_use: self.pools.get(&p.name).map_or(0, |s| s.in_use[slot(f)]),
+                    in_use: state.in_use[slot(f)],
                     total,
                 });
             }
@@ -230,13 +240,23 @@ impl Allocator {
     /// Settles every Service: holders first, then the rest by creation time, namespace and
     /// name. Decisions come back in input order.
     pub fn allocate_all(&mut self, requests: &[ServiceRequest]) -> Vec<Decision> {
-        let mut order: Vec<usize> = (0..requests.len()).collect();
-        order.sort_by(|&a, &b| {
-            let (ra, rb) = (&requests[a], &requests[b]);
-            let waits =
-                |r: &ServiceRequest| r.current.is_empty() && !self.held.contains_key(&r.key);
-            (waits(ra), &ra.created, &ra.key).cmp(&(waits(rb), &rb.created, &rb.key))
-        });
+        // Sort keys computed once: holders first, then creation time (as a number, so most
+        // comparisons never touch the strings), then namespace and name.
+        let mut order: Vec<(bool, u64, &Option<String>, &ServiceKey, usize)> = requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let waits = r.current.is_empty()
+                    && (self.held.is_empty() || !self.held.contains_key(&r.key));
+                let created = r.created.as_deref().map_or(0, timestamp_key);
+                (waits, created, &r.created, &r.key, i)
+            })
+            .collect();
+        order.sort_unstable();
+        let order: Vec<usize> = order.into_iter().map(|(.., i)| i).collect();
+        // Sized once, rather than rehashed as they grow.
+        self.held.reserve(requests.len());
+        self.holders.reserve(requests.len());
         let mut decisions: Vec<Option<Decision>> = vec![None; requests.len()];
         for i in order {
             decisions[i] = Some(self.settle(&requests[i]));
@@ -250,9 +270,10 @@ impl Allocator {
             Some(ips) => ips,
             None => req.current.clone(),
         };
-        let outcome = self.decide(req, &previous);
-        if let Outcome::Allocated { ips, pool } = &outcome {
-            self.reserve(req, ips, pool);
+        let sharing = Arc::new(req.sharing());
+        let outcome = self.decide(req, &sharing, &previous);
+        if let Outcome::Allocated { ips, .. } = &outcome {
+            self.reserve(req, sharing, ips);
         }
         Decision {
             key: req.key.clone(),
@@ -271,7 +292,7 @@ impl Allocator {
             list.retain(|s| s.key != *key);
             if list.is_empty() {
                 self.holders.remove(ip);
-                if let Some(state) = self.pools.get_mut(&held.pool) {
+                if let Some(state) = self.pools.get_mut(held.pool) {
                     let f = Family::of(*ip);
                     state.free[slot(f)].insert(net::to_u128(*ip));
                     state.in_use[slot(f)] = state.in_use[slot(f)].saturating_sub(1);
@@ -286,18 +307,20 @@ impl Allocator {
         Some(held.ips)
     }
 
-    fn reserve(&mut self, req: &ServiceRequest, ips: &[IpAddr], pool: &str) {
-        let sharing = req.sharing();
+    /// Takes `ips` (all in one pool, checked by the caller) for the Service.
+    fn reserve(&mut self, req: &ServiceRequest, sharing: Arc<Sharing>, ips: &[IpAddr]) {
+        let Some(pool) = ips.first().and_then(|ip| self.pool_index(*ip)) else {
+            return;
+        };
         for ip in ips {
             let list = self.holders.entry(*ip).or_default();
             if list.is_empty() {
-                if let Some(state) = self.pools.get_mut(pool) {
-                    let f = Family::of(*ip);
-                    state.free[slot(f)].remove(net::to_u128(*ip));
-                    state.in_use[slot(f)] += 1;
-                }
+                let state = &mut self.pools[pool];
+                let f = Family::of(*ip);
+                state.free[slot(f)].remove(net::to_u128(*ip));
+                state.in_use[slot(f)] += 1;
             }
-            list.push(sharing.clone());
+            list.push(Arc::clone(&sharing));
             if let Some(k) = &sharing.shared_key {
                 self.shared.entry(k.clone()).or_default().insert(*ip);
             }
@@ -306,7 +329,7 @@ impl Allocator {
             req.key.clone(),
             Held {
                 ips: ips.to_vec(),
-                pool: pool.to_string(),
+                pool,
                 sharing,
             },
         );
@@ -336,7 +359,7 @@ impl Allocator {
         }
     }
 
-    fn decide(&self, req: &ServiceRequest, previous: &[IpAddr]) -> Outcome {
+    fn decide(&self, req: &ServiceRequest, sharing: &Sharing, previous: &[IpAddr]) -> Outcome {
         if let Some(reason) = self.ignore_reason(req) {
             return Outcome::Ignored { reason };
         }
@@ -344,7 +367,7 @@ impl Allocator {
             Ok(r) => r,
             Err(reason) => return Outcome::Pending { reason },
         };
-        if !previous.is_empty() && self.check_keep(req, previous, &requested).is_ok() {
+        if !previous.is_empty() && self.check_keep(req, sharing, previous, &requested).is_ok() {
             if let Some(pool) = self.pool_of(previous[0]) {
                 return Outcome::Allocated {
                     ips: previous.to_vec(),
@@ -353,19 +376,21 @@ impl Allocator {
             }
         }
         let result = if !requested.is_empty() {
-            self.check_requested(req, &requested)
+            self.check_requested(req, sharing, &requested)
         } else if let Some(name) = req.annotation("address-pool") {
-            match self.config.pool(name) {
+            match self.config.pool_position(name) {
                 None => Err(format!(
                     "pool {name:?} (address-pool annotation) does not exist"
                 )),
-                Some(pool) => self
-                    .admits(pool, req)
-                    .and_then(|()| self.take_from(pool, req))
-                    .map(|ips| (ips, pool.name.clone())),
+                Some(i) => {
+                    let pool = &self.config.pools[i];
+                    self.admits(pool, req)
+                        .and_then(|()| self.take_from(i, req, sharing))
+                        .map(|ips| (ips, pool.name.clone()))
+                }
             }
         } else {
-            self.auto_assign(req)
+            self.auto_assign(req, sharing)
         };
         match result {
             Ok((ips, pool)) => Outcome::Allocated { ips, pool },
@@ -378,6 +403,7 @@ impl Allocator {
     fn check_keep(
         &self,
         req: &ServiceRequest,
+        sharing: &Sharing,
         ips: &[IpAddr],
         requested: &[IpAddr],
     ) -> Result<(), String> {
@@ -388,7 +414,8 @@ impl Allocator {
                 return Err("it asks for other addresses".to_string());
             }
         }
-        let (wanted, required) = req.wanted_families();
+        let families = req.wanted_families();
+        let (wanted, required) = (families.list(), families.required);
         let families: Vec<Family> = ips.iter().map(|ip| Family::of(*ip)).collect();
         let mut unique = families.clone();
         unique.sort();
@@ -406,9 +433,8 @@ impl Allocator {
             }
         }
         self.admits(pool, req)?;
-        let sharing = req.sharing();
         for ip in ips {
-            self.check_shareable(&sharing, *ip)?;
+            self.check_shareable(sharing, *ip)?;
         }
         Ok(())
     }
@@ -454,9 +480,11 @@ impl Allocator {
     fn check_requested(
         &self,
         req: &ServiceRequest,
+        sharing: &Sharing,
         requested: &[IpAddr],
     ) -> Result<(Vec<IpAddr>, String), String> {
-        let (wanted, required) = req.wanted_families();
+        let families = req.wanted_families();
+        let (wanted, required) = (families.list(), families.required);
         for ip in requested {
             let f = Family::of(*ip);
             if !wanted.contains(&f) {
@@ -474,9 +502,8 @@ impl Allocator {
         }
         let pool = self.single_pool(requested)?;
         self.admits(pool, req)?;
-        let sharing = req.sharing();
         for ip in requested {
-            self.check_shareable(&sharing, *ip)?;
+            self.check_shareable(sharing, *ip)?;
         }
         Ok((requested.to_vec(), pool.name.clone()))
     }
@@ -489,7 +516,7 @@ impl Allocator {
             return Ok(());
         };
         let ns_rule = !a.namespaces.is_empty() || !a.namespace_selectors.is_empty();
-        let ns_ok = a.namespaces.contains(&req.key.namespace)
+        let ns_ok = a.namespaces.iter().any(|n| **n == *req.key.namespace)
             || a.namespace_selectors
                 .iter()
                 .any(|s| s.matches(&req.namespace_labels));
@@ -510,23 +537,28 @@ impl Allocator {
         Ok(())
     }
 
-    fn auto_assign(&self, req: &ServiceRequest) -> Result<(Vec<IpAddr>, String), String> {
-        let mut matching: Vec<&Pool> = self
-            .config
-            .pools
-            .iter()
-            .filter(|p| p.auto_assign && p.allocation.is_some() && self.admits(p, req).is_ok())
+    fn auto_assign(
+        &self,
+        req: &ServiceRequest,
+        sharing: &Sharing,
+    ) -> Result<(Vec<IpAddr>, String), String> {
+        let pools = &self.config.pools;
+        let mut matching: Vec<usize> = (0..pools.len())
+            .filter(|&i| {
+                let p = &pools[i];
+                p.auto_assign && p.allocation.is_some() && self.admits(p, req).is_ok()
+            })
             .collect();
-        matching.sort_by(|a, b| (a.priority_rank(), &a.name).cmp(&(b.priority_rank(), &b.name)));
-        let general = self
-            .config
-            .pools
-            .iter()
-            .filter(|p| p.auto_assign && p.allocation.is_none());
+        matching.sort_by(|&a, &b| {
+            (pools[a].priority_rank(), &pools[a].name)
+                .cmp(&(pools[b].priority_rank(), &pools[b].name))
+        });
+        let general =
+            (0..pools.len()).filter(|&i| pools[i].auto_assign && pools[i].allocation.is_none());
         let mut reasons = Vec::new();
-        for pool in matching.into_iter().chain(general) {
-            match self.take_from(pool, req) {
-                Ok(ips) => return Ok((ips, pool.name.clone())),
+        for i in matching.into_iter().chain(general) {
+            match self.take_from(i, req, sharing) {
+                Ok(ips) => return Ok((ips, pools[i].name.clone())),
                 Err(why) => reasons.push(why),
             }
         }
@@ -544,12 +576,16 @@ impl Allocator {
     }
 
     /// Finds addresses for the Service in `pool` (without taking them).
-    fn take_from(&self, pool: &Pool, req: &ServiceRequest) -> Result<Vec<IpAddr>, String> {
-        let (wanted, required) = req.wanted_families();
-        let Some(state) = self.pools.get(&pool.name) else {
-            return Err(format!("pool {:?} does not exist", pool.name));
-        };
-        let sharing = req.sharing();
+    fn take_from(
+        &self,
+        index: usize,
+        req: &ServiceRequest,
+        sharing: &Sharing,
+    ) -> Result<Vec<IpAddr>, String> {
+        let families = req.wanted_families();
+        let (wanted, required) = (families.list(), families.required);
+        let pool = &self.config.pools[index];
+        let state = &self.pools[index];
         let mut ips = Vec::new();
         let mut missing = Vec::new();
         for (i, f) in wanted.iter().enumerate() {
@@ -561,7 +597,7 @@ impl Allocator {
                 continue;
             }
             let free = state.free[slot(*f)].peek_lowest();
-            let shared = self.lowest_shareable(&sharing, pool, *f);
+            let shared = self.lowest_shareable(sharing, pool, *f);
             let pick = match (free, shared) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -606,6 +642,20 @@ impl Allocator {
             .find(|ip| self.check_shareable(sharing, **ip).is_ok())
             .map(|ip| net::to_u128(*ip))
     }
+}
+
+/// An RFC 3339 timestamp's digits as a number (`2026-01-02T03:04:05Z` → 20260102030405), which
+/// orders like the time for the second-precision UTC form Kubernetes writes. Anything else maps
+/// to `u64::MAX` and is ordered by its text after that.
+fn timestamp_key(text: &str) -> u64 {
+    let digits = text.bytes().take(19).filter(u8::is_ascii_digit);
+    let mut n = 0u64;
+    let mut count = 0;
+    for d in digits {
+        n = n * 10 + u64::from(d - b'0');
+        count += 1;
+    }
+    if count == 14 { n } else { u64::MAX }
 }
 
 /// The addresses a Service asks for: `loadBalancerIPs` (comma list) or `spec.loadBalancerIP`.

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::net::Family;
 use crate::selector::Labels;
@@ -11,21 +12,28 @@ use crate::selector::Labels;
 /// The two annotation prefixes MetalLB has used; the first wins when both are set.
 pub const ANNOTATION_PREFIXES: [&str; 2] = ["metallb.io/", "metallb.universe.tf/"];
 
-/// A Service's identity.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A Service's identity. Cloning it is cheap (two reference counts), because the allocator
+/// keeps it in several places per Service.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceKey {
     /// Namespace.
-    pub namespace: String,
+    pub namespace: Arc<str>,
     /// Name.
-    pub name: String,
+    pub name: Arc<str>,
+}
+
+impl Default for ServiceKey {
+    fn default() -> Self {
+        ServiceKey::new("", "")
+    }
 }
 
 impl ServiceKey {
     /// A key from its parts.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(namespace: impl AsRef<str>, name: impl AsRef<str>) -> Self {
         ServiceKey {
-            namespace: namespace.into(),
-            name: name.into(),
+            namespace: Arc::from(namespace.as_ref()),
+            name: Arc::from(name.as_ref()),
         }
     }
 }
@@ -105,10 +113,12 @@ pub struct ServiceRequest {
 impl ServiceRequest {
     /// The value of a MetalLB annotation under either prefix (`metallb.io/` first).
     pub fn annotation(&self, suffix: &str) -> Option<&str> {
+        // A scan of the few annotations, rather than building each full key: no allocation.
         ANNOTATION_PREFIXES.iter().find_map(|p| {
             self.annotations
-                .get(&format!("{p}{suffix}"))
-                .map(|v| v.trim())
+                .iter()
+                .find(|(k, _)| k.strip_prefix(p) == Some(suffix))
+                .map(|(_, v)| v.trim())
                 .filter(|v| !v.is_empty())
         })
     }
@@ -125,30 +135,42 @@ impl ServiceRequest {
     /// dual-stack cluster (on a single-stack one it lists one, and a second address would be of
     /// no use). Without `spec.ipFamilies` (manifest files often omit it) IPv4 comes first, and
     /// `PreferDualStack` asks for both.
-    pub fn wanted_families(&self) -> (Vec<Family>, bool) {
-        let mut families = self.ip_families.clone();
-        families.dedup();
-        let explicit = !families.is_empty();
-        if families.is_empty() {
-            families.push(Family::V4);
-        }
-        let other = match families[0] {
+    pub fn wanted_families(&self) -> Families {
+        let first = self.ip_families.first().copied().unwrap_or(Family::V4);
+        let other = match first {
             Family::V4 => Family::V6,
             Family::V6 => Family::V4,
         };
-        let dual = |mut f: Vec<Family>| {
-            if f.len() == 1 {
-                f.push(other);
+        let listed_both = self.ip_families.iter().any(|f| *f != first);
+        let (len, required) = match self.ip_family_policy {
+            FamilyPolicy::SingleStack => (1, false),
+            FamilyPolicy::RequireDualStack => (2, true),
+            FamilyPolicy::PreferDualStack if !self.ip_families.is_empty() && !listed_both => {
+                (1, false)
             }
-            f.truncate(2);
-            f
+            FamilyPolicy::PreferDualStack => (2, false),
         };
-        match self.ip_family_policy {
-            FamilyPolicy::SingleStack => (families[..1].to_vec(), false),
-            FamilyPolicy::RequireDualStack => (dual(families), true),
-            FamilyPolicy::PreferDualStack if explicit && families.len() == 1 => (families, false),
-            FamilyPolicy::PreferDualStack => (dual(families), false),
+        Families {
+            order: [first, other],
+            len,
+            required,
         }
+    }
+}
+
+/// The families a Service wants, in order, without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Families {
+    order: [Family; 2],
+    len: usize,
+    /// Whether every family listed is required (`RequireDualStack`).
+    pub required: bool,
+}
+
+impl Families {
+    /// The families, primary first.
+    pub fn list(&self) -> &[Family] {
+        &self.order[..self.len]
     }
 }
 
@@ -169,13 +191,25 @@ pub struct Sharing {
 
 impl ServiceRequest {
     /// The facts that decide sharing.
+    /// Without a sharing key nothing else matters (no sharing is possible), so ports and
+    /// selector are kept only for Services that have one.
     pub fn sharing(&self) -> Sharing {
+        let shared_key = self.sharing_key().map(str::to_string);
+        let keyed = shared_key.is_some();
         Sharing {
             key: self.key.clone(),
-            shared_key: self.sharing_key().map(str::to_string),
-            ports: self.ports.clone(),
+            shared_key,
+            ports: if keyed {
+                self.ports.clone()
+            } else {
+                Vec::new()
+            },
             local: self.traffic_policy_local,
-            selector: self.selector.clone(),
+            selector: if keyed {
+                self.selector.clone()
+            } else {
+                BTreeMap::new()
+            },
         }
     }
 }
@@ -286,16 +320,20 @@ mod tests {
     #[test]
     fn families_follow_the_policy() {
         let mut s = svc(None, &[]);
-        assert_eq!(s.wanted_families(), (vec![Family::V4], false));
+        let wanted = |s: &ServiceRequest| {
+            let w = s.wanted_families();
+            (w.list().to_vec(), w.required)
+        };
+        assert_eq!(wanted(&s), (vec![Family::V4], false));
         s.ip_families = vec![Family::V6, Family::V4];
-        assert_eq!(s.wanted_families(), (vec![Family::V6], false));
+        assert_eq!(wanted(&s), (vec![Family::V6], false));
         s.ip_family_policy = FamilyPolicy::RequireDualStack;
-        assert_eq!(s.wanted_families(), (vec![Family::V6, Family::V4], true));
+        assert_eq!(wanted(&s), (vec![Family::V6, Family::V4], true));
         s.ip_family_policy = FamilyPolicy::PreferDualStack;
-        assert_eq!(s.wanted_families(), (vec![Family::V6, Family::V4], false));
+        assert_eq!(wanted(&s), (vec![Family::V6, Family::V4], false));
         s.ip_families = vec![Family::V4];
-        assert_eq!(s.wanted_families(), (vec![Family::V4], false));
+        assert_eq!(wanted(&s), (vec![Family::V4], false));
         s.ip_families = vec![];
-        assert_eq!(s.wanted_families(), (vec![Family::V4, Family::V6], false));
+        assert_eq!(wanted(&s), (vec![Family::V4, Family::V6], false));
     }
 }

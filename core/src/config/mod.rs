@@ -137,10 +137,14 @@ pub struct Config {
 impl Config {
     /// The pool called `name`.
     pub fn pool(&self, name: &str) -> Option<&Pool> {
+        self.pool_position(name).map(|i| &self.pools[i])
+    }
+
+    /// The position of the pool called `name` in `pools`.
+    pub fn pool_position(&self, name: &str) -> Option<usize> {
         self.pools
             .binary_search_by(|p| p.name.as_str().cmp(name))
             .ok()
-            .map(|i| &self.pools[i])
     }
 
     /// The advertisements that cover `pool`.
