@@ -14,7 +14,12 @@
 //!   every error reported with file, line, object and value ([`diag`]).
 //! - [`alloc`]: the allocator, MetalLB's rules over interval free-space, O(log n) per Service.
 //! - [`service`]: `v1` Service (and Namespace) manifests read into allocation requests.
+//! - [`layout`]: the etcd keys and JSON values shared by the reconciler, speakers and `status`.
+//! - [`election`]: who answers for an address (sha256 ranking, stagger, sticky claims), decided purely.
+//! - [`respond`]: whether to answer an ARP/NDP request, with a reason, and the per-requester rate limit.
 //! - [`load`]: the one place that reads files (std only, read-only, size-bounded).
+//! - [`wire`]: the frames of layer-2 announcement (Ethernet, ARP, IPv6 neighbor discovery), read
+//!   through checked views that never panic and built whole for the speaker to send.
 //!
 //! Invariants: this crate has no async runtime, no network, no Kubernetes or etcd client (a test
 //! checks its dependency tree), and nothing in it panics on input from outside.
@@ -24,8 +29,12 @@
 pub mod alloc;
 pub mod config;
 pub mod diag;
+pub mod election;
+pub mod layout;
 pub mod load;
 pub mod net;
+pub mod respond;
 pub mod selector;
 pub mod service;
+pub mod wire;
 pub mod yaml;

@@ -1,21 +1,35 @@
-//! `ferrolb-speaker`: one per node; claims addresses through etcd and answers ARP and NDP for
-//! the ones it holds. Only the command line exists so far.
+//! `ferrolb-speaker`: parses the command line, sets up logging and runs the speaker.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-
-/// ferrolb-speaker: answers ARP and NDP for the addresses this node holds.
-#[derive(Debug, Parser)]
-#[command(name = "ferrolb-speaker", version, about)]
-struct Args {
-    /// This node's name.
-    #[arg(long, env = "NODE_NAME")]
-    node_name: Option<String>,
-}
+use ferrolb_speaker::settings::Settings;
+use tracing::error;
 
 fn main() -> ExitCode {
-    let _args = Args::parse();
-    eprintln!("ferrolb-speaker: not implemented yet (see the speaker issue)");
-    ExitCode::FAILURE
+    let settings = Settings::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FERROLB_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(ferrolb_speaker::run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %format!("{e:#}"), "exiting");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,227 @@
+//! The etcd layout: the contract between the reconciler, the speakers and `ferrolb status`.
+//!
+//! ```text
+//! P/speakers/<node>        Registration   attached to the speaker's lease: "this speaker is alive"
+//! P/announcements/<ip>     Announcement   written by the reconciler; deleting it withdraws the address
+//! P/claims/<ip>            Claim          created only if absent, attached to the holder's lease
+//! P/reconciler/leader      node name      the reconciler leader's key, attached to its lease
+//! P/reconciler/config      ConfigStatus   the configuration revision in force and its last error
+//! ```
+//!
+//! `P` is `--etcd-prefix` (default `/ferrolb`). Values are JSON. Readers ignore fields they do not
+//! know, so the layout can grow.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// The default `--etcd-prefix`.
+pub const DEFAULT_PREFIX: &str = "/ferrolb";
+
+/// Builds and parses the keys under one prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Keys under `prefix`; a trailing `/` is ignored, and an empty prefix means `/`.
+    pub fn new(prefix: &str) -> Self {
+        Keys {
+            prefix: prefix.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// The prefix, without a trailing `/`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `P/speakers/`.
+    pub fn speakers(&self) -> String {
+        format!("{}/speakers/", self.prefix)
+    }
+
+    /// `P/speakers/<node>`.
+    pub fn speaker(&self, node: &str) -> String {
+        format!("{}{node}", self.speakers())
+    }
+
+    /// `P/announcements/`.
+    pub fn announcements(&self) -> String {
+        format!("{}/announcements/", self.prefix)
+    }
+
+    /// `P/announcements/<ip>`.
+    pub fn announcement(&self, ip: IpAddr) -> String {
+        format!("{}{ip}", self.announcements())
+    }
+
+    /// `P/claims/`.
+    pub fn claims(&self) -> String {
+        format!("{}/claims/", self.prefix)
+    }
+
+    /// `P/claims/<ip>`.
+    pub fn claim(&self, ip: IpAddr) -> String {
+        format!("{}{ip}", self.claims())
+    }
+
+    /// `P/reconciler/leader`.
+    pub fn reconciler_leader(&self) -> String {
+        format!("{}/reconciler/leader", self.prefix)
+    }
+
+    /// `P/reconciler/config`.
+    pub fn reconciler_config(&self) -> String {
+        format!("{}/reconciler/config", self.prefix)
+    }
+
+    /// The address at the end of `key`, when `key` lies directly under `dir`
+    /// (one of `announcements()` or `claims()`).
+    pub fn ip_in(&self, dir: &str, key: &[u8]) -> Option<IpAddr> {
+        std::str::from_utf8(key).ok()?.strip_prefix(dir)?.parse().ok()
+    }
+
+    /// The node name at the end of a `speakers()` key.
+    pub fn node_in(&self, key: &[u8]) -> Option<String> {
+        let rest = std::str::from_utf8(key)
+            .ok()?
+            .strip_prefix(&self.speakers())?;
+        (!rest.is_empty() && !rest.contains('/')).then(|| rest.to_string())
+    }
+}
+
+/// An interface a speaker may announce on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceInfo {
+    /// Its name.
+    pub name: String,
+    /// Its MAC address, `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+}
+
+/// `P/speakers/<node>`: a live speaker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The node's name.
+    pub node: String,
+    /// The node's labels (`--labels`), matched by L2Advertisement node selectors in file mode.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The interfaces it may announce on now.
+    #[serde(default)]
+    pub interfaces: Vec<InterfaceInfo>,
+}
+
+/// `P/announcements/<ip>`: an address to be answered for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    /// The address.
+    pub ip: IpAddr,
+    /// The Services using it, `namespace/name`.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// The nodes that may answer; empty: every live speaker.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// The interfaces to answer on; empty: any suitable interface.
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+}
+
+/// `P/claims/<ip>`: who answers for the address now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The holder.
+    pub node: String,
+    /// The interfaces it answers on.
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// When it took the address (RFC 3339).
+    #[serde(default)]
+    pub since: String,
+}
+
+/// `P/reconciler/config`: the configuration in force.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigStatus {
+    /// Commit id or content hash of the configuration in force.
+    pub revision: String,
+    /// When it was applied (RFC 3339).
+    pub applied_at: String,
+    /// The last error reading a newer configuration, if any.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Why a value read from etcd could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {what} at {key}: {source}")]
+pub struct DecodeError {
+    /// Which kind of value.
+    pub what: &'static str,
+    /// The key, lossily decoded.
+    pub key: String,
+    /// The JSON error.
+    #[source]
+    pub source: serde_json::Error,
+}
+
+/// Decodes a JSON value read from `key`.
+pub fn decode<T: for<'de> Deserialize<'de>>(
+    what: &'static str,
+    key: &[u8],
+    value: &[u8],
+) -> Result<T, DecodeError> {
+    serde_json::from_slice(value).map_err(|source| DecodeError {
+        what,
+        key: String::from_utf8_lossy(key).into_owned(),
+        source,
+    })
+}
+
+/// Encodes a value for etcd.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail: no maps with non-string keys, no custom code.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_documented_layout() {
+        let k = Keys::new("/ferrolb/");
+        let ip: IpAddr = "10.0.0.5".parse().expect("ip");
+        assert_eq!(k.speaker("node-1"), "/ferrolb/speakers/node-1");
+        assert_eq!(k.announcement(ip), "/ferrolb/announcements/10.0.0.5");
+        assert_eq!(k.claim(ip), "/ferrolb/claims/10.0.0.5");
+        assert_eq!(k.reconciler_leader(), "/ferrolb/reconciler/leader");
+        assert_eq!(k.ip_in(&k.claims(), b"/ferrolb/claims/10.0.0.5"), Some(ip));
+        assert_eq!(k.ip_in(&k.claims(), b"/ferrolb/claims/junk"), None);
+        assert_eq!(k.node_in(b"/ferrolb/speakers/node-1").as_deref(), Some("node-1"));
+        assert_eq!(k.node_in(b"/ferrolb/speakers/a/b"), None);
+    }
+
+    #[test]
+    fn values_read_the_documented_json() {
+        let a: Announcement = decode(
+            "announcement",
+            b"k",
+            br#"{"ip": "10.0.0.5", "services": ["default/web"], "nodes": ["node-1", "node-2"], "interfaces": ["eth0"], "future": 1}"#,
+        )
+        .expect("valid");
+        assert_eq!(a.nodes, ["node-1", "node-2"]);
+        let minimal: Announcement = decode("announcement", b"k", br#"{"ip": "fd00::1"}"#).expect("valid");
+        assert!(minimal.nodes.is_empty() && minimal.interfaces.is_empty());
+        let c: Claim = decode("claim", b"k", br#"{"node": "n", "interfaces": ["eth0"], "since": "2026-11-29T00:00:00Z"}"#).expect("valid");
+        assert_eq!(c.node, "n");
+        let err = decode::<Claim>("claim", b"/p/claims/x", b"{").expect_err("invalid");
+        assert!(err.to_string().starts_with("invalid claim at /p/claims/x"));
+        let back: Announcement = decode("announcement", b"k", &encode(&a)).expect("round trip");
+        assert_eq!(back, a);
+    }
+}

@@ -1,0 +1,523 @@
+//! The speaker's control loop: keep a lease, keep the view of etcd current, decide per address
+//! (`ferrolb_core::election`), then act: claim, release, and publish the set of held addresses
+//! that the responders answer for.
+//!
+//! ```text
+//!            watch P/ ──▶ World ──decide──▶ claims / releases (etcd txns)
+//!  keepalive every TTL/3        │
+//!                               └──▶ HeldSet ──watch channel──▶ responders (one per interface)
+//!                                        ▲                          │
+//!                                        └──── yields (foreign gratuitous ARP/NA while etcd is away)
+//! ```
+//!
+//! While etcd cannot be reached the held set stays as it was (`--on-etcd-loss hold`) until
+//! another node announces one of its addresses, or it is emptied before the lease can have
+//! expired (`release`). The loop retries etcd every TTL/3 and, when the lease survived (etcd
+//! extends leases across a restart), carries on with the same claims: nothing moves.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ferrolb_core::election::{self, Situation, Step};
+use ferrolb_core::layout::{Claim, InterfaceInfo, Keys, Registration};
+use ferrolb_core::respond::HeldSet;
+use regex::Regex;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::{debug, info, warn};
+
+use crate::etcd::{self, Etcd, bounded};
+use crate::metrics::{Metrics, OpLabels};
+use crate::settings::{OnEtcdLoss, Settings};
+use crate::sys::interfaces::{self, Interface};
+use crate::world::World;
+
+/// Something a responder saw that the controller must act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LocalEvent {
+    /// Another MAC announced an address this node answers for (gratuitous ARP or override NA).
+    ForeignAnnouncement {
+        /// The address.
+        ip: IpAddr,
+        /// The other MAC, for the log.
+        mac: String,
+    },
+}
+
+/// Why a session with etcd ended.
+#[derive(Debug)]
+enum SessionEnd {
+    /// Shutdown was asked for.
+    Shutdown,
+    /// etcd failed; retry.
+    Failed(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for SessionEnd {
+    fn from(e: E) -> Self {
+        SessionEnd::Failed(e.into())
+    }
+}
+
+/// The control loop's state.
+pub struct Controller {
+    settings: Settings,
+    keys: Keys,
+    interfaces_regex: Option<Regex>,
+    options: etcd_client::ConnectOptions,
+    etcd: Option<Etcd>,
+    lease: Option<i64>,
+    last_keepalive: Option<Instant>,
+    world: World,
+    unclaimed_since: HashMap<IpAddr, Instant>,
+    next_wake: Option<Instant>,
+    /// Addresses given up after another node announced them while etcd was away.
+    yielded: HashSet<IpAddr>,
+    interfaces: Vec<Interface>,
+    held_tx: watch::Sender<Arc<HeldSet>>,
+    interfaces_tx: watch::Sender<Vec<Interface>>,
+    events: mpsc::Receiver<LocalEvent>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("node", &self.settings.node_name)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// A controller; `held_tx` and `interfaces_tx` publish to the responders, `events` brings
+    /// their observations back.
+    pub fn new(
+        settings: Settings,
+        held_tx: watch::Sender<Arc<HeldSet>>,
+        interfaces_tx: watch::Sender<Vec<Interface>>,
+        events: mpsc::Receiver<LocalEvent>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let interfaces_regex = settings
+            .interfaces
+            .as_deref()
+            .map(|r| Regex::new(&format!("^(?:{r})$")))
+            .transpose()
+            .context("--interfaces is not a valid regular expression")?;
+        let options = etcd::options(&settings)?;
+        Ok(Controller {
+            keys: Keys::new(&settings.etcd_prefix),
+            settings,
+            interfaces_regex,
+            options,
+            etcd: None,
+            lease: None,
+            last_keepalive: None,
+            world: World::default(),
+            unclaimed_since: HashMap::new(),
+            next_wake: None,
+            yielded: HashSet::new(),
+            interfaces: Vec::new(),
+            held_tx,
+            interfaces_tx,
+            events,
+            metrics,
+        })
+    }
+
+    /// Runs until `shutdown` turns true; then stops answering and revokes the lease.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        self.refresh_interfaces();
+        loop {
+            match self.session(&mut shutdown).await {
+                SessionEnd::Shutdown => break,
+                SessionEnd::Failed(e) => {
+                    warn!(error = %format!("{e:#}"), "etcd unavailable; retrying every {:?}", self.settings.keepalive_interval());
+                    self.metrics.etcd_connected.set(0);
+                    self.etcd = None;
+                    if self.wait_for_etcd(&mut shutdown).await {
+                        break;
+                    }
+                }
+            }
+        }
+        self.stop().await;
+        Ok(())
+    }
+
+    /// Graceful stop: stop answering first, then end the lease so claims vanish at once.
+    async fn stop(&mut self) {
+        self.publish(HeldSet::default());
+        if let (Some(etcd), Some(lease)) = (self.etcd.as_mut(), self.lease) {
+            match bounded(Duration::from_millis(800), "revoke", etcd.revoke(lease)).await {
+                Ok(()) => info!(lease, "lease revoked; claims released"),
+                Err(e) => warn!(error = %e, "could not revoke the lease; claims end with its TTL"),
+            }
+        }
+    }
+
+    /// One connection to etcd, from connecting to the first failure.
+    async fn session(&mut self, shutdown: &mut watch::Receiver<bool>) -> SessionEnd {
+        let step = self.settings.keepalive_interval();
+        let mut etcd = match bounded(step, "connect", Etcd::connect(&self.settings, self.options.clone())).await {
+            Ok(e) => e,
+            Err(e) => return SessionEnd::Failed(e),
+        };
+        let lease = match self.lease {
+            Some(id) if bounded(step, "lease status", etcd.alive(id)).await.unwrap_or(false) => {
+                info!(lease = id, "reconnected; lease still alive, claims kept");
+                id
+            }
+            previous => {
+                if previous.is_some() {
+                    self.lease_lost("the lease expired while etcd was away");
+                }
+                match bounded(step, "lease grant", etcd.grant(self.settings.lease_ttl)).await {
+                    Ok(id) => {
+                        info!(lease = id, ttl = self.settings.lease_ttl, "lease granted");
+                        id
+                    }
+                    Err(e) => return SessionEnd::Failed(e),
+                }
+            }
+        };
+        self.lease = Some(lease);
+        self.last_keepalive = Some(Instant::now());
+        self.metrics.lease_alive.set(1);
+        self.metrics.etcd_connected.set(1);
+        self.etcd = Some(etcd.clone());
+        match self.connected(&mut etcd, lease, shutdown).await {
+            Ok(never) => match never {},
+            Err(end) => end,
+        }
+    }
+
+    async fn connected(
+        &mut self,
+        etcd: &mut Etcd,
+        lease: i64,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<std::convert::Infallible, SessionEnd> {
+        let step = self.settings.keepalive_interval();
+        self.register(etcd, lease).await?;
+        let (changes, revision) = bounded(step, "list", etcd.list()).await?;
+        self.world = World::default();
+        for c in &changes {
+            if let Err(e) = self.world.apply(&self.keys, c) {
+                warn!(error = %e, "skipping an unreadable key");
+            }
+        }
+        self.yielded.clear();
+        let mut watch = bounded(step, "watch", etcd.watch(revision + 1)).await?;
+        let (mut keeper, mut keepalives) = bounded(step, "keepalive", async {
+            Ok(etcd.client.lease_keep_alive(lease).await?)
+        })
+        .await?;
+        let mut keepalive_tick = tokio::time::interval(step);
+        keepalive_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut interface_tick = tokio::time::interval(Duration::from_secs(1));
+        interface_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        self.reconcile(etcd, lease).await?;
+        loop {
+            let wake = self.next_wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                _ = stopped(shutdown) => return Err(SessionEnd::Shutdown),
+                msg = watch.message() => {
+                    let resp = msg?.ok_or_else(|| anyhow::anyhow!("the watch stream ended"))?;
+                    if resp.canceled() {
+                        return Err(anyhow::anyhow!("the watch was canceled: {}", resp.cancel_reason()).into());
+                    }
+                    for c in etcd::changes(&resp) {
+                        if let Err(e) = self.world.apply(&self.keys, &c) {
+                            warn!(error = %e, "skipping an unreadable key");
+                        }
+                    }
+                }
+                _ = keepalive_tick.tick() => {
+                    let silent = self.last_keepalive.map_or(Duration::MAX, |t| t.elapsed());
+                    if silent > step * 2 {
+                        return Err(anyhow::anyhow!("no keepalive answer for {silent:?}").into());
+                    }
+                    keeper.keep_alive().await?;
+                }
+                resp = keepalives.message() => {
+                    let resp = resp?.ok_or_else(|| anyhow::anyhow!("the keepalive stream ended"))?;
+                    if resp.ttl() <= 0 {
+                        self.lease_lost("etcd says the lease has expired");
+                        return Err(anyhow::anyhow!("lease {lease} expired").into());
+                    }
+                    self.last_keepalive = Some(Instant::now());
+                }
+                _ = interface_tick.tick() => {
+                    if self.refresh_interfaces() {
+                        self.register(etcd, lease).await?;
+                    }
+                }
+                Some(ev) = self.events.recv() => self.local_event(ev, true),
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+            self.reconcile(etcd, lease).await?;
+        }
+    }
+
+    /// Waits out one retry interval while etcd is away; true when shutdown was asked for.
+    async fn wait_for_etcd(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let retry = Instant::now() + self.settings.keepalive_interval();
+        let ttl = self.settings.ttl();
+        let margin = (ttl / 3).min(Duration::from_secs(1));
+        let release_at = match (self.settings.on_etcd_loss, self.last_keepalive) {
+            (OnEtcdLoss::Release, Some(t)) => Some(t + ttl.saturating_sub(margin)),
+            _ => None,
+        };
+        loop {
+            if let Some(at) = release_at {
+                if Instant::now() >= at && !self.held_tx.borrow().is_empty() {
+                    warn!("etcd still unreachable; stopping answering before the lease can expire (--on-etcd-loss release)");
+                    self.publish(HeldSet::default());
+                }
+            }
+            let next = release_at.filter(|at| *at > Instant::now()).map_or(retry, |at| at.min(retry));
+            tokio::select! {
+                _ = stopped(shutdown) => return true,
+                Some(ev) = self.events.recv() => self.local_event(ev, false),
+                _ = tokio::time::sleep_until(next) => {
+                    if Instant::now() >= retry {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    fn local_event(&mut self, ev: LocalEvent, connected: bool) {
+        match ev {
+            LocalEvent::ForeignAnnouncement { ip, mac } => {
+                if connected {
+                    // etcd decides while it answers: our claim stands; the other host is wrong.
+                    if self.held_tx.borrow().holds(ip) {
+                        warn!(%ip, %mac, "another host announced an address this node holds in etcd; still answering");
+                    }
+                    return;
+                }
+                let mut held = (**self.held_tx.borrow()).clone();
+                if held.release(ip) {
+                    info!(%ip, %mac, reason = "another node announced it while etcd is unreachable", "yield");
+                    self.metrics.claims_lost.inc();
+                    self.yielded.insert(ip);
+                    self.publish(held);
+                }
+            }
+        }
+    }
+
+    /// The lease is gone: so are this node's claims. Stop answering at once.
+    fn lease_lost(&mut self, why: &str) {
+        warn!(reason = why, "lease lost; no longer answering for any address");
+        self.lease = None;
+        self.metrics.lease_alive.set(0);
+        self.publish(HeldSet::default());
+    }
+
+    /// Reads the interfaces again; true when the usable set changed.
+    fn refresh_interfaces(&mut self) -> bool {
+        let found = match interfaces::list() {
+            Ok(list) => list,
+            Err(e) => {
+                warn!(error = %e, "cannot list interfaces");
+                return false;
+            }
+        };
+        let usable: Vec<Interface> = found
+            .into_iter()
+            .filter(|i| match interfaces::eligible(i, self.interfaces_regex.as_ref()) {
+                Ok(()) => true,
+                Err(why) => {
+                    debug!(interface = %i.name, reason = why, "not announcing on interface");
+                    false
+                }
+            })
+            .collect();
+        let changed = usable != self.interfaces;
+        if changed {
+            let names: Vec<&str> = usable.iter().map(|i| i.name.as_str()).collect();
+            info!(interfaces = ?names, "usable interfaces");
+            self.interfaces = usable.clone();
+            self.interfaces_tx.send_replace(usable);
+        }
+        changed
+    }
+
+    fn registration(&self) -> Registration {
+        Registration {
+            node: self.settings.node_name.clone(),
+            labels: self.settings.labels.0.clone(),
+            interfaces: self
+                .interfaces
+                .iter()
+                .map(|i| InterfaceInfo {
+                    name: i.name.clone(),
+                    mac: format_mac(i.mac),
+                })
+                .collect(),
+        }
+    }
+
+    async fn register(&mut self, etcd: &mut Etcd, lease: i64) -> anyhow::Result<()> {
+        let reg = self.registration();
+        bounded(self.settings.keepalive_interval(), "register", etcd.register(&reg, lease))
+            .await
+            .inspect_err(|_| self.etcd_error("register"))
+    }
+
+    fn etcd_error(&self, op: &'static str) {
+        self.metrics.etcd_errors.get_or_create(&OpLabels { op }).inc();
+    }
+
+    fn publish(&self, held: HeldSet) {
+        self.metrics.held_addresses.set(i64::try_from(held.len()).unwrap_or(i64::MAX));
+        self.held_tx.send_if_modified(|current| {
+            if **current == held {
+                false
+            } else {
+                *current = Arc::new(held);
+                true
+            }
+        });
+    }
+
+    /// Decides about every address, then acts; repeats once when an action changed the view.
+    async fn reconcile(&mut self, etcd: &mut Etcd, lease: i64) -> anyhow::Result<()> {
+        for _ in 0..2 {
+            let plan = self.decide(lease);
+            self.publish(plan.held);
+            self.next_wake = plan.wake;
+            if plan.claim.is_empty() && plan.release.is_empty() {
+                return Ok(());
+            }
+            self.act(etcd, lease, plan.claim, plan.release).await?;
+        }
+        Ok(())
+    }
+
+    fn decide(&mut self, lease: i64) -> Plan {
+        let now = Instant::now();
+        let me = self.settings.node_name.as_str();
+        let usable: Vec<String> = self.interfaces.iter().map(|i| i.name.clone()).collect();
+        let rank_keys = election::rank_keys(&self.world.announcements);
+        let mut plan = Plan::default();
+        self.unclaimed_since
+            .retain(|ip, _| self.world.announcements.contains_key(ip) && !self.world.claims.contains_key(ip));
+        for (ip, ann) in &self.world.announcements {
+            let claim = self.world.claims.get(ip);
+            // A claim under this node's name on an older lease is a leftover that ends with that
+            // lease: it is neither ours to answer for nor free to claim.
+            let claim_ref = claim.map(|c| &c.claim);
+            let unclaimed_for = if claim.is_none() {
+                now - *self.unclaimed_since.entry(*ip).or_insert(now)
+            } else {
+                Duration::ZERO
+            };
+            let situation = Situation {
+                me,
+                announcement: ann,
+                rank_key: rank_keys.get(ip).copied().unwrap_or(*ip),
+                speakers: &self.world.speakers,
+                my_interfaces: &usable,
+                claim: claim_ref,
+            };
+            let step = match claim {
+                Some(c) if c.claim.node == me && c.lease != lease => Step::Idle {
+                    reason: "claimed on an older lease of this node".into(),
+                },
+                _ => election::decide(&situation, unclaimed_for, self.settings.claim_stagger),
+            };
+            match step {
+                Step::Claim { rank } => {
+                    plan.claim.push((*ip, election::interfaces_for(ann, &usable), rank));
+                }
+                Step::Wait { remaining, .. } => {
+                    let at = now + remaining;
+                    plan.wake = Some(plan.wake.map_or(at, |w: Instant| w.min(at)));
+                }
+                Step::Hold => {
+                    if !self.yielded.contains(ip) {
+                        plan.held.hold(*ip, election::interfaces_for(ann, &usable));
+                    }
+                }
+                Step::Release { reason } => plan.release.push((*ip, reason)),
+                Step::Idle { .. } => {}
+            }
+        }
+        for (ip, c) in self.world.claimed_by(me) {
+            if c.lease == lease && !self.world.announcements.contains_key(ip) {
+                plan.release.push((*ip, "the address is no longer announced".into()));
+            }
+        }
+        plan
+    }
+
+    async fn act(
+        &mut self,
+        etcd: &mut Etcd,
+        lease: i64,
+        claims: Vec<(IpAddr, Vec<String>, usize)>,
+        releases: Vec<(IpAddr, String)>,
+    ) -> anyhow::Result<()> {
+        let step = self.settings.keepalive_interval();
+        for (ip, reason) in releases {
+            let done = bounded(step, "release", etcd.release(ip, lease))
+                .await
+                .inspect_err(|_| self.etcd_error("release"))?;
+            self.world.claims.remove(&ip);
+            if done {
+                info!(%ip, %reason, "release");
+            }
+        }
+        for (ip, interfaces, rank) in claims {
+            let claim = Claim {
+                node: self.settings.node_name.clone(),
+                interfaces,
+                since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            };
+            let won = bounded(step, "claim", etcd.claim(ip, &claim, lease))
+                .await
+                .inspect_err(|_| self.etcd_error("claim"))?;
+            if won {
+                info!(%ip, rank, interfaces = ?claim.interfaces, "claim");
+                self.metrics.claims_won.inc();
+                self.world.claims.insert(ip, crate::world::HeldClaim { claim, lease });
+            } else {
+                debug!(%ip, rank, "another node claimed first");
+                self.metrics.claims_lost.inc();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of one round of decisions.
+#[derive(Debug, Default)]
+struct Plan {
+    held: HeldSet,
+    claim: Vec<(IpAddr, Vec<String>, usize)>,
+    release: Vec<(IpAddr, String)>,
+    wake: Option<Instant>,
+}
+
+/// Resolves once `stop` turns true (or its sender is gone). The guard `wait_for` returns is
+/// dropped here, so callers can use this in `select!` next to other awaits.
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

@@ -1,0 +1,95 @@
+//! `ferrolb-speaker`: one per node. Holds an etcd lease, claims addresses through etcd
+//! transactions and answers ARP and NDP for exactly the addresses it holds. It needs no
+//! Kubernetes credentials: etcd is its only peer.
+//!
+//! ```text
+//!  run ──▶ controller (lease, watch, decide, claim/release) ──HeldSet──▶ responders (per interface)
+//!      └─▶ HTTP (/metrics, /healthz)                        ◀──yields──┘
+//! ```
+//!
+//! - [`settings`]: the command line (exact; other parts and the tests drive it).
+//! - [`world`]: the view of etcd, fed by events; [`etcd`]: the requests.
+//! - [`controller`]: decide (with `ferrolb_core::election`) then act.
+//! - [`responder`]: answers and gratuitous announcements, one task per interface.
+//! - [`sys`]: the only unsafe code: raw sockets; and the interface list from /sys.
+//! - [`metrics`]: Prometheus metrics and the HTTP listener.
+//!
+//! Shutdown (SIGTERM or SIGINT): stop answering, revoke the lease (claims vanish at once and the
+//! next node takes over), exit 0.
+
+#![deny(unsafe_code)]
+
+pub mod controller;
+pub mod etcd;
+pub mod metrics;
+pub mod responder;
+pub mod settings;
+pub mod sys;
+pub mod world;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use ferrolb_core::respond::HeldSet;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
+use tracing::info;
+
+use crate::controller::Controller;
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+
+/// Runs the speaker until SIGTERM or SIGINT (then stops gracefully and returns `Ok`), or until a
+/// part of it fails.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    info!(node = %settings.node_name, endpoints = ?settings.etcd_endpoints, prefix = %settings.etcd_prefix, "starting");
+    let metrics = Arc::new(Metrics::default());
+    let healthy = Arc::new(AtomicBool::new(true));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (held_tx, held_rx) = watch::channel(Arc::new(HeldSet::default()));
+    let (interfaces_tx, interfaces_rx) = watch::channel(Vec::new());
+    let (events_tx, events_rx) = mpsc::channel(256);
+
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let mut http = tokio::spawn(metrics::serve(listener, metrics.register(), healthy.clone(), stop_rx.clone()));
+    let controller = Controller::new(settings.clone(), held_tx, interfaces_tx, events_rx, metrics.clone())?;
+    let mut control = tokio::spawn(controller.run(stop_rx.clone()));
+    // The responders stop after the controller, which first empties the held set.
+    let (responders_stop_tx, responders_stop_rx) = watch::channel(false);
+    let responders = tokio::spawn(responder::supervise(
+        interfaces_rx,
+        responder::Shared {
+            held: held_rx,
+            events: events_tx,
+            metrics,
+            refresh: settings.garp_refresh,
+        },
+        responders_stop_rx,
+    ));
+
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let result = tokio::select! {
+        _ = term.recv() => { info!("SIGTERM: stopping"); None }
+        _ = int.recv() => { info!("SIGINT: stopping"); None }
+        r = &mut control => Some(r.context("controller task").and_then(|r| r).context("controller stopped")),
+        r = &mut http => Some(match r {
+            Ok(Ok(())) => Err(anyhow::anyhow!("the HTTP listener stopped")),
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context("the HTTP listener failed")),
+            Err(e) => Err(anyhow::Error::new(e).context("the HTTP task")),
+        }),
+    };
+    healthy.store(false, Ordering::Relaxed);
+    let _ = stop_tx.send(true);
+    let outcome = match result {
+        Some(r) => r,
+        None => control.await.context("controller task").and_then(|r| r),
+    };
+    let _ = responders_stop_tx.send(true);
+    let _ = responders.await;
+    http.abort();
+    outcome
+}

@@ -1,0 +1,134 @@
+//! The speaker's Prometheus metrics, and the HTTP listener that serves them with `/healthz`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+/// Labels naming an address and a protocol (`arp` or `ndp`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AddressLabels {
+    /// The address.
+    pub address: String,
+    /// `arp` or `ndp`.
+    pub protocol: &'static str,
+}
+
+/// Labels naming a reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Why.
+    pub reason: &'static str,
+}
+
+/// Labels naming an etcd operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    /// The operation.
+    pub op: &'static str,
+}
+
+/// Every metric the speaker exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Addresses this node answers for.
+    pub held_addresses: Gauge,
+    /// Claims this node created.
+    pub claims_won: Counter,
+    /// Claim attempts another node won, and claims this node lost (lease ended, yielded).
+    pub claims_lost: Counter,
+    /// Requests received for held addresses.
+    pub requests: Family<AddressLabels, Counter>,
+    /// Replies sent.
+    pub replies: Family<AddressLabels, Counter>,
+    /// Requests not answered, by reason.
+    pub dropped: Family<ReasonLabels, Counter>,
+    /// Gratuitous ARPs and unsolicited NAs sent.
+    pub gratuitous: Family<ReasonLabels, Counter>,
+    /// Frames that could not be parsed.
+    pub malformed: Counter,
+    /// Failed etcd operations.
+    pub etcd_errors: Family<OpLabels, Counter>,
+    /// 1 while the lease is known to be alive in etcd.
+    pub lease_alive: Gauge,
+    /// 1 while etcd answers.
+    pub etcd_connected: Gauge,
+}
+
+impl Metrics {
+    /// A registry holding every metric.
+    pub fn register(self: &Arc<Self>) -> Registry {
+        let mut r = Registry::with_prefix("ferrolb_speaker");
+        r.register("held_addresses", "Addresses this node answers for", self.held_addresses.clone());
+        r.register("claims_won", "Claims this node created", self.claims_won.clone());
+        r.register("claims_lost", "Claims lost: attempts another node won, leases ended, yields", self.claims_lost.clone());
+        r.register("requests", "ARP/NDP requests received for held addresses", self.requests.clone());
+        r.register("replies", "ARP/NDP replies sent", self.replies.clone());
+        r.register("dropped", "Requests not answered, by reason", self.dropped.clone());
+        r.register("gratuitous", "Gratuitous ARPs and unsolicited NAs sent", self.gratuitous.clone());
+        r.register("malformed_frames", "Frames that could not be parsed", self.malformed.clone());
+        r.register("etcd_errors", "Failed etcd operations", self.etcd_errors.clone());
+        r.register("lease_alive", "1 while the lease is known to be alive", self.lease_alive.clone());
+        r.register("etcd_connected", "1 while etcd answers", self.etcd_connected.clone());
+        r
+    }
+}
+
+#[derive(Clone)]
+struct HttpState {
+    registry: Arc<Registry>,
+    healthy: Arc<AtomicBool>,
+}
+
+async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &s.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            body,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
+    if s.healthy.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not running\n")
+    }
+}
+
+/// Serves `/metrics` and `/healthz` on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Registry,
+    healthy: Arc<AtomicBool>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let state = HttpState {
+        registry: Arc::new(registry),
+        healthy,
+    };
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await
+}

@@ -1,0 +1,147 @@
+//! The speaker's command line (exact: other parts and the tests drive it). Every flag also reads
+//! an environment variable.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use ferrolb_core::layout::DEFAULT_PREFIX;
+
+/// What to do while etcd cannot be reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OnEtcdLoss {
+    /// Keep answering for held addresses until another node announces one of them.
+    Hold,
+    /// Stop answering before the lease can have expired in etcd.
+    Release,
+}
+
+/// ferrolb-speaker: answers ARP and NDP for the addresses this node holds, coordinated through
+/// etcd leases and claims. Needs no Kubernetes credentials.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "ferrolb-speaker", version, about)]
+pub struct Settings {
+    /// This node's name (in Kubernetes: the Node's name, from the downward API).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: String,
+    /// etcd endpoints, comma-separated (`http://10.0.0.10:2379,https://...`).
+    #[arg(long, env = "FERROLB_ETCD_ENDPOINTS", value_delimiter = ',', required = true)]
+    pub etcd_endpoints: Vec<String>,
+    /// Prefix of every key ferrolb uses in etcd.
+    #[arg(long, env = "FERROLB_ETCD_PREFIX", default_value = DEFAULT_PREFIX)]
+    pub etcd_prefix: String,
+    /// TTL of this speaker's lease, in seconds (etcd's minimum is about 2).
+    #[arg(long, env = "FERROLB_LEASE_TTL", default_value_t = 3, value_parser = clap::value_parser!(i64).range(2..=3600))]
+    pub lease_ttl: i64,
+    /// How long the speaker ranked r waits (times r) before claiming an unclaimed address.
+    #[arg(long, env = "FERROLB_CLAIM_STAGGER", default_value = "100ms", value_parser = parse_duration)]
+    pub claim_stagger: Duration,
+    /// Interfaces to announce on (a regular expression over names), instead of the default:
+    /// every interface that is up, broadcast-capable and not loopback, except the usual virtual
+    /// ones (docker*, veth*, cali*, flannel*, cni*, kube-ipvs*, lxc*, virbr*, tunl*).
+    #[arg(long, env = "FERROLB_INTERFACES")]
+    pub interfaces: Option<String>,
+    /// Repeat one gratuitous ARP / unsolicited NA per held address this often (default: off).
+    #[arg(long, env = "FERROLB_GARP_REFRESH", value_parser = parse_duration)]
+    pub garp_refresh: Option<Duration>,
+    /// What to do while etcd cannot be reached.
+    #[arg(long, env = "FERROLB_ON_ETCD_LOSS", value_enum, default_value_t = OnEtcdLoss::Hold)]
+    pub on_etcd_loss: OnEtcdLoss,
+    /// This node's labels, `k=v,k2=v2` (matched by L2Advertisement nodeSelectors in file mode).
+    #[arg(long, env = "FERROLB_LABELS", value_parser = parse_labels, default_value = "")]
+    pub labels: Labels,
+    /// Address of the HTTP listener for /metrics and /healthz.
+    #[arg(long, env = "FERROLB_LISTEN", default_value = "0.0.0.0:7472")]
+    pub listen: SocketAddr,
+    /// CA certificate (PEM) that etcd's server certificate must chain to.
+    #[arg(long, env = "FERROLB_ETCD_CACERT")]
+    pub etcd_cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd.
+    #[arg(long, env = "FERROLB_ETCD_CERT", requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Client key (PEM) for etcd.
+    #[arg(long, env = "FERROLB_ETCD_KEY", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
+    /// etcd user name.
+    #[arg(long, env = "FERROLB_ETCD_USERNAME", requires = "etcd_password_file")]
+    pub etcd_username: Option<String>,
+    /// File holding the etcd user's password.
+    #[arg(long, env = "FERROLB_ETCD_PASSWORD_FILE", requires = "etcd_username")]
+    pub etcd_password_file: Option<PathBuf>,
+}
+
+/// Node labels.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Labels(pub BTreeMap<String, String>);
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 100ms, 1s, 2m)"))
+}
+
+fn parse_labels(text: &str) -> Result<Labels, String> {
+    let mut labels = BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{pair:?} is not key=value"))?;
+        ferrolb_core::selector::check_key(k.trim())?;
+        ferrolb_core::selector::check_value(v.trim())?;
+        labels.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(Labels(labels))
+}
+
+impl Settings {
+    /// The keepalive interval: a third of the TTL.
+    pub fn keepalive_interval(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.lease_ttl).unwrap_or(3) * 1000 / 3)
+    }
+
+    /// The lease TTL as a duration.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(u64::try_from(self.lease_ttl).unwrap_or(3))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_command_line() {
+        let s = Settings::try_parse_from([
+            "ferrolb-speaker",
+            "--node-name",
+            "n1",
+            "--etcd-endpoints",
+            "http://127.0.0.1:2379,http://127.0.0.2:2379",
+        ])
+        .expect("valid");
+        assert_eq!(s.etcd_endpoints.len(), 2);
+        assert_eq!(s.etcd_prefix, "/ferrolb");
+        assert_eq!(s.lease_ttl, 3);
+        assert_eq!(s.claim_stagger, Duration::from_millis(100));
+        assert_eq!(s.on_etcd_loss, OnEtcdLoss::Hold);
+        assert_eq!(s.listen.port(), 7472);
+        assert_eq!(s.keepalive_interval(), Duration::from_secs(1));
+        assert!(s.garp_refresh.is_none());
+    }
+
+    #[test]
+    fn labels_and_durations_are_checked() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["ferrolb-speaker", "--node-name", "n", "--etcd-endpoints", "http://e"];
+            args.extend_from_slice(extra);
+            Settings::try_parse_from(args)
+        };
+        let s = parse(&["--labels", "zone=a, rack=r1", "--garp-refresh", "30s"]).expect("valid");
+        assert_eq!(s.labels.0.get("rack").map(String::as_str), Some("r1"));
+        assert_eq!(s.garp_refresh, Some(Duration::from_secs(30)));
+        assert!(parse(&["--labels", "nonsense"]).is_err());
+        assert!(parse(&["--claim-stagger", "soon"]).is_err());
+        assert!(parse(&["--lease-ttl", "1"]).is_err());
+        assert!(parse(&["--etcd-cert", "c.pem"]).is_err(), "a certificate needs its key");
+    }
+}

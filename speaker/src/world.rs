@@ -1,0 +1,162 @@
+//! What the speaker knows of etcd: announcements, claims and live speakers, fed by a listing and
+//! then by watch events through [`World::apply`]. Tested by calling it; no etcd needed.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ferrolb_core::layout::{self, Announcement, Claim, Keys, Registration};
+
+/// A claim and the lease it lives on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldClaim {
+    /// The claim.
+    pub claim: Claim,
+    /// The lease the key is attached to.
+    pub lease: i64,
+}
+
+/// One change seen in etcd.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A key was written.
+    Put {
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+        /// The lease the key is attached to (0: none).
+        lease: i64,
+    },
+    /// A key was deleted (or its lease ended).
+    Delete {
+        /// The key.
+        key: Vec<u8>,
+    },
+}
+
+/// The speaker's view of etcd.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct World {
+    /// Announced addresses.
+    pub announcements: BTreeMap<IpAddr, Announcement>,
+    /// Current claims.
+    pub claims: BTreeMap<IpAddr, HeldClaim>,
+    /// Live speakers.
+    pub speakers: BTreeMap<String, Registration>,
+}
+
+/// Something in etcd that could not be read; the key is skipped.
+#[derive(Debug, thiserror::Error)]
+pub enum Unreadable {
+    /// A value is not the JSON the layout says.
+    #[error(transparent)]
+    Decode(#[from] layout::DecodeError),
+    /// The key's address and the value's address differ.
+    #[error("announcement at {key} names {ip}")]
+    Mismatch {
+        /// The key.
+        key: String,
+        /// The address in the value.
+        ip: IpAddr,
+    },
+}
+
+impl World {
+    /// Applies one change; keys outside the layout are ignored. On an unreadable value the old
+    /// entry is removed (a broken announcement must not keep being answered) and the error is
+    /// returned for logging.
+    pub fn apply(&mut self, keys: &Keys, change: &Change) -> Result<(), Unreadable> {
+        let (key, put) = match change {
+            Change::Put { key, value, lease } => (key.as_slice(), Some((value, *lease))),
+            Change::Delete { key } => (key.as_slice(), None),
+        };
+        if let Some(ip) = keys.ip_in(&keys.announcements(), key) {
+            self.announcements.remove(&ip);
+            if let Some((value, _)) = put {
+                let a: Announcement = layout::decode("announcement", key, value)?;
+                if a.ip != ip {
+                    return Err(Unreadable::Mismatch {
+                        key: String::from_utf8_lossy(key).into_owned(),
+                        ip: a.ip,
+                    });
+                }
+                self.announcements.insert(ip, a);
+            }
+        } else if let Some(ip) = keys.ip_in(&keys.claims(), key) {
+            self.claims.remove(&ip);
+            if let Some((value, lease)) = put {
+                let claim: Claim = layout::decode("claim", key, value)?;
+                self.claims.insert(ip, HeldClaim { claim, lease });
+            }
+        } else if let Some(node) = keys.node_in(key) {
+            self.speakers.remove(&node);
+            if let Some((value, _)) = put {
+                let reg: Registration = layout::decode("registration", key, value)?;
+                self.speakers.insert(node, reg);
+            }
+        }
+        Ok(())
+    }
+
+    /// The addresses whose claim is held by `node`.
+    pub fn claimed_by<'a>(&'a self, node: &'a str) -> impl Iterator<Item = (&'a IpAddr, &'a HeldClaim)> + 'a {
+        self.claims.iter().filter(move |(_, c)| c.claim.node == node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &str, value: &str, lease: i64) -> Change {
+        Change::Put {
+            key: key.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+            lease,
+        }
+    }
+
+    fn del(key: &str) -> Change {
+        Change::Delete {
+            key: key.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn events_build_and_tear_down_the_view() {
+        let keys = Keys::new("/ferrolb");
+        let mut w = World::default();
+        w.apply(&keys, &put("/ferrolb/announcements/10.0.0.5", r#"{"ip":"10.0.0.5","nodes":["a"]}"#, 0))
+            .expect("valid");
+        w.apply(&keys, &put("/ferrolb/claims/10.0.0.5", r#"{"node":"a","interfaces":["eth0"],"since":"x"}"#, 7))
+            .expect("valid");
+        w.apply(&keys, &put("/ferrolb/speakers/a", r#"{"node":"a","labels":{},"interfaces":[]}"#, 7))
+            .expect("valid");
+        w.apply(&keys, &put("/ferrolb/reconciler/leader", "r1", 9)).expect("ignored");
+        assert_eq!(w.announcements.len(), 1);
+        assert_eq!(w.claims.values().next().map(|c| c.lease), Some(7));
+        assert_eq!(w.claimed_by("a").count(), 1);
+        assert!(w.speakers.contains_key("a"));
+        w.apply(&keys, &del("/ferrolb/claims/10.0.0.5")).expect("valid");
+        w.apply(&keys, &del("/ferrolb/speakers/a")).expect("valid");
+        assert!(w.claims.is_empty() && w.speakers.is_empty());
+    }
+
+    #[test]
+    fn unreadable_values_remove_the_old_entry_and_say_why() {
+        let keys = Keys::new("/ferrolb");
+        let mut w = World::default();
+        w.apply(&keys, &put("/ferrolb/announcements/10.0.0.5", r#"{"ip":"10.0.0.5"}"#, 0))
+            .expect("valid");
+        let err = w
+            .apply(&keys, &put("/ferrolb/announcements/10.0.0.5", "{not json", 0))
+            .expect_err("invalid");
+        assert!(err.to_string().contains("/ferrolb/announcements/10.0.0.5"));
+        assert!(w.announcements.is_empty());
+        let err = w
+            .apply(&keys, &put("/ferrolb/announcements/10.0.0.6", r#"{"ip":"10.0.0.7"}"#, 0))
+            .expect_err("mismatch");
+        assert!(matches!(err, Unreadable::Mismatch { .. }));
+        assert!(w.announcements.is_empty());
+    }
+}

@@ -1,0 +1,68 @@
+//! `ferrolb-testkit`: real etcd and real layer-2 networks for ferrolb's integration tests.
+//!
+//! Two harnesses, std only (no async runtime), each an owned value that cleans up in `Drop`,
+//! also when the test panics:
+//!
+//! - [`Etcd`] and [`EtcdCluster`]: Debian's `etcd` 3.4 on free loopback ports (or inside a lab
+//!   namespace), with a temporary data directory and log, fast raft timing (50 ms heartbeat,
+//!   500 ms election timeout), and `stop`/`kill`/`restart`/`pause`/`resume` to play failures.
+//!   [`Etcd::ctl`] runs `etcdctl` against it.
+//! - [`Lab`]: private network namespaces on one Linux bridge, built with iproute2, with
+//!   helpers to run and spawn programs in them, cut links, blackhole routes, load nftables
+//!   rules, and ask who answers ARP ([`Lab::arping`]) and NDP ([`Lab::ndisc`]).
+//!
+//! # The lab's topology
+//!
+//! ```text
+//!                        switch namespace flb{pid}-{n}-sw (no addresses, no IPv6)
+//!   ┌──────────────────────────────────── br0 ───────────────────────────────────────┐
+//!   │   vclient          vnode1          vnode2     …     vnodeN           vinfra    │
+//!   └──────┼───────────────┼───────────────┼────────────────┼────────────────┼───────┘
+//!        veth            veth            veth             veth             veth
+//!   ┌──────┴─────┐  ┌──────┴─────┐  ┌──────┴─────┐   ┌──────┴─────┐  ┌──────┴─────┐
+//!   │ client eth0│  │ node1 eth0 │  │ node2 eth0 │   │ nodeN eth0 │  │ infra eth0 │
+//!   │ .1    ::1  │  │ .11  ::11  │  │ .12  ::12  │   │.10+N       │  │ .250 ::250 │
+//!   └────────────┘  └────────────┘  └────────────┘   └────────────┘  └────────────┘
+//!      namespace flb{pid}-{n}-{host}, each with `lo` up
+//! ```
+//!
+//! Address plan of a lab with subnet number `S` ([`Lab::subnet`], 1 to 250, from the pid and a
+//! per-process counter so parallel labs differ; labs are isolated from each other anyway):
+//!
+//! | host | IPv4 (`10.250.S.0/24`) | IPv6 (`fd00:250:S::/64`, `nodad`) | MAC |
+//! | --- | --- | --- | --- |
+//! | client | `10.250.S.1` | `fd00:250:S::1` | `02:fb:SS:00:00:01` |
+//! | node `i` (1 to 89) | `10.250.S.{10+i}` | `fd00:250:S::{10+i}` | `02:fb:SS:00:00:{10+i in hex}` |
+//! | infra | `10.250.S.250` | `fd00:250:S::250` | `02:fb:SS:00:00:fa` |
+//! | service addresses ([`Lab::vip4`]) | `10.250.S.100`–`.199` | `fd00:250:S::100`–`::199` | whoever answers |
+//!
+//! The IPv6 groups repeat the IPv4 digits (`S` and the host number are written in decimal
+//! digits), and `SS` is `S` in hexadecimal.
+//!
+//! # Rules the harnesses keep
+//!
+//! - Nothing is created in the root namespace: veth ends are created directly in the switch and
+//!   host namespaces, and traffic stays on loopback or inside the lab.
+//! - Every name carries the owner's pid (`flb{pid}-…`): namespaces, etcd member names, temporary
+//!   directories. Whatever a killed test process left behind is removed by the next one
+//!   ([`cleanup_stale`]).
+//! - Tests that need root call [`require_root!`]: without root they fail, unless
+//!   `FERROLB_SKIP_ROOT_TESTS=1` says to skip them.
+//!
+//! External programs (Debian packages): `etcd` (etcd-server), `etcdctl` (etcd-client), `ip`
+//! (iproute2), `arping` (arping), `ndisc6` (ndisc6), `nft` (nftables), `ping` (iputils-ping),
+//! `kill` and `sysctl` (procps).
+
+mod error;
+mod etcd;
+mod lab;
+mod process;
+mod root;
+mod stale;
+
+pub use error::{Result, TestkitError};
+pub use etcd::{Etcd, EtcdCluster};
+pub use lab::{Host, IFACE, Lab, LabProcess, MAX_NODES, PREFIX4, PREFIX6, VIPS};
+pub use process::Signal;
+pub use root::{SKIP_ROOT_TESTS_VAR, is_root, require_root};
+pub use stale::cleanup_stale;
