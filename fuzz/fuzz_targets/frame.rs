@@ -1,18 +1,44 @@
 //! `parse_frame` on arbitrary bytes; what parses as ARP or a Neighbor Solicitation is answered with
 //! the speaker's builders, and the answer must parse back to what was built.
+//!
+//! Each input is tried twice: as it is, and with its ICMPv6 checksum made right, so that mutations
+//! reach the neighbor discovery paths behind the checksum check.
 
 #![no_main]
 
 use std::net::Ipv6Addr;
 
 use ferrolb_core::wire::{
-    self, ArpOperation, Frame, MacAddr, NeighborFlags, parse_frame, solicited_node_multicast,
+    self, ArpOperation, EtherType, EthernetFrame, Frame, Icmpv6Packet, Ipv6Packet, MacAddr,
+    NeighborFlags, parse_frame, solicited_node_multicast,
 };
 use libfuzzer_sys::fuzz_target;
 
 const OUR_MAC: MacAddr = MacAddr([0x02, 0x42, 0xac, 0x11, 0x00, 0x02]);
 
 fuzz_target!(|data: &[u8]| {
+    check(data);
+    if let Some(fixed) = with_right_checksum(data) {
+        check(&fixed);
+    }
+});
+
+/// `data` with the ICMPv6 checksum recomputed, if it is an IPv6 frame carrying at least an
+/// ICMPv6 header.
+fn with_right_checksum(data: &[u8]) -> Option<Vec<u8>> {
+    let mut buf = data.to_vec();
+    let mut eth = EthernetFrame::new_checked(&mut buf[..]).ok()?;
+    if eth.ethertype() != EtherType::Ipv6 {
+        return None;
+    }
+    let mut ip = Ipv6Packet::new_checked(eth.payload_mut()).ok()?;
+    let (src, dst, len) = (ip.src(), ip.dst(), usize::from(ip.payload_len()));
+    let mut message = Icmpv6Packet::new_checked(ip.payload_mut().get_mut(..len)?).ok()?;
+    message.fill_checksum(&src, &dst);
+    Some(buf)
+}
+
+fn check(data: &[u8]) {
     match parse_frame(data) {
         Ok(Frame::Arp { eth, arp }) => {
             let reply = wire::arp_reply(OUR_MAC, arp.target_ip, arp.sender_mac, arp.sender_ip);
@@ -93,7 +119,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Ok(Frame::NeighborAdvert { .. } | Frame::Other) | Err(_) => {}
     }
-});
+}
 
 fn check_multicast_helpers(ip: Ipv6Addr) {
     let group = solicited_node_multicast(ip);

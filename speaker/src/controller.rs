@@ -163,13 +163,28 @@ impl Controller {
     /// One connection to etcd, from connecting to the first failure.
     async fn session(&mut self, shutdown: &mut watch::Receiver<bool>) -> SessionEnd {
         let step = self.settings.keepalive_interval();
-        let mut etcd = match bounded(step, "connect", Etcd::connect(&self.settings, self.options.clone())).await {
+        let mut etcd = match bounded(
+            step,
+            "connect",
+            Etcd::connect(&self.settings, self.options.clone()),
+        )
+        .await
+        {
             Ok(e) => e,
             Err(e) => return SessionEnd::Failed(e),
         };
-        let lease = match self.lease {
-            Some(id) if bounded(step, "lease status", etcd.alive(id)).await.unwrap_or(false) => {
-                info!(lease = id, "reconnected; lease still alive, claims kept");
+        let alive = match self.lease {
+            // An error here means etcd did not answer: the lease may well be alive. Only etcd
+            // saying so ends it.
+            Some(id) => match bounded(step, "lease status", etcd.alive(id)).await {
+                Ok(alive) => Some((id, alive)),
+                Err(e) => return SessionEnd::Failed(e),
+            },
+            None => None,
+        };
+        let lease = match alive {
+            Some((id, true)) => {
+                info!(lease = id, "connected; lease still alive, claims kept");
                 id
             }
             previous => {
@@ -223,7 +238,9 @@ impl Controller {
         interface_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         self.reconcile(etcd, lease).await?;
         loop {
-            let wake = self.next_wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let wake = self
+                .next_wake
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 _ = stopped(shutdown) => return Err(SessionEnd::Shutdown),
                 msg = watch.message() => {
@@ -276,11 +293,15 @@ impl Controller {
         loop {
             if let Some(at) = release_at {
                 if Instant::now() >= at && !self.held_tx.borrow().is_empty() {
-                    warn!("etcd still unreachable; stopping answering before the lease can expire (--on-etcd-loss release)");
+                    warn!(
+                        "etcd still unreachable; stopping answering before the lease can expire (--on-etcd-loss release)"
+                    );
                     self.publish(HeldSet::default());
                 }
             }
-            let next = release_at.filter(|at| *at > Instant::now()).map_or(retry, |at| at.min(retry));
+            let next = release_at
+                .filter(|at| *at > Instant::now())
+                .map_or(retry, |at| at.min(retry));
             tokio::select! {
                 _ = stopped(shutdown) => return true,
                 Some(ev) = self.events.recv() => self.local_event(ev, false),
@@ -316,7 +337,10 @@ impl Controller {
 
     /// The lease is gone: so are this node's claims. Stop answering at once.
     fn lease_lost(&mut self, why: &str) {
-        warn!(reason = why, "lease lost; no longer answering for any address");
+        warn!(
+            reason = why,
+            "lease lost; no longer answering for any address"
+        );
         self.lease = None;
         self.metrics.lease_alive.set(0);
         self.publish(HeldSet::default());
@@ -333,13 +357,15 @@ impl Controller {
         };
         let usable: Vec<Interface> = found
             .into_iter()
-            .filter(|i| match interfaces::eligible(i, self.interfaces_regex.as_ref()) {
-                Ok(()) => true,
-                Err(why) => {
-                    debug!(interface = %i.name, reason = why, "not announcing on interface");
-                    false
-                }
-            })
+            .filter(
+                |i| match interfaces::eligible(i, self.interfaces_regex.as_ref()) {
+                    Ok(()) => true,
+                    Err(why) => {
+                        debug!(interface = %i.name, reason = why, "not announcing on interface");
+                        false
+                    }
+                },
+            )
             .collect();
         let changed = usable != self.interfaces;
         if changed {
@@ -368,17 +394,26 @@ impl Controller {
 
     async fn register(&mut self, etcd: &mut Etcd, lease: i64) -> anyhow::Result<()> {
         let reg = self.registration();
-        bounded(self.settings.keepalive_interval(), "register", etcd.register(&reg, lease))
-            .await
-            .inspect_err(|_| self.etcd_error("register"))
+        bounded(
+            self.settings.keepalive_interval(),
+            "register",
+            etcd.register(&reg, lease),
+        )
+        .await
+        .inspect_err(|_| self.etcd_error("register"))
     }
 
     fn etcd_error(&self, op: &'static str) {
-        self.metrics.etcd_errors.get_or_create(&OpLabels { op }).inc();
+        self.metrics
+            .etcd_errors
+            .get_or_create(&OpLabels { op })
+            .inc();
     }
 
     fn publish(&self, held: HeldSet) {
-        self.metrics.held_addresses.set(i64::try_from(held.len()).unwrap_or(i64::MAX));
+        self.metrics
+            .held_addresses
+            .set(i64::try_from(held.len()).unwrap_or(i64::MAX));
         self.held_tx.send_if_modified(|current| {
             if **current == held {
                 false
@@ -409,8 +444,9 @@ impl Controller {
         let usable: Vec<String> = self.interfaces.iter().map(|i| i.name.clone()).collect();
         let rank_keys = election::rank_keys(&self.world.announcements);
         let mut plan = Plan::default();
-        self.unclaimed_since
-            .retain(|ip, _| self.world.announcements.contains_key(ip) && !self.world.claims.contains_key(ip));
+        self.unclaimed_since.retain(|ip, _| {
+            self.world.announcements.contains_key(ip) && !self.world.claims.contains_key(ip)
+        });
         for (ip, ann) in &self.world.announcements {
             let claim = self.world.claims.get(ip);
             // A claim under this node's name on an older lease is a leftover that ends with that
@@ -437,7 +473,8 @@ impl Controller {
             };
             match step {
                 Step::Claim { rank } => {
-                    plan.claim.push((*ip, election::interfaces_for(ann, &usable), rank));
+                    plan.claim
+                        .push((*ip, election::interfaces_for(ann, &usable), rank));
                 }
                 Step::Wait { remaining, .. } => {
                     let at = now + remaining;
@@ -454,7 +491,8 @@ impl Controller {
         }
         for (ip, c) in self.world.claimed_by(me) {
             if c.lease == lease && !self.world.announcements.contains_key(ip) {
-                plan.release.push((*ip, "the address is no longer announced".into()));
+                plan.release
+                    .push((*ip, "the address is no longer announced".into()));
             }
         }
         plan
@@ -489,7 +527,9 @@ impl Controller {
             if won {
                 info!(%ip, rank, interfaces = ?claim.interfaces, "claim");
                 self.metrics.claims_won.inc();
-                self.world.claims.insert(ip, crate::world::HeldClaim { claim, lease });
+                self.world
+                    .claims
+                    .insert(ip, crate::world::HeldClaim { claim, lease });
             } else {
                 debug!(%ip, rank, "another node claimed first");
                 self.metrics.claims_lost.inc();

@@ -27,7 +27,10 @@ pub fn options(s: &Settings) -> anyhow::Result<ConnectOptions> {
     if let (Some(user), Some(file)) = (&s.etcd_username, &s.etcd_password_file) {
         let password = std::fs::read_to_string(file)
             .with_context(|| format!("reading --etcd-password-file {}", file.display()))?;
-        o = o.with_user(user.clone(), password.trim_end_matches(['\n', '\r']).to_string());
+        o = o.with_user(
+            user.clone(),
+            password.trim_end_matches(['\n', '\r']).to_string(),
+        );
     }
     if s.etcd_cacert.is_some() || s.etcd_cert.is_some() {
         let mut tls = TlsOptions::new();
@@ -58,7 +61,9 @@ pub struct Etcd {
 
 impl std::fmt::Debug for Etcd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Etcd").field("prefix", &self.keys.prefix()).finish()
+        f.debug_struct("Etcd")
+            .field("prefix", &self.keys.prefix())
+            .finish()
     }
 }
 

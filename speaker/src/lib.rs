@@ -54,8 +54,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
-    let mut http = tokio::spawn(metrics::serve(listener, metrics.register(), healthy.clone(), stop_rx.clone()));
-    let controller = Controller::new(settings.clone(), held_tx, interfaces_tx, events_rx, metrics.clone())?;
+    let mut http = tokio::spawn(metrics::serve(
+        listener,
+        metrics.register(),
+        healthy.clone(),
+        stop_rx.clone(),
+    ));
+    let controller = Controller::new(
+        settings.clone(),
+        held_tx,
+        interfaces_tx,
+        events_rx,
+        metrics.clone(),
+    )?;
     let mut control = tokio::spawn(controller.run(stop_rx.clone()));
     // The responders stop after the controller, which first empties the held set.
     let (responders_stop_tx, responders_stop_rx) = watch::channel(false);

@@ -69,17 +69,57 @@ impl Metrics {
     /// A registry holding every metric.
     pub fn register(self: &Arc<Self>) -> Registry {
         let mut r = Registry::with_prefix("ferrolb_speaker");
-        r.register("held_addresses", "Addresses this node answers for", self.held_addresses.clone());
-        r.register("claims_won", "Claims this node created", self.claims_won.clone());
-        r.register("claims_lost", "Claims lost: attempts another node won, leases ended, yields", self.claims_lost.clone());
-        r.register("requests", "ARP/NDP requests received for held addresses", self.requests.clone());
+        r.register(
+            "held_addresses",
+            "Addresses this node answers for",
+            self.held_addresses.clone(),
+        );
+        r.register(
+            "claims_won",
+            "Claims this node created",
+            self.claims_won.clone(),
+        );
+        r.register(
+            "claims_lost",
+            "Claims lost: attempts another node won, leases ended, yields",
+            self.claims_lost.clone(),
+        );
+        r.register(
+            "requests",
+            "ARP/NDP requests received for held addresses",
+            self.requests.clone(),
+        );
         r.register("replies", "ARP/NDP replies sent", self.replies.clone());
-        r.register("dropped", "Requests not answered, by reason", self.dropped.clone());
-        r.register("gratuitous", "Gratuitous ARPs and unsolicited NAs sent", self.gratuitous.clone());
-        r.register("malformed_frames", "Frames that could not be parsed", self.malformed.clone());
-        r.register("etcd_errors", "Failed etcd operations", self.etcd_errors.clone());
-        r.register("lease_alive", "1 while the lease is known to be alive", self.lease_alive.clone());
-        r.register("etcd_connected", "1 while etcd answers", self.etcd_connected.clone());
+        r.register(
+            "dropped",
+            "Requests not answered, by reason",
+            self.dropped.clone(),
+        );
+        r.register(
+            "gratuitous",
+            "Gratuitous ARPs and unsolicited NAs sent",
+            self.gratuitous.clone(),
+        );
+        r.register(
+            "malformed_frames",
+            "Frames that could not be parsed",
+            self.malformed.clone(),
+        );
+        r.register(
+            "etcd_errors",
+            "Failed etcd operations",
+            self.etcd_errors.clone(),
+        );
+        r.register(
+            "lease_alive",
+            "1 while the lease is known to be alive",
+            self.lease_alive.clone(),
+        );
+        r.register(
+            "etcd_connected",
+            "1 while etcd answers",
+            self.etcd_connected.clone(),
+        );
         r
     }
 }
@@ -95,7 +135,10 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     match prometheus_client::encoding::text::encode(&mut body, &s.registry) {
         Ok(()) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             body,
         )
             .into_response(),

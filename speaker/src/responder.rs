@@ -61,17 +61,14 @@ pub async fn supervise(
         });
         for iface in interfaces.borrow().iter() {
             let key = (iface.name.clone(), iface.index, iface.mac);
-            if !tasks.contains_key(&key) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = tasks.entry(key) {
                 let (iface, shared, stop) = (iface.clone(), shared.clone(), stop.clone());
-                tasks.insert(
-                    key,
-                    tokio::spawn(async move {
-                        let name = iface.name.clone();
-                        if let Err(e) = respond(iface, shared, stop).await {
-                            warn!(interface = %name, error = %e, "responder stopped; retrying in 5 s");
-                        }
-                    }),
-                );
+                slot.insert(tokio::spawn(async move {
+                    let name = iface.name.clone();
+                    if let Err(e) = respond(iface, shared, stop).await {
+                        warn!(interface = %name, error = %e, "responder stopped; retrying in 5 s");
+                    }
+                }));
             }
         }
         tokio::select! {
@@ -103,7 +100,11 @@ struct Responder {
     joined: HashSet<[u8; 6]>,
 }
 
-async fn respond(iface: Interface, mut shared: Shared, mut stop: watch::Receiver<bool>) -> std::io::Result<()> {
+async fn respond(
+    iface: Interface,
+    mut shared: Shared,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let arp = AsyncRawSocket::open(iface.index, ETH_P_ARP)?;
     let ip6 = AsyncRawSocket::open(iface.index, ETH_P_IPV6)?;
     info!(interface = %iface.name, mac = %format_mac(iface.mac), "answering ARP and NDP");
@@ -172,7 +173,10 @@ impl Responder {
         let now = Instant::now();
         self.announcing.retain(|ip, _| mine.contains(ip));
         for ip in &mine {
-            self.announcing.entry(*ip).or_insert(Announcing { taken: now, sent: 0 });
+            self.announcing.entry(*ip).or_insert(Announcing {
+                taken: now,
+                sent: 0,
+            });
         }
         let groups: HashSet<[u8; 6]> = mine
             .iter()
@@ -218,14 +222,23 @@ impl Responder {
                     let b = arp.send(&wire::gratuitous_arp_reply(self.mac, v4)).await;
                     a.and(b)
                 }
-                IpAddr::V6(v6) => ip6.send(&wire::unsolicited_neighbor_advert(self.mac, v6)).await,
+                IpAddr::V6(v6) => {
+                    ip6.send(&wire::unsolicited_neighbor_advert(self.mac, v6))
+                        .await
+                }
             };
             match result {
                 Ok(()) => {
-                    self.shared.metrics.gratuitous.get_or_create(&ReasonLabels { reason }).inc();
+                    self.shared
+                        .metrics
+                        .gratuitous
+                        .get_or_create(&ReasonLabels { reason })
+                        .inc();
                     debug!(%ip, interface = %self.iface.name, reason, "gratuitous announcement");
                 }
-                Err(e) => warn!(%ip, interface = %self.iface.name, error = %e, "cannot send a gratuitous announcement"),
+                Err(e) => {
+                    warn!(%ip, interface = %self.iface.name, error = %e, "cannot send a gratuitous announcement")
+                }
             }
         }
     }
@@ -261,7 +274,12 @@ impl Responder {
                 let reply = wire::arp_reply(self.mac, arp.target_ip, arp.sender_mac, arp.sender_ip);
                 (q, reply, "arp")
             }
-            Frame::NeighborSolicit { eth, ip, target, source_lladdr } => {
+            Frame::NeighborSolicit {
+                eth,
+                ip,
+                target,
+                source_lladdr,
+            } => {
                 let kind = if ip.src.is_unspecified() {
                     QueryKind::DadProbe
                 } else {
@@ -274,10 +292,17 @@ impl Responder {
                     requester: eth.src.0,
                     interface: &self.iface.name,
                 };
-                let reply = wire::neighbor_advert(self.mac, target, to_mac, ip.src, target, true, true);
+                let reply =
+                    wire::neighbor_advert(self.mac, target, to_mac, ip.src, target, true, true);
                 (q, reply, "ndp")
             }
-            Frame::NeighborAdvert { eth, flags, target, target_lladdr, .. } => {
+            Frame::NeighborAdvert {
+                eth,
+                flags,
+                target,
+                target_lladdr,
+                ..
+            } => {
                 let from = target_lladdr.unwrap_or(eth.src);
                 if flags.overrides && held.holds(IpAddr::V6(target)) && from != self.mac {
                     self.foreign(IpAddr::V6(target), from).await;
@@ -291,7 +316,10 @@ impl Responder {
             self.shared
                 .metrics
                 .requests
-                .get_or_create(&AddressLabels { address: address.to_string(), protocol })
+                .get_or_create(&AddressLabels {
+                    address: address.to_string(),
+                    protocol,
+                })
                 .inc();
         }
         match held.answer(&query, &mut self.limiter, now) {
@@ -300,16 +328,23 @@ impl Responder {
                     self.shared
                         .metrics
                         .replies
-                        .get_or_create(&AddressLabels { address: address.to_string(), protocol })
+                        .get_or_create(&AddressLabels {
+                            address: address.to_string(),
+                            protocol,
+                        })
                         .inc();
                 }
-                Err(e) => warn!(%address, interface = %self.iface.name, error = %e, "cannot send a reply"),
+                Err(e) => {
+                    warn!(%address, interface = %self.iface.name, error = %e, "cannot send a reply")
+                }
             },
             Answer::Drop(reason) => {
                 self.shared
                     .metrics
                     .dropped
-                    .get_or_create(&ReasonLabels { reason: reason.as_str() })
+                    .get_or_create(&ReasonLabels {
+                        reason: reason.as_str(),
+                    })
                     .inc();
             }
         }
@@ -319,7 +354,10 @@ impl Responder {
         let _ = self
             .shared
             .events
-            .send(LocalEvent::ForeignAnnouncement { ip, mac: mac.to_string() })
+            .send(LocalEvent::ForeignAnnouncement {
+                ip,
+                mac: mac.to_string(),
+            })
             .await;
     }
 }

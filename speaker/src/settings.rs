@@ -27,7 +27,12 @@ pub struct Settings {
     #[arg(long, env = "NODE_NAME")]
     pub node_name: String,
     /// etcd endpoints, comma-separated (`http://10.0.0.10:2379,https://...`).
-    #[arg(long, env = "FERROLB_ETCD_ENDPOINTS", value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        env = "FERROLB_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        required = true
+    )]
     pub etcd_endpoints: Vec<String>,
     /// Prefix of every key ferrolb uses in etcd.
     #[arg(long, env = "FERROLB_ETCD_PREFIX", default_value = DEFAULT_PREFIX)]
@@ -132,7 +137,13 @@ mod tests {
     #[test]
     fn labels_and_durations_are_checked() {
         let parse = |extra: &[&str]| {
-            let mut args = vec!["ferrolb-speaker", "--node-name", "n", "--etcd-endpoints", "http://e"];
+            let mut args = vec![
+                "ferrolb-speaker",
+                "--node-name",
+                "n",
+                "--etcd-endpoints",
+                "http://e",
+            ];
             args.extend_from_slice(extra);
             Settings::try_parse_from(args)
         };
@@ -142,6 +153,9 @@ mod tests {
         assert!(parse(&["--labels", "nonsense"]).is_err());
         assert!(parse(&["--claim-stagger", "soon"]).is_err());
         assert!(parse(&["--lease-ttl", "1"]).is_err());
-        assert!(parse(&["--etcd-cert", "c.pem"]).is_err(), "a certificate needs its key");
+        assert!(
+            parse(&["--etcd-cert", "c.pem"]).is_err(),
+            "a certificate needs its key"
+        );
     }
 }

@@ -99,8 +99,13 @@ impl World {
     }
 
     /// The addresses whose claim is held by `node`.
-    pub fn claimed_by<'a>(&'a self, node: &'a str) -> impl Iterator<Item = (&'a IpAddr, &'a HeldClaim)> + 'a {
-        self.claims.iter().filter(move |(_, c)| c.claim.node == node)
+    pub fn claimed_by<'a>(
+        &'a self,
+        node: &'a str,
+    ) -> impl Iterator<Item = (&'a IpAddr, &'a HeldClaim)> + 'a {
+        self.claims
+            .iter()
+            .filter(move |(_, c)| c.claim.node == node)
     }
 }
 
@@ -126,18 +131,41 @@ mod tests {
     fn events_build_and_tear_down_the_view() {
         let keys = Keys::new("/ferrolb");
         let mut w = World::default();
-        w.apply(&keys, &put("/ferrolb/announcements/10.0.0.5", r#"{"ip":"10.0.0.5","nodes":["a"]}"#, 0))
-            .expect("valid");
-        w.apply(&keys, &put("/ferrolb/claims/10.0.0.5", r#"{"node":"a","interfaces":["eth0"],"since":"x"}"#, 7))
-            .expect("valid");
-        w.apply(&keys, &put("/ferrolb/speakers/a", r#"{"node":"a","labels":{},"interfaces":[]}"#, 7))
-            .expect("valid");
-        w.apply(&keys, &put("/ferrolb/reconciler/leader", "r1", 9)).expect("ignored");
+        w.apply(
+            &keys,
+            &put(
+                "/ferrolb/announcements/10.0.0.5",
+                r#"{"ip":"10.0.0.5","nodes":["a"]}"#,
+                0,
+            ),
+        )
+        .expect("valid");
+        w.apply(
+            &keys,
+            &put(
+                "/ferrolb/claims/10.0.0.5",
+                r#"{"node":"a","interfaces":["eth0"],"since":"x"}"#,
+                7,
+            ),
+        )
+        .expect("valid");
+        w.apply(
+            &keys,
+            &put(
+                "/ferrolb/speakers/a",
+                r#"{"node":"a","labels":{},"interfaces":[]}"#,
+                7,
+            ),
+        )
+        .expect("valid");
+        w.apply(&keys, &put("/ferrolb/reconciler/leader", "r1", 9))
+            .expect("ignored");
         assert_eq!(w.announcements.len(), 1);
         assert_eq!(w.claims.values().next().map(|c| c.lease), Some(7));
         assert_eq!(w.claimed_by("a").count(), 1);
         assert!(w.speakers.contains_key("a"));
-        w.apply(&keys, &del("/ferrolb/claims/10.0.0.5")).expect("valid");
+        w.apply(&keys, &del("/ferrolb/claims/10.0.0.5"))
+            .expect("valid");
         w.apply(&keys, &del("/ferrolb/speakers/a")).expect("valid");
         assert!(w.claims.is_empty() && w.speakers.is_empty());
     }
@@ -146,15 +174,24 @@ mod tests {
     fn unreadable_values_remove_the_old_entry_and_say_why() {
         let keys = Keys::new("/ferrolb");
         let mut w = World::default();
-        w.apply(&keys, &put("/ferrolb/announcements/10.0.0.5", r#"{"ip":"10.0.0.5"}"#, 0))
-            .expect("valid");
+        w.apply(
+            &keys,
+            &put("/ferrolb/announcements/10.0.0.5", r#"{"ip":"10.0.0.5"}"#, 0),
+        )
+        .expect("valid");
         let err = w
-            .apply(&keys, &put("/ferrolb/announcements/10.0.0.5", "{not json", 0))
+            .apply(
+                &keys,
+                &put("/ferrolb/announcements/10.0.0.5", "{not json", 0),
+            )
             .expect_err("invalid");
         assert!(err.to_string().contains("/ferrolb/announcements/10.0.0.5"));
         assert!(w.announcements.is_empty());
         let err = w
-            .apply(&keys, &put("/ferrolb/announcements/10.0.0.6", r#"{"ip":"10.0.0.7"}"#, 0))
+            .apply(
+                &keys,
+                &put("/ferrolb/announcements/10.0.0.6", r#"{"ip":"10.0.0.7"}"#, 0),
+            )
             .expect_err("mismatch");
         assert!(matches!(err, Unreadable::Mismatch { .. }));
         assert!(w.announcements.is_empty());

@@ -5,13 +5,8 @@
 //!
 //! Needs root (`ip netns`, raw sockets) and the `ip` and `arping` (Debian's, Habets) commands.
 //! Not root: the tests fail, unless `FERROLB_SKIP_ROOT_TESTS=1`, when they pass without running.
-//!
-//! This file also compiles the `sys` module's own unit tests (parsers, eligibility), which need
-//! nothing of the machine.
 
-#[allow(dead_code)]
-#[path = "../src/sys/mod.rs"]
-mod sys;
+use ferrolb_speaker::sys;
 
 use std::io;
 use std::path::PathBuf;

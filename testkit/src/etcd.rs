@@ -4,7 +4,7 @@
 //! Ports are picked by binding `127.0.0.1:0` and releasing the listener, so another process can
 //! take a port before etcd binds it; a start that loses this race (etcd logs "address already in
 //! use") is retried with new ports. Readiness is `GET /health` answering `"health":"true"`
-//! (or, inside a namespace, `etcdctl endpoint health`), which needs an elected leader.
+//! (inside a namespace, through `curl`), which needs an elected leader.
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
@@ -304,20 +304,18 @@ impl Etcd {
     pub fn is_healthy(&self) -> bool {
         match &self.netns {
             None => http_health(self.client_port),
+            // The same request through curl inside the namespace: unlike etcdctl, which keeps
+            // dialling for its whole dial timeout, curl fails at once while nothing listens.
             Some(ns) => {
-                let mut cmd = command_in(Some(ns), ETCDCTL);
-                cmd.env("ETCDCTL_API", "3")
+                let mut cmd = command_in(Some(ns), "curl");
+                cmd.args(["--silent", "--include", "--max-time", "1"])
                     .arg(format!(
-                        "--endpoints={}",
+                        "{}/health",
                         url(Ipv4Addr::LOCALHOST, self.client_port)
-                    ))
-                    .args([
-                        "--dial-timeout=1s",
-                        "--command-timeout=1s",
-                        "endpoint",
-                        "health",
-                    ]);
-                run(&mut cmd).is_ok_and(|o| o.status.success())
+                    ));
+                run(&mut cmd).is_ok_and(|o| {
+                    o.status.success() && health_response_ok(&String::from_utf8_lossy(&o.stdout))
+                })
             }
         }
     }

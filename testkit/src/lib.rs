@@ -50,7 +50,7 @@
 //!   `FERROLB_SKIP_ROOT_TESTS=1` says to skip them.
 //!
 //! External programs (Debian packages): `etcd` (etcd-server), `etcdctl` (etcd-client), `ip`
-//! (iproute2), `arping` (arping), `ndisc6` (ndisc6), `nft` (nftables), `ping` (iputils-ping),
+//! (iproute2), `arping` (arping), `ndisc6` (ndisc6), `nft` (nftables), `ping` (iputils-ping), `curl` (curl),
 //! `kill` and `sysctl` (procps).
 
 mod error;

@@ -127,7 +127,7 @@ fn links_blackholes_and_firewalls_cut_traffic_and_come_back() {
 
     lab.nft(
         Host::Node(2),
-        "table inet t { chain c { type filter hook input priority 0; icmp type echo-request drop; } }",
+        "table inet t { chain c { type filter hook input priority 0; icmp type echo-request drop; }; }",
     )
     .expect("nft");
     assert!(!lab.ping(Host::Client, node2).expect("ping"));

@@ -279,12 +279,13 @@ impl NdiscRepr {
         }
     }
 
-    /// The validity checks of RFC 4861 §7.1 that need the IPv6 header: hop limit 255, a unicast
-    /// target, a solicitation from the unspecified address only to a solicited-node address and
+    /// The validity checks of RFC 4861 §7.1 that need the IPv6 header: hop limit 255, a source that
+    /// is not multicast (RFC 4291 §2.7), a unicast target, a solicitation from the unspecified address only to a solicited-node address and
     /// without a source link-layer address, and no solicited advertisement to a multicast address.
     /// (Code 0 and length are checked by [`Self::parse`], the checksum by the caller.)
     pub fn check_received(&self, ip: &Ipv6Repr) -> Result<(), WireError> {
         let valid = ip.hop_limit == HOP_LIMIT
+            && !ip.src.is_multicast()
             && !self.target().is_multicast()
             && match self {
                 // From `::` (duplicate address detection): to a solicited-node address, with no
@@ -509,6 +510,15 @@ mod tests {
                 Err(WireError::Malformed)
             );
         }
+    }
+
+    #[test]
+    fn a_multicast_source_is_malformed() {
+        let ns = parse(&NS).expect("valid");
+        assert_eq!(
+            ns.check_received(&received("ff02::1", "ff02::1:ff00:f0", 255)),
+            Err(WireError::Malformed)
+        );
     }
 
     #[test]

@@ -283,7 +283,7 @@ impl AsyncRawSocket {
     /// # Panics
     ///
     /// If called outside a tokio runtime, or in one built without IO enabled (as tokio's
-    /// [`AsyncFd::new`] does).
+    /// [`AsyncFd::register_with_interest`] does).
     pub fn new(socket: RawSocket) -> io::Result<Self> {
         let interest = Interest::READABLE | Interest::WRITABLE;
         // SAFETY: tokio needs the descriptor to stay open and the same for as long as the

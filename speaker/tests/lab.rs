@@ -1,0 +1,327 @@
+//! The speaker in a network lab: real etcd, real speaker processes in private namespaces, a
+//! client that resolves the addresses by ARP and NDP. Needs root (CI is root).
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use ferrolb_testkit::{Etcd, Host, Lab, LabProcess, Signal, require_root};
+
+const TTL: &str = "2";
+
+struct Cluster {
+    lab: Lab,
+    etcd: Etcd,
+    speakers: Vec<Option<LabProcess>>,
+}
+
+impl Cluster {
+    fn start(nodes: usize, extra: &[&str]) -> Cluster {
+        let lab = Lab::new(nodes).expect("lab");
+        let etcd = lab.start_etcd().expect("etcd");
+        let mut c = Cluster {
+            lab,
+            etcd,
+            speakers: Vec::new(),
+        };
+        for i in 1..=nodes {
+            let p = c.spawn_speaker(i, extra);
+            c.speakers.push(Some(p));
+        }
+        c
+    }
+
+    fn spawn_speaker(&self, i: usize, extra: &[&str]) -> LabProcess {
+        let node = format!("node{i}");
+        let endpoints = self.etcd.endpoints();
+        let mut args = vec![
+            env!("CARGO_BIN_EXE_ferrolb-speaker"),
+            "--node-name",
+            &node,
+            "--etcd-endpoints",
+            &endpoints,
+            "--lease-ttl",
+            TTL,
+            "--listen",
+            "127.0.0.1:7472",
+        ];
+        args.extend_from_slice(extra);
+        self.lab
+            .spawn(Host::Node(i), args, &format!("speaker-{node}"))
+            .expect("spawn speaker")
+    }
+
+    fn speaker(&mut self, i: usize) -> &mut LabProcess {
+        self.speakers[i - 1].as_mut().expect("speaker running")
+    }
+
+    fn announce(&self, ip: IpAddr, extra: &str) {
+        let value = format!(r#"{{"ip":"{ip}","services":["default/svc-{ip}"]{extra}}}"#);
+        self.etcd
+            .ctl(&["put", &format!("/ferrolb/announcements/{ip}"), &value])
+            .expect("put announcement");
+    }
+
+    fn withdraw(&self, ip: IpAddr) {
+        self.etcd
+            .ctl(&["del", &format!("/ferrolb/announcements/{ip}")])
+            .expect("delete announcement");
+    }
+
+    /// The node holding the claim on `ip`, from etcd.
+    fn holder(&self, ip: IpAddr) -> Option<String> {
+        let out = self
+            .etcd
+            .ctl(&[
+                "get",
+                &format!("/ferrolb/claims/{ip}"),
+                "--print-value-only",
+            ])
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_str(out.trim()).ok()?;
+        v["node"].as_str().map(str::to_string)
+    }
+
+    fn claim_since(&self, ip: IpAddr) -> Option<String> {
+        let out = self
+            .etcd
+            .ctl(&[
+                "get",
+                &format!("/ferrolb/claims/{ip}"),
+                "--print-value-only",
+            ])
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_str(out.trim()).ok()?;
+        v["since"].as_str().map(str::to_string)
+    }
+
+    fn wait_holder(
+        &self,
+        ip: IpAddr,
+        timeout: Duration,
+        pred: impl Fn(Option<&str>) -> bool,
+    ) -> Option<String> {
+        let start = Instant::now();
+        loop {
+            let h = self.holder(ip);
+            if pred(h.as_deref()) {
+                return h;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "claim on {ip} still {h:?} after {timeout:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn node_index(node: &str) -> usize {
+        node.trim_start_matches("node")
+            .parse()
+            .expect("node number")
+    }
+
+    fn mac_of(&self, node: &str) -> String {
+        self.lab.mac(Host::Node(Self::node_index(node)))
+    }
+
+    fn arp(&self, ip: IpAddr) -> Vec<String> {
+        let IpAddr::V4(v4) = ip else {
+            panic!("not IPv4")
+        };
+        self.lab
+            .arping(Host::Client, v4, Duration::from_millis(700))
+            .expect("arping")
+    }
+
+    fn logs(&self) -> String {
+        self.speakers
+            .iter()
+            .flatten()
+            .map(|p| p.log())
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    }
+}
+
+#[test]
+fn every_address_is_answered_by_exactly_its_holder() {
+    require_root!();
+    let c = Cluster::start(3, &[]);
+    let v4: Vec<IpAddr> = (0..4).map(|k| IpAddr::V4(c.lab.vip4(k))).collect();
+    let v6 = IpAddr::V6(c.lab.vip6(0));
+    for ip in v4.iter().chain([&v6]) {
+        c.announce(*ip, "");
+    }
+    for ip in v4.iter().chain([&v6]) {
+        let holder = c
+            .wait_holder(*ip, Duration::from_secs(10), |h| h.is_some())
+            .expect("holder");
+        let expect = vec![c.mac_of(&holder)];
+        let seen = if let IpAddr::V6(a) = ip {
+            c.lab
+                .ndisc_all(Host::Client, *a, Duration::from_millis(700))
+                .expect("ndisc")
+        } else {
+            c.arp(*ip)
+        };
+        assert_eq!(seen, expect, "{ip} held by {holder}\n{}", c.logs());
+    }
+    let nobody = IpAddr::V4(c.lab.vip4(50));
+    assert!(
+        c.arp(nobody).is_empty(),
+        "an address nobody announced gets no answer"
+    );
+}
+
+#[test]
+fn a_crashed_holder_is_replaced_within_the_lease_ttl() {
+    require_root!();
+    let mut c = Cluster::start(3, &[]);
+    let ip = IpAddr::V4(c.lab.vip4(1));
+    c.announce(ip, "");
+    let first = c
+        .wait_holder(ip, Duration::from_secs(10), |h| h.is_some())
+        .expect("holder");
+    let killed = Instant::now();
+    c.speaker(Cluster::node_index(&first))
+        .signal(Signal::Kill)
+        .expect("kill");
+    let second = c
+        .wait_holder(ip, Duration::from_secs(8), |h| {
+            h.is_some_and(|h| h != first)
+        })
+        .expect("new holder");
+    let took = killed.elapsed();
+    assert!(
+        took >= Duration::from_secs(1),
+        "a crash is noticed through the lease, not before: {took:?}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(c.arp(ip), [c.mac_of(&second)], "{}", c.logs());
+}
+
+#[test]
+fn a_stopped_holder_hands_over_at_once() {
+    require_root!();
+    let mut c = Cluster::start(3, &[]);
+    let ip = IpAddr::V4(c.lab.vip4(2));
+    c.announce(ip, "");
+    let first = c
+        .wait_holder(ip, Duration::from_secs(10), |h| h.is_some())
+        .expect("holder");
+    let stopped = Instant::now();
+    let speaker = c.speaker(Cluster::node_index(&first));
+    speaker.signal(Signal::Term).expect("term");
+    let status = speaker
+        .wait_timeout(Duration::from_secs(2))
+        .expect("wait")
+        .expect("exited");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(1),
+        "exited in {:?}",
+        stopped.elapsed()
+    );
+    let second = c
+        .wait_holder(ip, Duration::from_secs(1), |h| {
+            h.is_some_and(|h| h != first)
+        })
+        .expect("new holder");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(c.arp(ip), [c.mac_of(&second)]);
+}
+
+#[test]
+fn a_withdrawn_address_is_released_and_no_longer_answered() {
+    require_root!();
+    let c = Cluster::start(2, &[]);
+    let ip = IpAddr::V4(c.lab.vip4(3));
+    c.announce(ip, "");
+    let holder = c
+        .wait_holder(ip, Duration::from_secs(10), |h| h.is_some())
+        .expect("holder");
+    assert_eq!(c.arp(ip), [c.mac_of(&holder)]);
+    c.withdraw(ip);
+    c.wait_holder(ip, Duration::from_secs(3), |h| h.is_none());
+    assert!(c.arp(ip).is_empty(), "{}", c.logs());
+}
+
+#[test]
+fn only_listed_nodes_with_a_listed_interface_answer() {
+    require_root!();
+    let c = Cluster::start(3, &[]);
+    let ip = IpAddr::V4(c.lab.vip4(4));
+    c.announce(ip, r#","nodes":["node2"]"#);
+    c.wait_holder(ip, Duration::from_secs(10), |h| h == Some("node2"));
+    // The reconciler moves the address to node3: node2 releases, node3 claims.
+    c.announce(ip, r#","nodes":["node3"]"#);
+    c.wait_holder(ip, Duration::from_secs(5), |h| h == Some("node3"));
+    assert_eq!(c.arp(ip), [c.mac_of("node3")]);
+    // No node has eth9: nobody may answer.
+    let other = IpAddr::V4(c.lab.vip4(5));
+    c.announce(other, r#","interfaces":["eth9"]"#);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(c.holder(other), None);
+    assert!(c.arp(other).is_empty());
+}
+
+#[test]
+fn an_etcd_restart_darkens_nothing_and_moves_nothing() {
+    require_root!();
+    let mut c = Cluster::start(3, &[]);
+    let ip = IpAddr::V4(c.lab.vip4(6));
+    c.announce(ip, "");
+    let holder = c
+        .wait_holder(ip, Duration::from_secs(10), |h| h.is_some())
+        .expect("holder");
+    let since = c.claim_since(ip);
+    c.etcd.kill().expect("kill etcd");
+    // Longer than the TTL: the speakers cannot renew, and keep answering (hold).
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        assert_eq!(
+            c.arp(ip),
+            [c.mac_of(&holder)],
+            "answered while etcd is down\n{}",
+            c.logs()
+        );
+    }
+    c.etcd.restart().expect("restart etcd");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        c.holder(ip).as_deref(),
+        Some(holder.as_str()),
+        "{}",
+        c.logs()
+    );
+    assert_eq!(c.claim_since(ip), since, "the same claim, not a new one");
+    assert_eq!(c.arp(ip), [c.mac_of(&holder)]);
+}
+
+#[test]
+fn a_holder_cut_off_from_etcd_yields_to_the_new_holder() {
+    require_root!();
+    let c = Cluster::start(3, &[]);
+    let ip = IpAddr::V4(c.lab.vip4(7));
+    c.announce(ip, "");
+    let first = c
+        .wait_holder(ip, Duration::from_secs(10), |h| h.is_some())
+        .expect("holder");
+    c.lab
+        .blackhole(
+            Host::Node(Cluster::node_index(&first)),
+            c.lab.ip(Host::Infra),
+        )
+        .expect("blackhole");
+    let second = c
+        .wait_holder(ip, Duration::from_secs(8), |h| {
+            h.is_some_and(|h| h != first)
+        })
+        .expect("new holder");
+    // The new holder's gratuitous ARP makes the cut-off node stop at once; from then on, one MAC.
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..5 {
+        assert_eq!(c.arp(ip), [c.mac_of(&second)], "{}", c.logs());
+    }
+}
