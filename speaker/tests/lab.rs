@@ -183,6 +183,12 @@ fn a_crashed_holder_is_replaced_within_the_lease_ttl() {
     let first = c
         .wait_holder(ip, Duration::from_secs(10), |h| h.is_some())
         .expect("holder");
+    // The client's kernel learns the address (the ping itself gets no answer: nobody has it).
+    let _ = c.lab.ping(Host::Client, ip);
+    assert_eq!(
+        c.lab.neighbor(Host::Client, ip).expect("neigh"),
+        Some(c.mac_of(&first))
+    );
     let killed = Instant::now();
     c.speaker(Cluster::node_index(&first))
         .signal(Signal::Kill)
@@ -199,6 +205,90 @@ fn a_crashed_holder_is_replaced_within_the_lease_ttl() {
     );
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(c.arp(ip), [c.mac_of(&second)], "{}", c.logs());
+    // The new holder's gratuitous ARP rewrote the client's cache without the client asking
+    // (Linux ignores updates within a second of the last one, so allow the burst to repeat).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while c.lab.neighbor(Host::Client, ip).expect("neigh") != Some(c.mac_of(&second)) {
+        assert!(
+            Instant::now() < deadline,
+            "the client still has the old MAC for {ip}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_interface_going_down_moves_its_addresses() {
+    require_root!();
+    let c = Cluster::start(3, &[]);
+    let ip = IpAddr::V4(c.lab.vip4(8));
+    c.announce(ip, "");
+    let first = c
+        .wait_holder(ip, Duration::from_secs(10), |h| h.is_some())
+        .expect("holder");
+    c.lab
+        .set_link(Host::Node(Cluster::node_index(&first)), false)
+        .expect("link down");
+    let second = c
+        .wait_holder(ip, Duration::from_secs(2 + 1 + 1), |h| {
+            h.is_some_and(|h| h != first)
+        })
+        .expect("new holder within TTL + 1 s (+1 s for the test's polling)");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(c.arp(ip), [c.mac_of(&second)]);
+}
+
+#[test]
+fn release_mode_stops_answering_before_the_lease_can_expire() {
+    require_root!();
+    let mut c = Cluster::start(2, &["--on-etcd-loss", "release"]);
+    let ip = IpAddr::V4(c.lab.vip4(9));
+    c.announce(ip, "");
+    let holder = c
+        .wait_holder(ip, Duration::from_secs(10), |h| h.is_some())
+        .expect("holder");
+    assert_eq!(c.arp(ip), [c.mac_of(&holder)]);
+    c.etcd.kill().expect("kill etcd");
+    // TTL 2 s, margin a third of it: silent from about 1.4 s after the last keepalive.
+    std::thread::sleep(Duration::from_millis(2000));
+    assert!(
+        c.arp(ip).is_empty(),
+        "still answered after the lease could have expired\n{}",
+        c.logs()
+    );
+}
+
+#[test]
+fn metrics_count_held_addresses_and_replies() {
+    require_root!();
+    let c = Cluster::start(1, &[]);
+    let ip = IpAddr::V4(c.lab.vip4(10));
+    c.announce(ip, "");
+    c.wait_holder(ip, Duration::from_secs(10), |h| h.is_some());
+    assert_eq!(c.arp(ip).len(), 1);
+    let text = c
+        .lab
+        .exec_ok(
+            Host::Node(1),
+            ["curl", "-sf", "http://127.0.0.1:7472/metrics"],
+        )
+        .expect("metrics");
+    assert!(text.contains("ferrolb_speaker_held_addresses 1"), "{text}");
+    assert!(
+        text.contains("ferrolb_speaker_claims_won_total 1"),
+        "{text}"
+    );
+    let replies = format!(r#"ferrolb_speaker_replies_total{{address="{ip}",protocol="arp"}} "#);
+    assert!(text.lines().any(|l| l.starts_with(&replies)), "{text}");
+    assert!(text.contains("ferrolb_speaker_lease_alive 1"));
+    let health = c
+        .lab
+        .exec_ok(
+            Host::Node(1),
+            ["curl", "-sf", "http://127.0.0.1:7472/healthz"],
+        )
+        .expect("healthz");
+    assert_eq!(health.trim(), "ok");
 }
 
 #[test]
