@@ -10,6 +10,15 @@ packages=(
   libprotobuf-dev
   git
   time            # /usr/bin/time in scripts/bench-plan.sh
+  etcd-server     # /usr/bin/etcd for ferrolb-testkit's Etcd harness
+  etcd-client     # /usr/bin/etcdctl: Etcd::ctl and tests
+  iproute2        # ip netns/link/addr/route: the testkit's network lab
+  arping          # Lab::arping (Thomas Habets' arping 2.x)
+  ndisc6          # Lab::ndisc: IPv6 neighbor solicitation
+  nftables        # Lab::nft: firewall rules inside lab namespaces
+  iputils-ping    # Lab::ping
+  curl            # etcd health checks inside lab namespaces
+  procps          # kill(1) and sysctl(8) used by the testkit
 )
 
 missing=()

@@ -570,7 +570,8 @@ impl Lab {
     }
 
     /// Loads an nftables ruleset (`nft -f -` syntax) inside `host`'s namespace, for example
-    /// `"table inet t { chain c { type filter hook input priority 0; icmp type echo-request drop; }; }"`.
+    /// `"table inet t { chain c { type filter hook input priority 0; icmp type echo-request drop; }; }"`
+    /// (blocks need `;` or a newline between them).
     /// `"flush ruleset"` removes everything again.
     pub fn nft(&self, host: Host, ruleset: &str) -> Result<()> {
         let mut cmd = self.command(host, "nft");

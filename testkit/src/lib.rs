@@ -21,7 +21,7 @@
 //!        veth            veth            veth             veth             veth
 //!   ┌──────┴─────┐  ┌──────┴─────┐  ┌──────┴─────┐   ┌──────┴─────┐  ┌──────┴─────┐
 //!   │ client eth0│  │ node1 eth0 │  │ node2 eth0 │   │ nodeN eth0 │  │ infra eth0 │
-//!   │ .1    ::1  │  │ .11  ::11  │  │ .12  ::12  │   │.10+N       │  │ .250 ::250 │
+//!   │ .1    ::1  │  │ .11  ::11  │  │ .12  ::12  │   │ .10+N      │  │ .250 ::250 │
 //!   └────────────┘  └────────────┘  └────────────┘   └────────────┘  └────────────┘
 //!      namespace flb{pid}-{n}-{host}, each with `lo` up
 //! ```
@@ -49,9 +49,33 @@
 //! - Tests that need root call [`require_root!`]: without root they fail, unless
 //!   `FERROLB_SKIP_ROOT_TESTS=1` says to skip them.
 //!
-//! External programs (Debian packages): `etcd` (etcd-server), `etcdctl` (etcd-client), `ip`
-//! (iproute2), `arping` (arping), `ndisc6` (ndisc6), `nft` (nftables), `ping` (iputils-ping), `curl` (curl),
-//! `kill` and `sysctl` (procps).
+//! External programs (Debian packages, see `scripts/install-deps.sh`): `etcd` (etcd-server),
+//! `etcdctl` (etcd-client), `ip` (iproute2), `arping` (arping), `ndisc6` (ndisc6), `nft`
+//! (nftables), `ping` (iputils-ping), `curl` (curl), `kill` and `sysctl` (procps).
+//!
+//! # Example
+//!
+//! A speaker test reads like this (the speaker's flags are illustrative):
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use ferrolb_testkit::{Host, Lab, require_root};
+//!
+//! fn the_elected_node_answers_arp_for_a_service_address() {
+//!     require_root!();
+//!     let lab = Lab::new(2).expect("lab");
+//!     let etcd = lab.start_etcd().expect("etcd in the infra host");
+//!     let speaker = lab
+//!         .spawn(Host::Node(1), ["ferrolb-speaker", "--etcd", &etcd.endpoints()], "node1.log")
+//!         .expect("speaker");
+//!     let macs = lab
+//!         .arping(Host::Client, lab.vip4(0), Duration::from_millis(500))
+//!         .expect("arping");
+//!     assert_eq!(macs, vec![lab.mac(Host::Node(1))], "speaker log:\n{}", speaker.log());
+//! }
+//! ```
+
+#![warn(missing_docs)]
 
 mod error;
 mod etcd;

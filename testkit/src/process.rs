@@ -175,9 +175,17 @@ pub(crate) fn terminate(child: &mut Child, grace: Duration) -> Result<ExitStatus
         .map_err(|e| TestkitError::io(format!("waiting for pid {pid}"), e))
 }
 
-/// Whether a process with this pid exists (on this machine's pid namespace).
+/// Whether a process with this pid exists and has not exited: a zombie (exited, not yet reaped
+/// by a parent that may never do so) counts as dead.
 pub(crate) fn pid_alive(pid: u32) -> bool {
-    Path::new("/proc").join(pid.to_string()).exists()
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // "pid (comm) S ...": comm may hold spaces and parentheses, the state follows the last ')'.
+    let state = stat
+        .rfind(')')
+        .and_then(|end| stat[end + 1..].split_whitespace().next());
+    !matches!(state, Some("Z" | "X"))
 }
 
 /// The last `lines` lines of the file at `path`, or a note saying it could not be read.
@@ -233,6 +241,22 @@ mod tests {
         let message = err.to_string();
         assert!(message.contains("boom"), "{message}");
         assert!(message.contains("sh -c"), "{message}");
+    }
+
+    #[test]
+    fn exited_processes_are_not_alive_even_unreaped() {
+        assert!(pid_alive(std::process::id()));
+        let mut child = Command::new("true").spawn().expect("spawn true");
+        let pid = child.id();
+        // Exited but not reaped yet: a zombie.
+        let zombie = poll_until("true to exit", Duration::from_secs(5), POLL, || {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            stat.contains(") Z").then_some(())
+        });
+        assert!(zombie.is_ok());
+        assert!(!pid_alive(pid));
+        child.wait().expect("reap");
+        assert!(!pid_alive(pid));
     }
 
     #[test]

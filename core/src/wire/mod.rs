@@ -71,8 +71,8 @@ pub enum WireError {
     /// The ICMPv6 checksum does not match the message.
     #[error("bad checksum")]
     Checksum,
-    /// A well-formed packet of a kind this module does not read (ARP for another hardware or
-    /// protocol type).
+    /// A well-formed packet of a kind this module does not read: ARP for another hardware or
+    /// protocol type, or an ICMPv6 message other than NS/NA given to [`NdiscRepr::parse`].
     #[error("unsupported packet type")]
     Unsupported,
 }

@@ -1,0 +1,211 @@
+//! The client side of the lab benchmark: runs inside the client namespace (the orchestrator
+//! starts it with `ip netns exec`), sends ARP requests on a raw socket and prints what comes back
+//! as JSON lines.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use ferrolb_core::wire::{self, ArpOperation, Frame};
+use ferrolb_speaker::sys::{AsyncRawSocket, ETH_P_ARP, interfaces};
+use serde::Serialize;
+
+/// What a probe does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Ask every `--interval-ms` (rotating requesters) and print every reply with its time.
+    Watch,
+    /// Ask, wait for the answer (or 100 ms), ask again: print each round trip.
+    Rtt,
+    /// Ask `--rate` times a second for `--seconds`, from `--requesters` MACs; print a summary.
+    Flood,
+}
+
+/// Arguments of `ferrolb-lab-bench probe`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Args {
+    /// What to do.
+    #[arg(long, value_enum)]
+    pub mode: Mode,
+    /// The address asked about.
+    #[arg(long)]
+    pub target: Ipv4Addr,
+    /// The client's own address (the requests' sender address).
+    #[arg(long)]
+    pub source: Ipv4Addr,
+    /// The interface.
+    #[arg(long, default_value = "eth0")]
+    pub interface: String,
+    /// Watch: interval between requests.
+    #[arg(long, default_value_t = 5)]
+    pub interval_ms: u64,
+    /// Rtt: how many round trips.
+    #[arg(long, default_value_t = 500)]
+    pub count: u32,
+    /// Flood: requests per second.
+    #[arg(long, default_value_t = 10_000)]
+    pub rate: u32,
+    /// Flood and watch: how long.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Distinct requester MACs to rotate through (each is rate-limited on its own).
+    #[arg(long, default_value_t = 4)]
+    pub requesters: u16,
+}
+
+#[derive(Serialize)]
+struct ReplyLine {
+    t: f64,
+    mac: String,
+}
+
+#[derive(Serialize)]
+struct RttLine {
+    rtt_us: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct FloodLine {
+    sent: u64,
+    replies: u64,
+    seconds: f64,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn requester(k: u16) -> [u8; 6] {
+    let b = k.to_be_bytes();
+    [0x02, 0xbb, 0, 0, b[0], b[1]]
+}
+
+/// A broadcast who-has request.
+fn request(from: [u8; 6], source: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let mut f = Vec::with_capacity(42);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&from);
+    f.extend_from_slice(&[0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01]);
+    f.extend_from_slice(&from);
+    f.extend_from_slice(&source.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target.octets());
+    f
+}
+
+/// The answerer's MAC when `frame` is an ARP reply for `target`.
+fn reply_from(frame: &[u8], target: Ipv4Addr) -> Option<wire::MacAddr> {
+    match wire::parse_frame(frame).ok()? {
+        Frame::Arp { arp, .. } if arp.operation == ArpOperation::Reply && arp.sender_ip == target => {
+            Some(arp.sender_mac)
+        }
+        _ => None,
+    }
+}
+
+/// Runs the probe; output goes to stdout, one JSON object a line.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run_async(args))
+}
+
+async fn run_async(args: &Args) -> anyhow::Result<()> {
+    let iface = interfaces::list()?
+        .into_iter()
+        .find(|i| i.name == args.interface)
+        .with_context(|| format!("no interface {}", args.interface))?;
+    let socket = AsyncRawSocket::open(iface.index, ETH_P_ARP)?;
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; 2048];
+    match args.mode {
+        Mode::Watch => {
+            let end = Instant::now() + Duration::from_secs(args.seconds);
+            let mut tick = tokio::time::interval(Duration::from_millis(args.interval_ms.max(1)));
+            let mut k = 0u16;
+            while Instant::now() < end {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        k = (k + 1) % args.requesters.max(1);
+                        socket.send(&request(requester(k), args.source, args.target)).await?;
+                    }
+                    got = socket.recv(&mut buf) => {
+                        let (n, outgoing) = got?;
+                        if let (false, Some(mac)) = (outgoing, reply_from(&buf[..n.min(buf.len())], args.target)) {
+                            serde_json::to_writer(&mut out, &ReplyLine { t: unix_now(), mac: mac.to_string() })?;
+                            writeln!(out)?;
+                            out.flush()?;
+                        }
+                    }
+                }
+            }
+        }
+        Mode::Rtt => {
+            for i in 0..args.count {
+                let from = requester(u16::try_from(i % 50).unwrap_or(0));
+                let sent = Instant::now();
+                socket.send(&request(from, args.source, args.target)).await?;
+                let rtt = tokio::time::timeout(Duration::from_millis(100), async {
+                    loop {
+                        let (n, outgoing) = socket.recv(&mut buf).await?;
+                        if !outgoing && reply_from(&buf[..n.min(buf.len())], args.target).is_some() {
+                            return Ok::<_, std::io::Error>(sent.elapsed());
+                        }
+                    }
+                })
+                .await;
+                let rtt_us = match rtt {
+                    Ok(Ok(d)) => Some(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+                    _ => None,
+                };
+                serde_json::to_writer(&mut out, &RttLine { rtt_us })?;
+                writeln!(out)?;
+                // 50 requesters at 20 ms apart: each well under its 100/s share.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Mode::Flood => {
+            let start = Instant::now();
+            let end = start + Duration::from_secs(args.seconds);
+            let per_ms = (args.rate / 1000).max(1);
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let (mut sent, mut replies) = (0u64, 0u64);
+            let mut k = 0u16;
+            let frames: HashMap<u16, Vec<u8>> = (0..args.requesters.max(1))
+                .map(|r| (r, request(requester(r), args.source, args.target)))
+                .collect();
+            while Instant::now() < end {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        for _ in 0..per_ms {
+                            k = (k + 1) % args.requesters.max(1);
+                            if let Some(f) = frames.get(&k) {
+                                if socket.send(f).await.is_ok() {
+                                    sent += 1;
+                                }
+                            }
+                        }
+                    }
+                    got = socket.recv(&mut buf) => {
+                        let (n, outgoing) = got?;
+                        if !outgoing && reply_from(&buf[..n.min(buf.len())], args.target).is_some() {
+                            replies += 1;
+                        }
+                    }
+                }
+            }
+            serde_json::to_writer(
+                &mut out,
+                &FloodLine { sent, replies, seconds: start.elapsed().as_secs_f64() },
+            )?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,471 @@
+//! The measurements of `ferrolb-lab-bench run`.
+
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use ferrolb_testkit::{Etcd, Host, Lab, LabProcess, Signal};
+use serde::Serialize;
+
+use crate::RunArgs;
+
+/// Median, maximum and count of a set of samples, in milliseconds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Stats {
+    /// Samples.
+    pub n: usize,
+    /// Median.
+    pub median_ms: f64,
+    /// 99th percentile (the maximum for fewer than 100 samples).
+    pub p99_ms: f64,
+    /// Maximum.
+    pub max_ms: f64,
+}
+
+impl Stats {
+    fn of(mut samples: Vec<f64>) -> Stats {
+        samples.sort_by(f64::total_cmp);
+        let n = samples.len();
+        if n == 0 {
+            return Stats::default();
+        }
+        let at = |q: f64| samples[((n as f64 - 1.0) * q).round() as usize];
+        Stats {
+            n,
+            median_ms: at(0.5),
+            p99_ms: at(0.99),
+            max_ms: samples[n - 1],
+        }
+    }
+}
+
+/// Everything one run measured.
+#[derive(Debug, Default, Serialize)]
+pub struct Results {
+    /// Lease TTL used, seconds.
+    pub lease_ttl_s: u32,
+    /// Client-observed outage after SIGKILL of the holder.
+    pub crash_failover: Stats,
+    /// Client-observed outage after SIGTERM of the holder.
+    pub graceful_handover: Stats,
+    /// ARP round trip answered by the speaker (a held address).
+    pub reply_latency_speaker: Stats,
+    /// ARP round trip answered by the kernel (the node's own address), same run.
+    pub reply_latency_kernel: Stats,
+    /// Median speaker RTT / median kernel RTT.
+    pub reply_latency_ratio: f64,
+    /// Requests per second sent during the flood, and replies received per second.
+    pub flood_requests_per_s: f64,
+    /// Replies per second during the flood.
+    pub flood_replies_per_s: f64,
+    /// CPU of the holder's speaker during the flood, percent of one core.
+    pub flood_cpu_percent: f64,
+    /// CPU of the same speaker when idle, percent of one core.
+    pub idle_cpu_percent: f64,
+    /// Resident memory of a speaker holding nothing, KiB.
+    pub rss_idle_kib: u64,
+    /// Resident memory of a speaker holding 1,000 addresses, KiB.
+    pub rss_1000_kib: u64,
+    /// etcd writes (puts, deletes, txns) per minute in steady state with 1,000 held addresses.
+    pub etcd_writes_per_minute: f64,
+}
+
+struct Bench {
+    lab: Lab,
+    etcd: Etcd,
+    speakers: Vec<LabProcess>,
+    speaker_bin: PathBuf,
+    ttl: u32,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Bench {
+    fn spawn_speaker(&self, i: usize) -> anyhow::Result<LabProcess> {
+        let node = format!("node{i}");
+        let ttl = self.ttl.to_string();
+        let endpoints = self.etcd.endpoints();
+        let bin = self.speaker_bin.to_string_lossy().into_owned();
+        Ok(self.lab.spawn(
+            Host::Node(i),
+            [
+                bin.as_str(),
+                "--node-name",
+                &node,
+                "--etcd-endpoints",
+                &endpoints,
+                "--lease-ttl",
+                &ttl,
+                "--listen",
+                "127.0.0.1:7472",
+            ],
+            &format!("speaker-{node}.log"),
+        )?)
+    }
+
+    fn put(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        self.etcd.ctl(&["put", key, value])?;
+        Ok(())
+    }
+
+    fn announce(&self, ip: IpAddr, nodes: &str) -> anyhow::Result<()> {
+        self.put(
+            &format!("/ferrolb/announcements/{ip}"),
+            &format!(r#"{{"ip":"{ip}","services":["bench/{ip}"],"nodes":[{nodes}]}}"#),
+        )
+    }
+
+    fn holder(&self, ip: IpAddr) -> Option<String> {
+        let out = self
+            .etcd
+            .ctl(&["get", &format!("/ferrolb/claims/{ip}"), "--print-value-only"])
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_str(out.trim()).ok()?;
+        v["node"].as_str().map(str::to_string)
+    }
+
+    fn wait_holder(&self, ip: IpAddr, timeout: Duration, ok: impl Fn(&str) -> bool) -> anyhow::Result<String> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(h) = self.holder(ip).filter(|h| ok(h)) {
+                return Ok(h);
+            }
+            if Instant::now() > end {
+                bail!("no suitable holder for {ip} within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn probe(&self, extra: &[String]) -> anyhow::Result<Child> {
+        let exe = std::env::current_exe()?;
+        let mut cmd = self.lab.command(Host::Client, exe);
+        cmd.arg("probe")
+            .arg("--source")
+            .arg(self.lab.ip(Host::Client).to_string())
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        Ok(cmd.spawn()?)
+    }
+
+    fn index(node: &str) -> anyhow::Result<usize> {
+        node.trim_start_matches("node").parse().context("node name")
+    }
+
+    /// One failover trial: returns the client-observed outage in milliseconds.
+    fn failover_trial(&mut self, ip: Ipv4Addr, signal: Signal) -> anyhow::Result<f64> {
+        let old = self.wait_holder(IpAddr::V4(ip), Duration::from_secs(15), |_| true)?;
+        let old_i = Self::index(&old)?;
+        let old_mac = self.lab.mac(Host::Node(old_i));
+        let mut child = self.probe(&[
+            "--mode".into(),
+            "watch".into(),
+            "--target".into(),
+            ip.to_string(),
+            "--interval-ms".into(),
+            "5".into(),
+            "--seconds".into(),
+            (self.ttl as u64 + 6).to_string(),
+        ])?;
+        let stdout = child.stdout.take().context("probe stdout")?;
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+                .filter_map(|v| Some((v["t"].as_f64()?, v["mac"].as_str()?.to_string())))
+                .collect::<Vec<(f64, String)>>()
+        });
+        std::thread::sleep(Duration::from_millis(800));
+        let t_signal = unix_now();
+        self.speakers[old_i - 1].signal(signal)?;
+        let new = self.wait_holder(IpAddr::V4(ip), Duration::from_secs(15), |h| h != old)?;
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = child.kill();
+        let _ = child.wait();
+        let replies = reader.join().map_err(|_| anyhow::anyhow!("probe reader panicked"))?;
+        let new_mac = self.lab.mac(Host::Node(Self::index(&new)?));
+        let last_old = replies
+            .iter()
+            .filter(|(_, m)| *m == old_mac)
+            .map(|(t, _)| *t)
+            .fold(f64::NAN, f64::max);
+        let first_new = replies
+            .iter()
+            .filter(|(t, m)| *m == new_mac && *t > t_signal - 0.001)
+            .map(|(t, _)| *t)
+            .fold(f64::NAN, f64::min);
+        if first_new.is_nan() || last_old.is_nan() {
+            bail!("trial saw no reply from {} (old) or {} (new)", old_mac, new_mac);
+        }
+        // Restart the stopped speaker; claims are sticky, so the address stays where it is.
+        let _ = self.speakers[old_i - 1].wait_timeout(Duration::from_secs(2));
+        self.speakers[old_i - 1] = self.spawn_speaker(old_i)?;
+        std::thread::sleep(Duration::from_millis(800));
+        // The client was cut off from its last answer by the old holder to its first answer by
+        // the new one (negative would mean both answered at once: reported as 0 and logged).
+        let gap = (first_new - last_old) * 1000.0;
+        if gap < 0.0 {
+            eprintln!("warning: {old_mac} answered {:.0} ms after {new_mac} first did", -gap);
+        }
+        Ok(gap.max(0.0))
+    }
+
+    fn rtt(&self, target: Ipv4Addr, count: u32) -> anyhow::Result<Vec<f64>> {
+        let out = self
+            .probe(&[
+                "--mode".into(),
+                "rtt".into(),
+                "--target".into(),
+                target.to_string(),
+                "--count".into(),
+                count.to_string(),
+            ])?
+            .wait_with_output()?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["rtt_us"].as_u64())
+            .map(|us| us as f64 / 1000.0)
+            .collect())
+    }
+
+    fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the ')'.
+        let utime: u64 = fields.get(11).context("utime")?.parse()?;
+        let stime: u64 = fields.get(12).context("stime")?.parse()?;
+        Ok(utime + stime)
+    }
+
+    fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .context("VmRSS")
+    }
+
+    fn etcd_writes(&self) -> anyhow::Result<f64> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.etcd.client_port());
+        let text = self.lab.exec_ok(Host::Infra, ["curl", "-sf", url.as_str()])?;
+        Ok(text
+            .lines()
+            .filter(|l| {
+                l.starts_with("etcd_mvcc_put_total ")
+                    || l.starts_with("etcd_mvcc_delete_total ")
+                    || l.starts_with("etcd_mvcc_txn_total ")
+            })
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .sum())
+    }
+
+    fn held(&self, node: usize) -> anyhow::Result<u64> {
+        let text = self
+            .lab
+            .exec_ok(Host::Node(node), ["curl", "-sf", "http://127.0.0.1:7472/metrics"])?;
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix("ferrolb_speaker_held_addresses "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0))
+    }
+}
+
+fn clk_tck() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn speaker_next_to(exe: &Path) -> PathBuf {
+    exe.parent()
+        .map(|d| d.join("ferrolb-speaker"))
+        .unwrap_or_else(|| PathBuf::from("ferrolb-speaker"))
+}
+
+/// Runs every measurement.
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    if !ferrolb_testkit::is_root() {
+        bail!("the lab benchmark needs root (network namespaces and raw sockets)");
+    }
+    let speaker_bin = match &args.speaker {
+        Some(p) => p.clone(),
+        None => speaker_next_to(&std::env::current_exe()?),
+    };
+    let lab = Lab::new(3)?;
+    let etcd = lab.start_etcd()?;
+    let mut b = Bench {
+        lab,
+        etcd,
+        speakers: Vec::new(),
+        speaker_bin,
+        ttl: args.lease_ttl,
+    };
+    for i in 1..=3 {
+        let s = b.spawn_speaker(i)?;
+        b.speakers.push(s);
+    }
+    let mut r = Results {
+        lease_ttl_s: args.lease_ttl,
+        ..Results::default()
+    };
+    let vip = b.lab.vip4(0);
+    b.announce(IpAddr::V4(vip), "")?;
+    b.wait_holder(IpAddr::V4(vip), Duration::from_secs(15), |_| true)?;
+
+    let mut crash = Vec::new();
+    for t in 0..args.trials {
+        let ms = b.failover_trial(vip, Signal::Kill)?;
+        eprintln!("crash failover trial {}: {ms:.0} ms", t + 1);
+        crash.push(ms);
+    }
+    r.crash_failover = Stats::of(crash);
+    let mut graceful = Vec::new();
+    for t in 0..args.trials {
+        let ms = b.failover_trial(vip, Signal::Term)?;
+        eprintln!("graceful handover trial {}: {ms:.0} ms", t + 1);
+        graceful.push(ms);
+    }
+    r.graceful_handover = Stats::of(graceful);
+
+    // Reply latency: the held address against a node's own address, alternating in one run.
+    let holder = b.wait_holder(IpAddr::V4(vip), Duration::from_secs(5), |_| true)?;
+    let holder_i = Bench::index(&holder)?;
+    let own = b.lab.ip(Host::Node(holder_i));
+    let (mut sp, mut ke) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        sp.extend(b.rtt(vip, 100)?);
+        ke.extend(b.rtt(own, 100)?);
+    }
+    r.reply_latency_speaker = Stats::of(sp);
+    r.reply_latency_kernel = Stats::of(ke);
+    r.reply_latency_ratio = r.reply_latency_speaker.median_ms / r.reply_latency_kernel.median_ms;
+    eprintln!(
+        "reply latency: speaker {:.3} ms, kernel {:.3} ms",
+        r.reply_latency_speaker.median_ms, r.reply_latency_kernel.median_ms
+    );
+
+    // CPU: idle for 10 s, then 10 s at 10,000 requests a second from 200 requesters.
+    let pid = b.speakers[holder_i - 1].pid();
+    let tck = clk_tck();
+    let t0 = Bench::cpu_ticks(pid)?;
+    std::thread::sleep(Duration::from_secs(10));
+    let t1 = Bench::cpu_ticks(pid)?;
+    r.idle_cpu_percent = (t1 - t0) as f64 / tck / 10.0 * 100.0;
+    let started = Instant::now();
+    let out = b
+        .probe(&[
+            "--mode".into(),
+            "flood".into(),
+            "--target".into(),
+            vip.to_string(),
+            "--rate".into(),
+            "10000".into(),
+            "--seconds".into(),
+            "10".into(),
+            "--requesters".into(),
+            "200".into(),
+        ])?
+        .wait_with_output()?;
+    let seconds = started.elapsed().as_secs_f64();
+    let t2 = Bench::cpu_ticks(pid)?;
+    r.flood_cpu_percent = (t2 - t1) as f64 / tck / seconds * 100.0;
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let probe_secs = summary["seconds"].as_f64().unwrap_or(seconds);
+    r.flood_requests_per_s = summary["sent"].as_f64().unwrap_or(0.0) / probe_secs;
+    r.flood_replies_per_s = summary["replies"].as_f64().unwrap_or(0.0) / probe_secs;
+    eprintln!(
+        "flood: {:.0} req/s, {:.0} replies/s, speaker CPU {:.1} % (idle {:.2} %)",
+        r.flood_requests_per_s, r.flood_replies_per_s, r.flood_cpu_percent, r.idle_cpu_percent
+    );
+
+    // Memory: node1's speaker before and after it holds 1,000 addresses (100 IPv4, 900 IPv6).
+    let pid1 = b.speakers[0].pid();
+    r.rss_idle_kib = Bench::rss_kib(pid1)?;
+    let s = b.lab.subnet();
+    for k in 1..VIP4_FOR_RSS {
+        b.announce(IpAddr::V4(b.lab.vip4(k)), r#""node1""#)?;
+    }
+    for k in 0..(1000 - u16::from(VIP4_FOR_RSS) + 1) {
+        let ip = Ipv6Addr::new(0xfd00, 0x250, u16::from(s), 0, 0, 0, 0x1, k);
+        b.announce(IpAddr::V6(ip), r#""node1""#)?;
+    }
+    let end = Instant::now() + Duration::from_secs(60);
+    while b.held(1)? < 1000 {
+        if Instant::now() > end {
+            bail!("node1 holds {} addresses, not 1000", b.held(1)?);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(6));
+    r.rss_1000_kib = Bench::rss_kib(pid1)?;
+    eprintln!("resident memory: {} KiB idle, {} KiB with 1,000 addresses", r.rss_idle_kib, r.rss_1000_kib);
+
+    // Steady state: nothing changes, so etcd should see no writes (keepalives are not writes).
+    let w0 = b.etcd_writes()?;
+    std::thread::sleep(Duration::from_secs(args.steady_seconds));
+    let w1 = b.etcd_writes()?;
+    r.etcd_writes_per_minute = (w1 - w0) * 60.0 / args.steady_seconds as f64;
+    eprintln!("etcd writes per minute in steady state: {:.1}", r.etcd_writes_per_minute);
+
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&r)?)?;
+    println!("{}", table(&r));
+    for s in &mut b.speakers {
+        let _ = s.stop(Duration::from_secs(2));
+    }
+    Ok(())
+}
+
+/// IPv4 service addresses used in the memory measurement (the lab has 100).
+const VIP4_FOR_RSS: u8 = 100;
+
+fn table(r: &Results) -> String {
+    let row = |name: &str, s: &Stats| {
+        format!(
+            "| {name} | {} | {:.1} ms | {:.1} ms |\n",
+            s.n, s.median_ms, s.max_ms
+        )
+    };
+    let mut t = String::from("| measurement | n | median | max |\n| --- | --- | --- | --- |\n");
+    t.push_str(&row(&format!("crash failover (TTL {} s)", r.lease_ttl_s), &r.crash_failover));
+    t.push_str(&row("graceful handover", &r.graceful_handover));
+    t.push_str(&format!(
+        "| ARP reply latency, speaker | {} | {:.3} ms | p99 {:.3} ms |\n",
+        r.reply_latency_speaker.n, r.reply_latency_speaker.median_ms, r.reply_latency_speaker.p99_ms
+    ));
+    t.push_str(&format!(
+        "| ARP reply latency, kernel | {} | {:.3} ms | p99 {:.3} ms |\n",
+        r.reply_latency_kernel.n, r.reply_latency_kernel.median_ms, r.reply_latency_kernel.p99_ms
+    ));
+    t.push_str(&format!("\nreply latency ratio (speaker / kernel, medians): {:.2}\n", r.reply_latency_ratio));
+    t.push_str(&format!(
+        "flood: {:.0} requests/s, {:.0} replies/s; speaker CPU {:.1} % of a core (idle {:.2} %)\n",
+        r.flood_requests_per_s, r.flood_replies_per_s, r.flood_cpu_percent, r.idle_cpu_percent
+    ));
+    t.push_str(&format!(
+        "resident memory: {:.1} MB idle, {:.1} MB holding 1,000 addresses\n",
+        r.rss_idle_kib as f64 / 1024.0,
+        r.rss_1000_kib as f64 / 1024.0
+    ));
+    t.push_str(&format!("etcd writes per minute in steady state: {:.1}\n", r.etcd_writes_per_minute));
+    t
+}
