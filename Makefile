@@ -2,7 +2,7 @@
 # test CI runs, `make bench` runs the benchmarks.
 CARGO ?= cargo
 
-.PHONY: test deps lint unit bench validate-examples
+.PHONY: test deps lint unit bench bench-lab fuzz validate-examples
 
 test: lint unit
 
@@ -21,3 +21,13 @@ validate-examples:
 
 bench:
 	$(CARGO) bench -p ferrolb-core
+	./scripts/bench-plan.sh
+
+# Real speakers in a network lab (root): failover, handover, reply latency, CPU, memory, etcd writes.
+bench-lab: deps
+	$(CARGO) build --release -p ferrolb-speaker -p ferrolb-bench
+	./target/release/ferrolb-lab-bench run
+
+# Each fuzz target for FUZZ_SECONDS (default 60) with cargo-fuzz (installed if missing).
+fuzz:
+	./scripts/fuzz.sh

@@ -13,6 +13,7 @@
 //! - [`config`]: MetalLB's `IPAddressPool` and `L2Advertisement`, read and validated as a whole set,
 //!   every error reported with file, line, object and value ([`diag`]).
 //! - [`alloc`]: the allocator, MetalLB's rules over interval free-space, O(log n) per Service.
+//! - [`announce`]: from allocations to `P/announcements/<ip>` values (nodes, interfaces), purely.
 //! - [`service`]: `v1` Service (and Namespace) manifests read into allocation requests.
 //! - [`layout`]: the etcd keys and JSON values shared by the reconciler, speakers and `status`.
 //! - [`election`]: who answers for an address (sha256 ranking, stagger, sticky claims), decided purely.
@@ -27,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alloc;
+pub mod announce;
 pub mod config;
 pub mod diag;
 pub mod election;

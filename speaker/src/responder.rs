@@ -21,6 +21,8 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::controller::{LocalEvent, format_mac, stopped};
+use prometheus_client::metrics::counter::Counter;
+
 use crate::metrics::{AddressLabels, Metrics, ReasonLabels};
 use crate::sys::interfaces::Interface;
 use crate::sys::{AsyncRawSocket, ETH_P_ARP, ETH_P_IPV6};
@@ -90,157 +92,102 @@ struct Announcing {
     sent: u32,
 }
 
-struct Responder {
-    iface: Interface,
-    mac: MacAddr,
-    shared: Shared,
-    limiter: RateLimiter,
-    started: Instant,
-    announcing: HashMap<IpAddr, Announcing>,
-    joined: HashSet<[u8; 6]>,
+/// Counters of one held address, looked up once per change of the held set rather than once
+/// per frame.
+#[derive(Clone, Debug, Default)]
+struct AddressCounters {
+    requests: Counter,
+    replies: Counter,
 }
 
-async fn respond(
-    iface: Interface,
-    mut shared: Shared,
-    mut stop: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let arp = AsyncRawSocket::open(iface.index, ETH_P_ARP)?;
-    let ip6 = AsyncRawSocket::open(iface.index, ETH_P_IPV6)?;
+/// Answers one interface: a receive loop with nothing else in it (timers live in
+/// [`announce`]), so a request waits only for the wake-up of this task.
+async fn respond(iface: Interface, shared: Shared, mut stop: watch::Receiver<bool>) -> std::io::Result<()> {
+    let arp = Arc::new(AsyncRawSocket::open(iface.index, ETH_P_ARP)?);
+    let ip6 = Arc::new(AsyncRawSocket::open(iface.index, ETH_P_IPV6)?);
     info!(interface = %iface.name, mac = %format_mac(iface.mac), "answering ARP and NDP");
+    let announcer = tokio::spawn(announce(
+        iface.clone(),
+        shared.clone(),
+        arp.clone(),
+        ip6.clone(),
+        stop.clone(),
+    ));
     let mut held_rx = shared.held.clone();
-    shared.held.mark_unchanged();
     let mut r = Responder {
         mac: MacAddr(iface.mac),
         iface,
+        held: held_rx.borrow_and_update().clone(),
+        counters: HashMap::new(),
         shared,
         limiter: RateLimiter::default(),
         started: Instant::now(),
-        announcing: HashMap::new(),
-        joined: HashSet::new(),
+        swept: Instant::now(),
     };
-    r.sync(&ip6);
+    r.refresh_counters();
     let mut arp_buf = vec![0u8; 2048];
     let mut ip6_buf = vec![0u8; 9216];
-    let mut sweep = tokio::time::interval(Duration::from_secs(10));
-    loop {
-        let next = r.next_announcement();
+    let result = loop {
         tokio::select! {
-            _ = stopped(&mut stop) => return Ok(()),
+            _ = stopped(&mut stop) => break Ok(()),
             changed = held_rx.changed() => {
                 if changed.is_err() {
-                    return Ok(());
+                    break Ok(());
                 }
-                r.sync(&ip6);
+                r.held = held_rx.borrow_and_update().clone();
+                r.refresh_counters();
             }
-            got = arp.recv(&mut arp_buf) => {
-                let (n, outgoing) = got?;
-                if !outgoing {
-                    r.frame(&arp_buf[..n.min(arp_buf.len())], &arp).await;
-                }
-            }
-            got = ip6.recv(&mut ip6_buf) => {
-                let (n, outgoing) = got?;
-                if !outgoing {
-                    r.frame(&ip6_buf[..n.min(ip6_buf.len())], &ip6).await;
-                }
-            }
-            _ = tokio::time::sleep_until(next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))), if next.is_some() => {
-                r.announce_due(&arp, &ip6).await;
-            }
-            _ = sweep.tick() => r.limiter.forget_idle(r.started.elapsed()),
+            got = arp.recv(&mut arp_buf) => match got {
+                Ok((n, false)) => r.frame(&arp_buf[..n.min(arp_buf.len())], &arp).await,
+                Ok((_, true)) => {}
+                Err(e) => break Err(e),
+            },
+            got = ip6.recv(&mut ip6_buf) => match got {
+                Ok((n, false)) => r.frame(&ip6_buf[..n.min(ip6_buf.len())], &ip6).await,
+                Ok((_, true)) => {}
+                Err(e) => break Err(e),
+            },
         }
-    }
+    };
+    announcer.abort();
+    result
+}
+
+struct Responder {
+    iface: Interface,
+    mac: MacAddr,
+    held: Arc<HeldSet>,
+    counters: HashMap<IpAddr, AddressCounters>,
+    shared: Shared,
+    limiter: RateLimiter,
+    started: Instant,
+    swept: Instant,
+}
+
+/// Addresses of `held` held on `interface`.
+fn held_on(held: &HeldSet, interface: &str) -> HashSet<IpAddr> {
+    held.addresses()
+        .filter(|ip| held.interfaces(**ip).any(|i| i == interface))
+        .copied()
+        .collect()
 }
 
 impl Responder {
-    fn held(&self) -> Arc<HeldSet> {
-        self.shared.held.borrow().clone()
-    }
-
-    /// Addresses held on this interface now.
-    fn mine(&self, held: &HeldSet) -> HashSet<IpAddr> {
-        held.addresses()
-            .filter(|ip| held.interfaces(**ip).any(|i| i == self.iface.name))
-            .copied()
-            .collect()
-    }
-
-    /// Follows the held set: starts announcing new addresses, joins and leaves multicast groups.
-    fn sync(&mut self, ip6: &AsyncRawSocket) {
-        let held = self.held();
-        let mine = self.mine(&held);
-        let now = Instant::now();
-        self.announcing.retain(|ip, _| mine.contains(ip));
-        for ip in &mine {
-            self.announcing.entry(*ip).or_insert(Announcing {
-                taken: now,
-                sent: 0,
-            });
-        }
-        let groups: HashSet<[u8; 6]> = mine
-            .iter()
-            .filter_map(|ip| match ip {
-                IpAddr::V6(v6) => Some(wire::multicast_mac(wire::solicited_node_multicast(*v6)).0),
-                IpAddr::V4(_) => None,
+    fn refresh_counters(&mut self) {
+        let metrics = &self.shared.metrics;
+        self.counters = self
+            .held
+            .addresses()
+            .map(|ip| {
+                let protocol = if ip.is_ipv4() { "arp" } else { "ndp" };
+                let labels = AddressLabels { address: ip.to_string(), protocol };
+                let c = AddressCounters {
+                    requests: metrics.requests.get_or_create_owned(&labels),
+                    replies: metrics.replies.get_or_create_owned(&labels),
+                };
+                (*ip, c)
             })
             .collect();
-        for g in groups.difference(&self.joined) {
-            if let Err(e) = ip6.join_multicast(*g) {
-                warn!(interface = %self.iface.name, group = %format_mac(*g), error = %e, "cannot join multicast group");
-            }
-        }
-        for g in self.joined.difference(&groups) {
-            let _ = ip6.leave_multicast(*g);
-        }
-        self.joined = groups;
-    }
-
-    fn next_announcement(&self) -> Option<Instant> {
-        self.announcing
-            .values()
-            .filter_map(|a| gratuitous_due(a.sent, self.shared.refresh).map(|d| a.taken + d))
-            .min()
-    }
-
-    async fn announce_due(&mut self, arp: &AsyncRawSocket, ip6: &AsyncRawSocket) {
-        let now = Instant::now();
-        let refresh = self.shared.refresh;
-        let mut due = Vec::new();
-        for (ip, a) in &mut self.announcing {
-            if let Some(d) = gratuitous_due(a.sent, refresh) {
-                if a.taken + d <= now {
-                    due.push((*ip, if a.sent < 5 { "takeover" } else { "refresh" }));
-                    a.sent += 1;
-                }
-            }
-        }
-        for (ip, reason) in due {
-            let result = match ip {
-                IpAddr::V4(v4) => {
-                    let a = arp.send(&wire::gratuitous_arp_request(self.mac, v4)).await;
-                    let b = arp.send(&wire::gratuitous_arp_reply(self.mac, v4)).await;
-                    a.and(b)
-                }
-                IpAddr::V6(v6) => {
-                    ip6.send(&wire::unsolicited_neighbor_advert(self.mac, v6))
-                        .await
-                }
-            };
-            match result {
-                Ok(()) => {
-                    self.shared
-                        .metrics
-                        .gratuitous
-                        .get_or_create(&ReasonLabels { reason })
-                        .inc();
-                    debug!(%ip, interface = %self.iface.name, reason, "gratuitous announcement");
-                }
-                Err(e) => {
-                    warn!(%ip, interface = %self.iface.name, error = %e, "cannot send a gratuitous announcement")
-                }
-            }
-        }
     }
 
     async fn frame(&mut self, bytes: &[u8], socket: &AsyncRawSocket) {
@@ -251,12 +198,16 @@ impl Responder {
                 return;
             }
         };
-        let held = self.held();
         let now = self.started.elapsed();
-        let (query, reply, protocol) = match frame {
+        if now.saturating_sub(self.swept.duration_since(self.started)) > Duration::from_secs(10) {
+            self.limiter.forget_idle(now);
+            self.swept = Instant::now();
+        }
+        // The reply is built only once the decision is to answer.
+        let (query, reply): (Query<'_>, Reply) = match frame {
             Frame::Arp { eth, arp } => {
                 let sender = IpAddr::V4(arp.sender_ip);
-                if held.holds(sender) && arp.sender_mac != self.mac {
+                if self.held.holds(sender) && arp.sender_mac != self.mac {
                     self.foreign(sender, arp.sender_mac).await;
                 }
                 let gratuitous = arp.sender_ip == arp.target_ip;
@@ -271,40 +222,26 @@ impl Responder {
                     requester: eth.src.0,
                     interface: &self.iface.name,
                 };
-                let reply = wire::arp_reply(self.mac, arp.target_ip, arp.sender_mac, arp.sender_ip);
-                (q, reply, "arp")
+                (q, Reply::Arp { to_mac: arp.sender_mac, to_ip: arp.sender_ip, ip: arp.target_ip })
             }
-            Frame::NeighborSolicit {
-                eth,
-                ip,
-                target,
-                source_lladdr,
-            } => {
+            Frame::NeighborSolicit { eth, ip, target, source_lladdr } => {
                 let kind = if ip.src.is_unspecified() {
                     QueryKind::DadProbe
                 } else {
                     QueryKind::NeighborSolicit
                 };
-                let to_mac = source_lladdr.unwrap_or(eth.src);
                 let q = Query {
                     kind,
                     target: IpAddr::V6(target),
                     requester: eth.src.0,
                     interface: &self.iface.name,
                 };
-                let reply =
-                    wire::neighbor_advert(self.mac, target, to_mac, ip.src, target, true, true);
-                (q, reply, "ndp")
+                let to_mac = source_lladdr.unwrap_or(eth.src);
+                (q, Reply::Ndp { to_mac, to_ip: ip.src, target })
             }
-            Frame::NeighborAdvert {
-                eth,
-                flags,
-                target,
-                target_lladdr,
-                ..
-            } => {
+            Frame::NeighborAdvert { eth, flags, target, target_lladdr, .. } => {
                 let from = target_lladdr.unwrap_or(eth.src);
-                if flags.overrides && held.holds(IpAddr::V6(target)) && from != self.mac {
+                if flags.overrides && self.held.holds(IpAddr::V6(target)) && from != self.mac {
                     self.foreign(IpAddr::V6(target), from).await;
                 }
                 return;
@@ -312,39 +249,36 @@ impl Responder {
             _ => return,
         };
         let address = query.target;
-        if held.holds(address) {
-            self.shared
-                .metrics
-                .requests
-                .get_or_create(&AddressLabels {
-                    address: address.to_string(),
-                    protocol,
-                })
-                .inc();
-        }
-        match held.answer(&query, &mut self.limiter, now) {
-            Answer::Reply => match socket.send(&reply).await {
-                Ok(()) => {
-                    self.shared
-                        .metrics
-                        .replies
-                        .get_or_create(&AddressLabels {
-                            address: address.to_string(),
-                            protocol,
-                        })
-                        .inc();
+        match self.held.answer(&query, &mut self.limiter, now) {
+            Answer::Reply => {
+                let bytes = match reply {
+                    Reply::Arp { to_mac, to_ip, ip } => wire::arp_reply(self.mac, ip, to_mac, to_ip),
+                    Reply::Ndp { to_mac, to_ip, target } => {
+                        wire::neighbor_advert(self.mac, target, to_mac, to_ip, target, true, true)
+                    }
+                };
+                let sent = socket.send(&bytes).await;
+                let counters = self.counters.get(&address);
+                if let Some(c) = counters {
+                    c.requests.inc();
                 }
-                Err(e) => {
-                    warn!(%address, interface = %self.iface.name, error = %e, "cannot send a reply")
+                match sent {
+                    Ok(()) => {
+                        if let Some(c) = counters {
+                            c.replies.inc();
+                        }
+                    }
+                    Err(e) => warn!(%address, interface = %self.iface.name, error = %e, "cannot send a reply"),
                 }
-            },
+            }
             Answer::Drop(reason) => {
+                if let Some(c) = self.counters.get(&address) {
+                    c.requests.inc();
+                }
                 self.shared
                     .metrics
                     .dropped
-                    .get_or_create(&ReasonLabels {
-                        reason: reason.as_str(),
-                    })
+                    .get_or_create(&ReasonLabels { reason: reason.as_str() })
                     .inc();
             }
         }
@@ -354,10 +288,103 @@ impl Responder {
         let _ = self
             .shared
             .events
-            .send(LocalEvent::ForeignAnnouncement {
-                ip,
-                mac: mac.to_string(),
-            })
+            .send(LocalEvent::ForeignAnnouncement { ip, mac: mac.to_string() })
             .await;
+    }
+}
+
+/// What to send back, kept as data until the decision is made.
+#[derive(Clone, Copy, Debug)]
+enum Reply {
+    Arp {
+        to_mac: MacAddr,
+        to_ip: std::net::Ipv4Addr,
+        ip: std::net::Ipv4Addr,
+    },
+    Ndp {
+        to_mac: MacAddr,
+        to_ip: std::net::Ipv6Addr,
+        target: std::net::Ipv6Addr,
+    },
+}
+
+/// Gratuitous announcements and multicast memberships of one interface: follows the held set,
+/// sends at once, then every 1.1 s for 5 s, then every `--garp-refresh` if set.
+async fn announce(
+    iface: Interface,
+    shared: Shared,
+    arp: Arc<AsyncRawSocket>,
+    ip6: Arc<AsyncRawSocket>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mac = MacAddr(iface.mac);
+    let mut held_rx = shared.held.clone();
+    let mut announcing: HashMap<IpAddr, Announcing> = HashMap::new();
+    let mut joined: HashSet<[u8; 6]> = HashSet::new();
+    loop {
+        // Follow the held set.
+        let mine = held_on(&held_rx.borrow_and_update(), &iface.name);
+        let now = Instant::now();
+        announcing.retain(|ip, _| mine.contains(ip));
+        for ip in &mine {
+            announcing.entry(*ip).or_insert(Announcing { taken: now, sent: 0 });
+        }
+        let groups: HashSet<[u8; 6]> = mine
+            .iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V6(v6) => Some(wire::multicast_mac(wire::solicited_node_multicast(*v6)).0),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        for g in groups.difference(&joined) {
+            if let Err(e) = ip6.join_multicast(*g) {
+                warn!(interface = %iface.name, group = %format_mac(*g), error = %e, "cannot join multicast group");
+            }
+        }
+        for g in joined.difference(&groups) {
+            let _ = ip6.leave_multicast(*g);
+        }
+        joined = groups;
+        // Send what is due, then sleep until the next one or a change.
+        loop {
+            let now = Instant::now();
+            let mut next: Option<Instant> = None;
+            for (ip, a) in &mut announcing {
+                while let Some(at) = gratuitous_due(a.sent, shared.refresh).map(|d| a.taken + d) {
+                    if at > now {
+                        next = Some(next.map_or(at, |n| n.min(at)));
+                        break;
+                    }
+                    let reason = if a.sent < 5 { "takeover" } else { "refresh" };
+                    a.sent += 1;
+                    let result = match ip {
+                        IpAddr::V4(v4) => {
+                            let x = arp.send(&wire::gratuitous_arp_request(mac, *v4)).await;
+                            let y = arp.send(&wire::gratuitous_arp_reply(mac, *v4)).await;
+                            x.and(y)
+                        }
+                        IpAddr::V6(v6) => ip6.send(&wire::unsolicited_neighbor_advert(mac, *v6)).await,
+                    };
+                    match result {
+                        Ok(()) => {
+                            shared.metrics.gratuitous.get_or_create(&ReasonLabels { reason }).inc();
+                            debug!(%ip, interface = %iface.name, reason, "gratuitous announcement");
+                        }
+                        Err(e) => warn!(%ip, interface = %iface.name, error = %e, "cannot send a gratuitous announcement"),
+                    }
+                }
+            }
+            let sleep = tokio::time::sleep_until(next.unwrap_or_else(|| now + Duration::from_secs(3600)));
+            tokio::select! {
+                _ = stopped(&mut stop) => return,
+                changed = held_rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    break;
+                }
+                _ = sleep => {}
+            }
+        }
     }
 }

@@ -11,6 +11,8 @@ use std::fs;
 use std::path::Path;
 use std::process::{self, Command};
 use std::sync::Once;
+use std::thread;
+use std::time::Duration;
 
 use crate::error::{Result, TestkitError};
 use crate::process::{Signal, pid_alive, run, run_checked, send_signal};
@@ -120,18 +122,18 @@ pub(crate) fn cleanup_stale_once() {
 
 /// Kills every process in network namespace `ns`, then deletes it.
 ///
-/// Deleting a namespace removes its interfaces once no process holds it any more, so processes
-/// are killed first: a process left inside would keep the veths (and the bridge port) alive.
+/// Deleting a namespace removes its interfaces only once no process holds it any more, so
+/// processes are killed first (and again, should one have entered meanwhile, until none is left
+/// or about a second has passed): a process left inside would keep the veths alive.
 pub(crate) fn delete_namespace(ns: &str) -> Result<()> {
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "pids", ns]);
-    if let Ok(output) = run(&mut cmd) {
-        let pids: Vec<u32> = String::from_utf8_lossy(&output.stdout)
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect();
-        // A process may exit on its own meanwhile; the deletion below is what matters.
+    for _ in 0..50 {
+        let pids = namespace_pids(ns);
+        if pids.is_empty() {
+            break;
+        }
+        // A process may exit on its own meanwhile; the next round sees.
         let _ = send_signal(&pids, Signal::Kill);
+        thread::sleep(Duration::from_millis(20));
     }
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "delete", ns]);
@@ -140,6 +142,20 @@ pub(crate) fn delete_namespace(ns: &str) -> Result<()> {
         // Someone else (a concurrent cleanup) got there first.
         Err(_) if !Path::new(NETNS_DIR).join(ns).exists() => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// The live processes in namespace `ns` (`ip netns pids`; exited ones are not listed).
+fn namespace_pids(ns: &str) -> Vec<u32> {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "pids", ns]);
+    match run(&mut cmd) {
+        Ok(output) => String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .filter(|&pid| pid_alive(pid))
+            .collect(),
+        Err(_) => Vec::new(),
     }
 }
 

@@ -209,6 +209,26 @@ fn dropping_a_lab_removes_its_namespaces_and_processes() {
         .args(["netns", "exec", lab.ns(Host::Infra), "sleep", "600"])
         .spawn()
         .expect("spawn stray");
+    let stray_pid = stray.id().to_string();
+    let inside = (0..250).any(|_| {
+        let pids = Command::new("ip")
+            .args(["netns", "pids", lab.ns(Host::Infra)])
+            .output()
+            .expect("ip netns pids");
+        if String::from_utf8_lossy(&pids.stdout)
+            .split_whitespace()
+            .any(|p| p == stray_pid)
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        false
+    });
+    if !inside {
+        let _ = stray.kill();
+        let _ = stray.wait();
+    }
+    assert!(inside, "the stray process entered the infra namespace");
     drop(lab);
     assert_eq!(namespaces_with(&prefix), Vec::<String>::new());
     let status = stray.wait().expect("wait stray");

@@ -1,0 +1,224 @@
+//! From allocations to announcements: one `P/announcements/<ip>` value per allocated address,
+//! saying which nodes may answer for it and on which interfaces.
+//!
+//! - `nodes`: the nodes matched by the node selectors of the L2Advertisements that cover the
+//!   address's pool (an advertisement without selectors matches every node), minus nodes labelled
+//!   `node.kubernetes.io/exclude-from-external-load-balancers` or with `NetworkUnavailable`; with
+//!   `externalTrafficPolicy: Local`, only nodes with a ready endpoint of the Service. Empty means
+//!   every node, so it is written empty only when no restriction applies at all; when
+//!   restrictions leave no node, the address is not announced (and a warning says why), rather
+//!   than announced everywhere.
+//! - `interfaces`: the union of the covering advertisements' interfaces; empty (any interface)
+//!   when one of them names none.
+//! - A pool no advertisement covers is allocated but not announced.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use crate::alloc::{Decision, Outcome};
+use crate::config::Config;
+use crate::layout::Announcement;
+use crate::selector::Labels;
+
+/// The label that keeps a node out of load balancing.
+pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+
+/// What the announcement builder knows about a node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Its labels (Node labels in Kubernetes mode, the speaker's `--labels` in file mode).
+    pub labels: Labels,
+    /// The `NetworkUnavailable` condition is true.
+    pub network_unavailable: bool,
+}
+
+impl NodeInfo {
+    fn usable(&self) -> bool {
+        !self.network_unavailable && !self.labels.contains_key(EXCLUDE_LABEL)
+    }
+}
+
+/// One allocated Service, as the builder needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct Placed<'a> {
+    /// The allocator's decision (only allocated ones produce announcements).
+    pub decision: &'a Decision,
+    /// With `externalTrafficPolicy: Local`, the nodes that have a ready endpoint of it.
+    pub local_nodes: Option<&'a BTreeSet<String>>,
+}
+
+/// The announcements, and why some addresses are not announced.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Announcements {
+    /// One per announced address.
+    pub by_ip: BTreeMap<IpAddr, Announcement>,
+    /// Addresses left unannounced, with the reason.
+    pub unannounced: BTreeMap<IpAddr, String>,
+}
+
+/// Builds every announcement.
+pub fn build(config: &Config, placed: &[Placed<'_>], nodes: &BTreeMap<String, NodeInfo>) -> Announcements {
+    // Group Services by address (shared addresses carry several).
+    let mut per_ip: BTreeMap<IpAddr, (String, Vec<Placed<'_>>)> = BTreeMap::new();
+    for p in placed {
+        if let Outcome::Allocated { ips, pool } = &p.decision.outcome {
+            for ip in ips {
+                per_ip
+                    .entry(*ip)
+                    .or_insert_with(|| (pool.clone(), Vec::new()))
+                    .1
+                    .push(*p);
+            }
+        }
+    }
+    let mut out = Announcements::default();
+    for (ip, (pool_name, services)) in per_ip {
+        let Some(pool) = config.pool(&pool_name) else {
+            continue;
+        };
+        let ads: Vec<_> = config.advertisements_for(pool).collect();
+        if ads.is_empty() {
+            out.unannounced.insert(
+                ip,
+                format!("no L2Advertisement covers pool {pool_name:?}"),
+            );
+            continue;
+        }
+        let selected = ads.iter().any(|a| !a.node_selectors.is_empty());
+        let excluded = nodes.values().any(|n| !n.usable());
+        let locals: Vec<&BTreeSet<String>> = services.iter().filter_map(|s| s.local_nodes).collect();
+        let restricted = selected || excluded || !locals.is_empty();
+        let mut eligible: Vec<String> = nodes
+            .iter()
+            .filter(|(_, n)| n.usable())
+            .filter(|(_, n)| ads.iter().any(|a| a.selects_node(&n.labels)))
+            .filter(|(name, _)| locals.iter().all(|l| l.contains(*name)))
+            .map(|(name, _)| name.clone())
+            .collect();
+        eligible.sort();
+        if restricted && eligible.is_empty() {
+            out.unannounced.insert(
+                ip,
+                "no node may announce it (node selectors, exclusions, or no local endpoint)".into(),
+            );
+            continue;
+        }
+        let interfaces: Vec<String> = if ads.iter().any(|a| a.interfaces.is_empty()) {
+            Vec::new()
+        } else {
+            ads.iter()
+                .flat_map(|a| a.interfaces.iter().cloned())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        let mut names: Vec<String> = services.iter().map(|s| s.decision.key.to_string()).collect();
+        names.sort();
+        names.dedup();
+        out.by_ip.insert(
+            ip,
+            Announcement {
+                ip,
+                services: names,
+                nodes: if restricted { eligible } else { Vec::new() },
+                interfaces,
+            },
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alloc::ServiceKey;
+
+    fn config(yaml: &str) -> Config {
+        let r = crate::config::load([("c.yaml", yaml.as_bytes())]);
+        r.config.unwrap_or_else(|| panic!("{:#?}", r.diagnostics))
+    }
+
+    const POOL: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: p\nspec:\n  addresses: [10.0.0.0/29]\n";
+
+    fn ad(spec: &str) -> String {
+        format!("---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: a{}\nspec:\n{spec}", spec.len())
+    }
+
+    fn decision(name: &str, ip: &str) -> Decision {
+        Decision {
+            key: ServiceKey::new("default", name),
+            outcome: Outcome::Allocated {
+                ips: vec![ip.parse().expect("ip")],
+                pool: "p".into(),
+            },
+            previous: vec![],
+        }
+    }
+
+    fn nodes(list: &[(&str, &[(&str, &str)])]) -> BTreeMap<String, NodeInfo> {
+        list.iter()
+            .map(|(n, labels)| {
+                let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                (n.to_string(), NodeInfo { labels, network_unavailable: false })
+            })
+            .collect()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn without_restrictions_nodes_and_interfaces_are_empty() {
+        let c = config(&format!("{POOL}{}", ad("  ipAddressPools: [p]\n")));
+        let d = [decision("web", "10.0.0.1"), decision("dns", "10.0.0.1")];
+        let placed: Vec<_> = d.iter().map(|d| Placed { decision: d, local_nodes: None }).collect();
+        let a = build(&c, &placed, &nodes(&[("n1", &[]), ("n2", &[])]));
+        let got = &a.by_ip[&ip("10.0.0.1")];
+        assert_eq!(got.services, ["default/dns", "default/web"]);
+        assert!(got.nodes.is_empty() && got.interfaces.is_empty());
+    }
+
+    #[test]
+    fn node_selectors_exclusions_and_local_endpoints_restrict_nodes() {
+        let c = config(&format!(
+            "{POOL}{}",
+            ad("  nodeSelectors:\n    - matchLabels: {edge: \"true\"}\n  interfaces: [eth1, eth0]\n")
+        ));
+        let n = nodes(&[
+            ("n1", &[("edge", "true")]),
+            ("n2", &[("edge", "true"), (EXCLUDE_LABEL, "")]),
+            ("n3", &[]),
+            ("n4", &[("edge", "true")]),
+        ]);
+        let d = [decision("web", "10.0.0.1")];
+        let a = build(&c, &[Placed { decision: &d[0], local_nodes: None }], &n);
+        let got = &a.by_ip[&ip("10.0.0.1")];
+        assert_eq!(got.nodes, ["n1", "n4"]);
+        assert_eq!(got.interfaces, ["eth0", "eth1"]);
+        let local: BTreeSet<String> = ["n4".to_string(), "n3".to_string()].into();
+        let a = build(&c, &[Placed { decision: &d[0], local_nodes: Some(&local) }], &n);
+        assert_eq!(a.by_ip[&ip("10.0.0.1")].nodes, ["n4"]);
+        let none: BTreeSet<String> = BTreeSet::new();
+        let a = build(&c, &[Placed { decision: &d[0], local_nodes: Some(&none) }], &n);
+        assert!(a.by_ip.is_empty(), "no eligible node: not announced at all");
+        assert!(a.unannounced.contains_key(&ip("10.0.0.1")));
+    }
+
+    #[test]
+    fn an_uncovered_pool_is_not_announced() {
+        let c = config(POOL);
+        let d = [decision("web", "10.0.0.1")];
+        let a = build(&c, &[Placed { decision: &d[0], local_nodes: None }], &BTreeMap::new());
+        assert!(a.by_ip.is_empty());
+        assert!(a.unannounced[&ip("10.0.0.1")].contains("no L2Advertisement"));
+    }
+
+    #[test]
+    fn an_advertisement_without_interfaces_means_any_interface() {
+        let c = config(&format!("{POOL}{}{}", ad("  interfaces: [eth1]\n"), ad("  ipAddressPools: [p]\n")));
+        let d = [decision("web", "10.0.0.1")];
+        let a = build(&c, &[Placed { decision: &d[0], local_nodes: None }], &BTreeMap::new());
+        assert!(a.by_ip[&ip("10.0.0.1")].interfaces.is_empty());
+    }
+}
