@@ -100,7 +100,9 @@ fn request(from: [u8; 6], source: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
 /// The answerer's MAC when `frame` is an ARP reply for `target`.
 fn reply_from(frame: &[u8], target: Ipv4Addr) -> Option<wire::MacAddr> {
     match wire::parse_frame(frame).ok()? {
-        Frame::Arp { arp, .. } if arp.operation == ArpOperation::Reply && arp.sender_ip == target => {
+        Frame::Arp { arp, .. }
+            if arp.operation == ArpOperation::Reply && arp.sender_ip == target =>
+        {
             Some(arp.sender_mac)
         }
         _ => None,
@@ -149,11 +151,14 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
             for i in 0..args.count {
                 let from = requester(u16::try_from(i % 50).unwrap_or(0));
                 let sent = Instant::now();
-                socket.send(&request(from, args.source, args.target)).await?;
+                socket
+                    .send(&request(from, args.source, args.target))
+                    .await?;
                 let rtt = tokio::time::timeout(Duration::from_millis(100), async {
                     loop {
                         let (n, outgoing) = socket.recv(&mut buf).await?;
-                        if !outgoing && reply_from(&buf[..n.min(buf.len())], args.target).is_some() {
+                        if !outgoing && reply_from(&buf[..n.min(buf.len())], args.target).is_some()
+                        {
                             return Ok::<_, std::io::Error>(sent.elapsed());
                         }
                     }
@@ -202,7 +207,11 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
             }
             serde_json::to_writer(
                 &mut out,
-                &FloodLine { sent, replies, seconds: start.elapsed().as_secs_f64() },
+                &FloodLine {
+                    sent,
+                    replies,
+                    seconds: start.elapsed().as_secs_f64(),
+                },
             )?;
             writeln!(out)?;
         }

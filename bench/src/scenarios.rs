@@ -125,13 +125,22 @@ impl Bench {
     fn holder(&self, ip: IpAddr) -> Option<String> {
         let out = self
             .etcd
-            .ctl(&["get", &format!("/ferrolb/claims/{ip}"), "--print-value-only"])
+            .ctl(&[
+                "get",
+                &format!("/ferrolb/claims/{ip}"),
+                "--print-value-only",
+            ])
             .ok()?;
         let v: serde_json::Value = serde_json::from_str(out.trim()).ok()?;
         v["node"].as_str().map(str::to_string)
     }
 
-    fn wait_holder(&self, ip: IpAddr, timeout: Duration, ok: impl Fn(&str) -> bool) -> anyhow::Result<String> {
+    fn wait_holder(
+        &self,
+        ip: IpAddr,
+        timeout: Duration,
+        ok: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
         let end = Instant::now() + timeout;
         loop {
             if let Some(h) = self.holder(ip).filter(|h| ok(h)) {
@@ -191,7 +200,9 @@ impl Bench {
         std::thread::sleep(Duration::from_millis(500));
         let _ = child.kill();
         let _ = child.wait();
-        let replies = reader.join().map_err(|_| anyhow::anyhow!("probe reader panicked"))?;
+        let replies = reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("probe reader panicked"))?;
         let new_mac = self.lab.mac(Host::Node(Self::index(&new)?));
         let last_old = replies
             .iter()
@@ -204,7 +215,11 @@ impl Bench {
             .map(|(t, _)| *t)
             .fold(f64::NAN, f64::min);
         if first_new.is_nan() || last_old.is_nan() {
-            bail!("trial saw no reply from {} (old) or {} (new)", old_mac, new_mac);
+            bail!(
+                "trial saw no reply from {} (old) or {} (new)",
+                old_mac,
+                new_mac
+            );
         }
         // Restart the stopped speaker; claims are sticky, so the address stays where it is.
         let _ = self.speakers[old_i - 1].wait_timeout(Duration::from_secs(2));
@@ -214,7 +229,10 @@ impl Bench {
         // the new one (negative would mean both answered at once: reported as 0 and logged).
         let gap = (first_new - last_old) * 1000.0;
         if gap < 0.0 {
-            eprintln!("warning: {old_mac} answered {:.0} ms after {new_mac} first did", -gap);
+            eprintln!(
+                "warning: {old_mac} answered {:.0} ms after {new_mac} first did",
+                -gap
+            );
         }
         Ok(gap.max(0.0))
     }
@@ -260,7 +278,9 @@ impl Bench {
 
     fn etcd_writes(&self) -> anyhow::Result<f64> {
         let url = format!("http://127.0.0.1:{}/metrics", self.etcd.client_port());
-        let text = self.lab.exec_ok(Host::Infra, ["curl", "-sf", url.as_str()])?;
+        let text = self
+            .lab
+            .exec_ok(Host::Infra, ["curl", "-sf", url.as_str()])?;
         Ok(text
             .lines()
             .filter(|l| {
@@ -273,9 +293,10 @@ impl Bench {
     }
 
     fn held(&self, node: usize) -> anyhow::Result<u64> {
-        let text = self
-            .lab
-            .exec_ok(Host::Node(node), ["curl", "-sf", "http://127.0.0.1:7472/metrics"])?;
+        let text = self.lab.exec_ok(
+            Host::Node(node),
+            ["curl", "-sf", "http://127.0.0.1:7472/metrics"],
+        )?;
         Ok(text
             .lines()
             .find_map(|l| l.strip_prefix("ferrolb_speaker_held_addresses "))
@@ -415,14 +436,20 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
     std::thread::sleep(Duration::from_secs(6));
     r.rss_1000_kib = Bench::rss_kib(pid1)?;
-    eprintln!("resident memory: {} KiB idle, {} KiB with 1,000 addresses", r.rss_idle_kib, r.rss_1000_kib);
+    eprintln!(
+        "resident memory: {} KiB idle, {} KiB with 1,000 addresses",
+        r.rss_idle_kib, r.rss_1000_kib
+    );
 
     // Steady state: nothing changes, so etcd should see no writes (keepalives are not writes).
     let w0 = b.etcd_writes()?;
     std::thread::sleep(Duration::from_secs(args.steady_seconds));
     let w1 = b.etcd_writes()?;
     r.etcd_writes_per_minute = (w1 - w0) * 60.0 / args.steady_seconds as f64;
-    eprintln!("etcd writes per minute in steady state: {:.1}", r.etcd_writes_per_minute);
+    eprintln!(
+        "etcd writes per minute in steady state: {:.1}",
+        r.etcd_writes_per_minute
+    );
 
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -446,17 +473,25 @@ fn table(r: &Results) -> String {
         )
     };
     let mut t = String::from("| measurement | n | median | max |\n| --- | --- | --- | --- |\n");
-    t.push_str(&row(&format!("crash failover (TTL {} s)", r.lease_ttl_s), &r.crash_failover));
+    t.push_str(&row(
+        &format!("crash failover (TTL {} s)", r.lease_ttl_s),
+        &r.crash_failover,
+    ));
     t.push_str(&row("graceful handover", &r.graceful_handover));
     t.push_str(&format!(
         "| ARP reply latency, speaker | {} | {:.3} ms | p99 {:.3} ms |\n",
-        r.reply_latency_speaker.n, r.reply_latency_speaker.median_ms, r.reply_latency_speaker.p99_ms
+        r.reply_latency_speaker.n,
+        r.reply_latency_speaker.median_ms,
+        r.reply_latency_speaker.p99_ms
     ));
     t.push_str(&format!(
         "| ARP reply latency, kernel | {} | {:.3} ms | p99 {:.3} ms |\n",
         r.reply_latency_kernel.n, r.reply_latency_kernel.median_ms, r.reply_latency_kernel.p99_ms
     ));
-    t.push_str(&format!("\nreply latency ratio (speaker / kernel, medians): {:.2}\n", r.reply_latency_ratio));
+    t.push_str(&format!(
+        "\nreply latency ratio (speaker / kernel, medians): {:.2}\n",
+        r.reply_latency_ratio
+    ));
     t.push_str(&format!(
         "flood: {:.0} requests/s, {:.0} replies/s; speaker CPU {:.1} % of a core (idle {:.2} %)\n",
         r.flood_requests_per_s, r.flood_replies_per_s, r.flood_cpu_percent, r.idle_cpu_percent
@@ -466,6 +501,9 @@ fn table(r: &Results) -> String {
         r.rss_idle_kib as f64 / 1024.0,
         r.rss_1000_kib as f64 / 1024.0
     ));
-    t.push_str(&format!("etcd writes per minute in steady state: {:.1}\n", r.etcd_writes_per_minute));
+    t.push_str(&format!(
+        "etcd writes per minute in steady state: {:.1}\n",
+        r.etcd_writes_per_minute
+    ));
     t
 }

@@ -57,7 +57,11 @@ pub struct Announcements {
 }
 
 /// Builds every announcement.
-pub fn build(config: &Config, placed: &[Placed<'_>], nodes: &BTreeMap<String, NodeInfo>) -> Announcements {
+pub fn build(
+    config: &Config,
+    placed: &[Placed<'_>],
+    nodes: &BTreeMap<String, NodeInfo>,
+) -> Announcements {
     // Group Services by address (shared addresses carry several).
     let mut per_ip: BTreeMap<IpAddr, (String, Vec<Placed<'_>>)> = BTreeMap::new();
     for p in placed {
@@ -78,15 +82,14 @@ pub fn build(config: &Config, placed: &[Placed<'_>], nodes: &BTreeMap<String, No
         };
         let ads: Vec<_> = config.advertisements_for(pool).collect();
         if ads.is_empty() {
-            out.unannounced.insert(
-                ip,
-                format!("no L2Advertisement covers pool {pool_name:?}"),
-            );
+            out.unannounced
+                .insert(ip, format!("no L2Advertisement covers pool {pool_name:?}"));
             continue;
         }
         let selected = ads.iter().any(|a| !a.node_selectors.is_empty());
         let excluded = nodes.values().any(|n| !n.usable());
-        let locals: Vec<&BTreeSet<String>> = services.iter().filter_map(|s| s.local_nodes).collect();
+        let locals: Vec<&BTreeSet<String>> =
+            services.iter().filter_map(|s| s.local_nodes).collect();
         let restricted = selected || excluded || !locals.is_empty();
         let mut eligible: Vec<String> = nodes
             .iter()
@@ -112,7 +115,10 @@ pub fn build(config: &Config, placed: &[Placed<'_>], nodes: &BTreeMap<String, No
                 .into_iter()
                 .collect()
         };
-        let mut names: Vec<String> = services.iter().map(|s| s.decision.key.to_string()).collect();
+        let mut names: Vec<String> = services
+            .iter()
+            .map(|s| s.decision.key.to_string())
+            .collect();
         names.sort();
         names.dedup();
         out.by_ip.insert(
@@ -141,7 +147,10 @@ mod tests {
     const POOL: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: p\nspec:\n  addresses: [10.0.0.0/29]\n";
 
     fn ad(spec: &str) -> String {
-        format!("---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: a{}\nspec:\n{spec}", spec.len())
+        format!(
+            "---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: a{}\nspec:\n{spec}",
+            spec.len()
+        )
     }
 
     fn decision(name: &str, ip: &str) -> Decision {
@@ -158,8 +167,17 @@ mod tests {
     fn nodes(list: &[(&str, &[(&str, &str)])]) -> BTreeMap<String, NodeInfo> {
         list.iter()
             .map(|(n, labels)| {
-                let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-                (n.to_string(), NodeInfo { labels, network_unavailable: false })
+                let labels = labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                (
+                    n.to_string(),
+                    NodeInfo {
+                        labels,
+                        network_unavailable: false,
+                    },
+                )
             })
             .collect()
     }
@@ -172,7 +190,13 @@ mod tests {
     fn without_restrictions_nodes_and_interfaces_are_empty() {
         let c = config(&format!("{POOL}{}", ad("  ipAddressPools: [p]\n")));
         let d = [decision("web", "10.0.0.1"), decision("dns", "10.0.0.1")];
-        let placed: Vec<_> = d.iter().map(|d| Placed { decision: d, local_nodes: None }).collect();
+        let placed: Vec<_> = d
+            .iter()
+            .map(|d| Placed {
+                decision: d,
+                local_nodes: None,
+            })
+            .collect();
         let a = build(&c, &placed, &nodes(&[("n1", &[]), ("n2", &[])]));
         let got = &a.by_ip[&ip("10.0.0.1")];
         assert_eq!(got.services, ["default/dns", "default/web"]);
@@ -183,7 +207,9 @@ mod tests {
     fn node_selectors_exclusions_and_local_endpoints_restrict_nodes() {
         let c = config(&format!(
             "{POOL}{}",
-            ad("  nodeSelectors:\n    - matchLabels: {edge: \"true\"}\n  interfaces: [eth1, eth0]\n")
+            ad(
+                "  nodeSelectors:\n    - matchLabels: {edge: \"true\"}\n  interfaces: [eth1, eth0]\n"
+            )
         ));
         let n = nodes(&[
             ("n1", &[("edge", "true")]),
@@ -192,15 +218,36 @@ mod tests {
             ("n4", &[("edge", "true")]),
         ]);
         let d = [decision("web", "10.0.0.1")];
-        let a = build(&c, &[Placed { decision: &d[0], local_nodes: None }], &n);
+        let a = build(
+            &c,
+            &[Placed {
+                decision: &d[0],
+                local_nodes: None,
+            }],
+            &n,
+        );
         let got = &a.by_ip[&ip("10.0.0.1")];
         assert_eq!(got.nodes, ["n1", "n4"]);
         assert_eq!(got.interfaces, ["eth0", "eth1"]);
         let local: BTreeSet<String> = ["n4".to_string(), "n3".to_string()].into();
-        let a = build(&c, &[Placed { decision: &d[0], local_nodes: Some(&local) }], &n);
+        let a = build(
+            &c,
+            &[Placed {
+                decision: &d[0],
+                local_nodes: Some(&local),
+            }],
+            &n,
+        );
         assert_eq!(a.by_ip[&ip("10.0.0.1")].nodes, ["n4"]);
         let none: BTreeSet<String> = BTreeSet::new();
-        let a = build(&c, &[Placed { decision: &d[0], local_nodes: Some(&none) }], &n);
+        let a = build(
+            &c,
+            &[Placed {
+                decision: &d[0],
+                local_nodes: Some(&none),
+            }],
+            &n,
+        );
         assert!(a.by_ip.is_empty(), "no eligible node: not announced at all");
         assert!(a.unannounced.contains_key(&ip("10.0.0.1")));
     }
@@ -209,16 +256,34 @@ mod tests {
     fn an_uncovered_pool_is_not_announced() {
         let c = config(POOL);
         let d = [decision("web", "10.0.0.1")];
-        let a = build(&c, &[Placed { decision: &d[0], local_nodes: None }], &BTreeMap::new());
+        let a = build(
+            &c,
+            &[Placed {
+                decision: &d[0],
+                local_nodes: None,
+            }],
+            &BTreeMap::new(),
+        );
         assert!(a.by_ip.is_empty());
         assert!(a.unannounced[&ip("10.0.0.1")].contains("no L2Advertisement"));
     }
 
     #[test]
     fn an_advertisement_without_interfaces_means_any_interface() {
-        let c = config(&format!("{POOL}{}{}", ad("  interfaces: [eth1]\n"), ad("  ipAddressPools: [p]\n")));
+        let c = config(&format!(
+            "{POOL}{}{}",
+            ad("  interfaces: [eth1]\n"),
+            ad("  ipAddressPools: [p]\n")
+        ));
         let d = [decision("web", "10.0.0.1")];
-        let a = build(&c, &[Placed { decision: &d[0], local_nodes: None }], &BTreeMap::new());
+        let a = build(
+            &c,
+            &[Placed {
+                decision: &d[0],
+                local_nodes: None,
+            }],
+            &BTreeMap::new(),
+        );
         assert!(a.by_ip[&ip("10.0.0.1")].interfaces.is_empty());
     }
 }

@@ -95,8 +95,8 @@ pub struct Situation<'a> {
 
 impl Situation<'_> {
     fn may_answer(&self, node: &str, interfaces: &mut dyn Iterator<Item = &str>) -> bool {
-        let listed = self.announcement.nodes.is_empty()
-            || self.announcement.nodes.iter().any(|n| n == node);
+        let listed =
+            self.announcement.nodes.is_empty() || self.announcement.nodes.iter().any(|n| n == node);
         let mut ifs = interfaces.peekable();
         let has_interface = if self.announcement.interfaces.is_empty() {
             ifs.peek().is_some()
@@ -260,7 +260,10 @@ mod tests {
         // Known value: sha256("node-1#10.0.0.5"), checked with `printf 'node-1#10.0.0.5' | sha256sum`.
         let h = rank_hash("node-1", ip("10.0.0.5"));
         let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, "b2871de284287ec985b9fa1143a3c3c1aba13544ea68cec9d1ea8b2ee6c5efe2");
+        assert_eq!(
+            hex,
+            "b2871de284287ec985b9fa1143a3c3c1aba13544ea68cec9d1ea8b2ee6c5efe2"
+        );
         let order = ranked(["node-1", "node-2", "node-3"], ip("10.0.0.5"));
         let mut by_hash = vec!["node-1", "node-2", "node-3"];
         by_hash.sort_by_key(|n| rank_hash(n, ip("10.0.0.5")));
@@ -276,15 +279,28 @@ mod tests {
         let stagger = Duration::from_millis(100);
         for (rank, me) in order.iter().enumerate() {
             let ifs = eth0();
-            let s = Situation { me, announcement: &a, rank_key: a.ip, speakers: &sp, my_interfaces: &ifs, claim: None };
+            let s = Situation {
+                me,
+                announcement: &a,
+                rank_key: a.ip,
+                speakers: &sp,
+                my_interfaces: &ifs,
+                claim: None,
+            };
             if rank == 0 {
                 assert_eq!(decide(&s, Duration::ZERO, stagger), Step::Claim { rank: 0 });
             } else {
                 assert_eq!(
                     decide(&s, Duration::from_millis(50), stagger),
-                    Step::Wait { rank, remaining: stagger * rank as u32 - Duration::from_millis(50) }
+                    Step::Wait {
+                        rank,
+                        remaining: stagger * rank as u32 - Duration::from_millis(50)
+                    }
                 );
-                assert_eq!(decide(&s, stagger * rank as u32, stagger), Step::Claim { rank });
+                assert_eq!(
+                    decide(&s, stagger * rank as u32, stagger),
+                    Step::Claim { rank }
+                );
             }
         }
     }
@@ -293,15 +309,29 @@ mod tests {
     fn claims_are_sticky_and_only_the_holder_answers() {
         let sp = speakers(&["a", "b"]);
         let a = ann("10.0.0.5");
-        let claim = Claim { node: "b".into(), interfaces: eth0(), since: String::new() };
+        let claim = Claim {
+            node: "b".into(),
+            interfaces: eth0(),
+            since: String::new(),
+        };
         let ifs = eth0();
         for me in ["a", "b"] {
-            let s = Situation { me, announcement: &a, rank_key: a.ip, speakers: &sp, my_interfaces: &ifs, claim: Some(&claim) };
+            let s = Situation {
+                me,
+                announcement: &a,
+                rank_key: a.ip,
+                speakers: &sp,
+                my_interfaces: &ifs,
+                claim: Some(&claim),
+            };
             let step = decide(&s, Duration::from_secs(60), Duration::ZERO);
             if me == "b" {
                 assert_eq!(step, Step::Hold);
             } else {
-                assert!(matches!(step, Step::Idle { ref reason } if reason == "held by b"), "{step:?}");
+                assert!(
+                    matches!(step, Step::Idle { ref reason } if reason == "held by b"),
+                    "{step:?}"
+                );
             }
         }
     }
@@ -309,15 +339,38 @@ mod tests {
     #[test]
     fn holder_releases_when_unlisted_or_without_interface() {
         let sp = speakers(&["a", "b"]);
-        let claim = Claim { node: "a".into(), interfaces: eth0(), since: String::new() };
+        let claim = Claim {
+            node: "a".into(),
+            interfaces: eth0(),
+            since: String::new(),
+        };
         let mut a = ann("10.0.0.5");
         a.nodes = vec!["b".into()];
         let ifs = eth0();
-        let s = Situation { me: "a", announcement: &a, rank_key: a.ip, speakers: &sp, my_interfaces: &ifs, claim: Some(&claim) };
-        assert!(matches!(decide(&s, Duration::ZERO, Duration::ZERO), Step::Release { .. }));
+        let s = Situation {
+            me: "a",
+            announcement: &a,
+            rank_key: a.ip,
+            speakers: &sp,
+            my_interfaces: &ifs,
+            claim: Some(&claim),
+        };
+        assert!(matches!(
+            decide(&s, Duration::ZERO, Duration::ZERO),
+            Step::Release { .. }
+        ));
         let a = ann("10.0.0.5");
-        let s = Situation { me: "a", announcement: &a, rank_key: a.ip, speakers: &sp, my_interfaces: ETH0, claim: Some(&claim) };
-        assert!(matches!(decide(&s, Duration::ZERO, Duration::ZERO), Step::Release { ref reason } if reason.contains("interface")));
+        let s = Situation {
+            me: "a",
+            announcement: &a,
+            rank_key: a.ip,
+            speakers: &sp,
+            my_interfaces: ETH0,
+            claim: Some(&claim),
+        };
+        assert!(
+            matches!(decide(&s, Duration::ZERO, Duration::ZERO), Step::Release { ref reason } if reason.contains("interface"))
+        );
     }
 
     #[test]
@@ -330,17 +383,34 @@ mod tests {
         a.nodes = vec!["a".into(), "c".into()];
         a.interfaces = vec!["eth0".into()];
         let ifs = eth0();
-        let s = Situation { me: "a", announcement: &a, rank_key: a.ip, speakers: &sp, my_interfaces: &ifs, claim: None };
+        let s = Situation {
+            me: "a",
+            announcement: &a,
+            rank_key: a.ip,
+            speakers: &sp,
+            my_interfaces: &ifs,
+            claim: None,
+        };
         assert_eq!(s.ranking(), ["a"], "b is not listed, c has no eth0");
-        assert_eq!(decide(&s, Duration::ZERO, Duration::from_secs(1)), Step::Claim { rank: 0 });
+        assert_eq!(
+            decide(&s, Duration::ZERO, Duration::from_secs(1)),
+            Step::Claim { rank: 0 }
+        );
         let s = Situation { me: "b", ..s };
-        assert!(matches!(decide(&s, Duration::ZERO, Duration::ZERO), Step::Idle { .. }));
+        assert!(matches!(
+            decide(&s, Duration::ZERO, Duration::ZERO),
+            Step::Idle { .. }
+        ));
     }
 
     #[test]
     fn a_services_addresses_share_one_rank_key() {
         let mut anns = BTreeMap::new();
-        for (i, svc) in [("fd00::5", "ns/dual"), ("10.0.0.9", "ns/dual"), ("10.0.0.1", "ns/other")] {
+        for (i, svc) in [
+            ("fd00::5", "ns/dual"),
+            ("10.0.0.9", "ns/dual"),
+            ("10.0.0.1", "ns/other"),
+        ] {
             let mut a = ann(i);
             a.services = vec![svc.into()];
             anns.insert(a.ip, a);
@@ -355,7 +425,10 @@ mod tests {
     fn gratuitous_schedule_is_a_five_second_burst_then_refresh() {
         let due: Vec<Option<Duration>> = (0..7).map(|n| gratuitous_due(n, None)).collect();
         let ms = |m| Some(Duration::from_millis(m));
-        assert_eq!(due, [ms(0), ms(1100), ms(2200), ms(3300), ms(4400), None, None]);
+        assert_eq!(
+            due,
+            [ms(0), ms(1100), ms(2200), ms(3300), ms(4400), None, None]
+        );
         let refresh = Some(Duration::from_secs(60));
         assert_eq!(gratuitous_due(5, refresh), ms(64_400));
         assert_eq!(gratuitous_due(6, refresh), ms(124_400));

@@ -81,7 +81,11 @@ impl Keys {
     /// The address at the end of `key`, when `key` lies directly under `dir`
     /// (one of `announcements()` or `claims()`).
     pub fn ip_in(&self, dir: &str, key: &[u8]) -> Option<IpAddr> {
-        std::str::from_utf8(key).ok()?.strip_prefix(dir)?.parse().ok()
+        std::str::from_utf8(key)
+            .ok()?
+            .strip_prefix(dir)?
+            .parse()
+            .ok()
     }
 
     /// The node name at the end of a `speakers()` key.
@@ -202,7 +206,10 @@ mod tests {
         assert_eq!(k.reconciler_leader(), "/ferrolb/reconciler/leader");
         assert_eq!(k.ip_in(&k.claims(), b"/ferrolb/claims/10.0.0.5"), Some(ip));
         assert_eq!(k.ip_in(&k.claims(), b"/ferrolb/claims/junk"), None);
-        assert_eq!(k.node_in(b"/ferrolb/speakers/node-1").as_deref(), Some("node-1"));
+        assert_eq!(
+            k.node_in(b"/ferrolb/speakers/node-1").as_deref(),
+            Some("node-1")
+        );
         assert_eq!(k.node_in(b"/ferrolb/speakers/a/b"), None);
     }
 
@@ -215,9 +222,15 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(a.nodes, ["node-1", "node-2"]);
-        let minimal: Announcement = decode("announcement", b"k", br#"{"ip": "fd00::1"}"#).expect("valid");
+        let minimal: Announcement =
+            decode("announcement", b"k", br#"{"ip": "fd00::1"}"#).expect("valid");
         assert!(minimal.nodes.is_empty() && minimal.interfaces.is_empty());
-        let c: Claim = decode("claim", b"k", br#"{"node": "n", "interfaces": ["eth0"], "since": "2026-11-29T00:00:00Z"}"#).expect("valid");
+        let c: Claim = decode(
+            "claim",
+            b"k",
+            br#"{"node": "n", "interfaces": ["eth0"], "since": "2026-11-29T00:00:00Z"}"#,
+        )
+        .expect("valid");
         assert_eq!(c.node, "n");
         let err = decode::<Claim>("claim", b"/p/claims/x", b"{").expect_err("invalid");
         assert!(err.to_string().starts_with("invalid claim at /p/claims/x"));

@@ -236,11 +236,26 @@ mod tests {
         let cases = [
             (query(ArpRequest, "10.0.0.5", "eth0"), Answer::Reply),
             (query(NeighborSolicit, "fd00::5", "eth0"), Answer::Reply),
-            (query(ArpRequest, "10.0.0.6", "eth0"), Answer::Drop(DropReason::NotHeld)),
-            (query(ArpRequest, "10.0.0.5", "eth1"), Answer::Drop(DropReason::WrongInterface)),
-            (query(ArpAnnouncement, "10.0.0.5", "eth0"), Answer::Drop(DropReason::NotARequest)),
-            (query(NeighborAdvert, "fd00::5", "eth0"), Answer::Drop(DropReason::NotARequest)),
-            (query(DadProbe, "fd00::5", "eth0"), Answer::Drop(DropReason::DadProbe)),
+            (
+                query(ArpRequest, "10.0.0.6", "eth0"),
+                Answer::Drop(DropReason::NotHeld),
+            ),
+            (
+                query(ArpRequest, "10.0.0.5", "eth1"),
+                Answer::Drop(DropReason::WrongInterface),
+            ),
+            (
+                query(ArpAnnouncement, "10.0.0.5", "eth0"),
+                Answer::Drop(DropReason::NotARequest),
+            ),
+            (
+                query(NeighborAdvert, "fd00::5", "eth0"),
+                Answer::Drop(DropReason::NotARequest),
+            ),
+            (
+                query(DadProbe, "fd00::5", "eth0"),
+                Answer::Drop(DropReason::DadProbe),
+            ),
         ];
         for (q, want) in cases {
             assert_eq!(h.answer(&q, &mut l, t), want, "{q:?}");
@@ -272,10 +287,16 @@ mod tests {
         let me = [2, 0, 0, 0, 0, 1];
         let allowed = (0..1000).filter(|_| l.allow(me, Duration::ZERO)).count();
         assert_eq!(allowed, 100);
-        assert!(l.allow(me, Duration::from_millis(10)), "one token back after 10 ms");
+        assert!(
+            l.allow(me, Duration::from_millis(10)),
+            "one token back after 10 ms"
+        );
         assert!(!l.allow(me, Duration::from_millis(10)));
         let other = [2, 0, 0, 0, 0, 2];
-        assert!(l.allow(other, Duration::from_millis(10)), "others have their own bucket");
+        assert!(
+            l.allow(other, Duration::from_millis(10)),
+            "others have their own bucket"
+        );
     }
 
     #[test]
@@ -290,9 +311,15 @@ mod tests {
         for _ in 0..MAX_REQUESTERS {
             assert!(l.allow(mac(), Duration::ZERO));
         }
-        assert!(!l.allow(mac(), Duration::from_millis(500)), "table full of active requesters");
+        assert!(
+            !l.allow(mac(), Duration::from_millis(500)),
+            "table full of active requesters"
+        );
         assert_eq!(l.len(), MAX_REQUESTERS);
-        assert!(l.allow(mac(), Duration::from_secs(2)), "idle ones are forgotten");
+        assert!(
+            l.allow(mac(), Duration::from_secs(2)),
+            "idle ones are forgotten"
+        );
         assert_eq!(l.len(), 1);
     }
 }

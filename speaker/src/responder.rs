@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ferrolb_core::election::gratuitous_due;
@@ -25,7 +26,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::metrics::{AddressLabels, Metrics, ReasonLabels};
 use crate::sys::interfaces::Interface;
-use crate::sys::{AsyncRawSocket, ETH_P_ARP, ETH_P_IPV6};
+use crate::sys::{ETH_P_ARP, ETH_P_IPV6, RawSocket};
 
 /// What every responder shares.
 #[derive(Clone, Debug)]
@@ -100,68 +101,85 @@ struct AddressCounters {
     replies: Counter,
 }
 
-/// Answers one interface: a receive loop with nothing else in it (timers live in
-/// [`announce`]), so a request waits only for the wake-up of this task.
-async fn respond(iface: Interface, shared: Shared, mut stop: watch::Receiver<bool>) -> std::io::Result<()> {
-    let arp = Arc::new(AsyncRawSocket::open(iface.index, ETH_P_ARP)?);
-    let ip6 = Arc::new(AsyncRawSocket::open(iface.index, ETH_P_IPV6)?);
+/// How long a receiving thread blocks before it looks at the stop flag.
+const RECV_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Answers one interface. Each of its two raw sockets (ARP, IPv6) is read by a thread of its
+/// own in blocking reads, so an arriving request wakes exactly the thread that answers it, with
+/// no event loop in between. Gratuitous announcements and multicast memberships run in a task
+/// ([`announce`]) that sends on the same sockets.
+async fn respond(
+    iface: Interface,
+    shared: Shared,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let arp = Arc::new(RawSocket::open(iface.index, ETH_P_ARP)?);
+    let ip6 = Arc::new(RawSocket::open(iface.index, ETH_P_IPV6)?);
+    arp.set_blocking(RECV_TIMEOUT)?;
+    ip6.set_blocking(RECV_TIMEOUT)?;
     info!(interface = %iface.name, mac = %format_mac(iface.mac), "answering ARP and NDP");
-    let announcer = tokio::spawn(announce(
-        iface.clone(),
-        shared.clone(),
-        arp.clone(),
-        ip6.clone(),
-        stop.clone(),
-    ));
-    let mut held_rx = shared.held.clone();
-    let mut r = Responder {
-        mac: MacAddr(iface.mac),
-        iface,
-        held: held_rx.borrow_and_update().clone(),
-        counters: HashMap::new(),
-        shared,
-        limiter: RateLimiter::default(),
-        started: Instant::now(),
-        swept: Instant::now(),
-    };
-    r.refresh_counters();
-    let mut arp_buf = vec![0u8; 2048];
-    let mut ip6_buf = vec![0u8; 9216];
-    let result = loop {
-        tokio::select! {
-            _ = stopped(&mut stop) => break Ok(()),
-            changed = held_rx.changed() => {
-                if changed.is_err() {
-                    break Ok(());
+    let halt = Arc::new(AtomicBool::new(false));
+    let (done_tx, mut done_rx) = mpsc::channel::<std::io::Error>(2);
+    let mut threads = Vec::new();
+    for (socket, buf_len) in [(arp.clone(), 2048), (ip6.clone(), 9216)] {
+        let mut r = Responder::new(&iface, &shared);
+        let (flag, done) = (halt.clone(), done_tx.clone());
+        let name = format!("answer-{}", iface.name);
+        let spawned = std::thread::Builder::new().name(name).spawn(move || {
+            let mut buf = vec![0u8; buf_len];
+            while !flag.load(Ordering::Relaxed) {
+                match socket.recv(&mut buf) {
+                    Ok((n, false)) => r.frame(&buf[..n.min(buf.len())], &socket),
+                    Ok((_, true)) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => {
+                        let _ = done.try_send(e);
+                        return;
+                    }
                 }
-                r.held = held_rx.borrow_and_update().clone();
-                r.refresh_counters();
             }
-            got = arp.recv(&mut arp_buf) => match got {
-                Ok((n, false)) => r.frame(&arp_buf[..n.min(arp_buf.len())], &arp).await,
-                Ok((_, true)) => {}
-                Err(e) => break Err(e),
-            },
-            got = ip6.recv(&mut ip6_buf) => match got {
-                Ok((n, false)) => r.frame(&ip6_buf[..n.min(ip6_buf.len())], &ip6).await,
-                Ok((_, true)) => {}
-                Err(e) => break Err(e),
-            },
+        });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                halt.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
         }
+    }
+    drop(done_tx);
+    let announcer = tokio::spawn(announce(iface, shared, arp, ip6, stop.clone()));
+    let result = tokio::select! {
+        _ = stopped(&mut stop) => Ok(()),
+        Some(e) = done_rx.recv() => Err(e),
     };
+    halt.store(true, Ordering::Relaxed);
     announcer.abort();
+    // The threads notice the flag within one receive timeout.
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
     result
 }
 
+/// The state of one receiving thread.
 struct Responder {
-    iface: Interface,
+    iface: String,
     mac: MacAddr,
+    held_rx: watch::Receiver<Arc<HeldSet>>,
     held: Arc<HeldSet>,
     counters: HashMap<IpAddr, AddressCounters>,
     shared: Shared,
     limiter: RateLimiter,
     started: Instant,
-    swept: Instant,
+    swept: Duration,
 }
 
 /// Addresses of `held` held on `interface`.
@@ -173,6 +191,24 @@ fn held_on(held: &HeldSet, interface: &str) -> HashSet<IpAddr> {
 }
 
 impl Responder {
+    fn new(iface: &Interface, shared: &Shared) -> Self {
+        let mut held_rx = shared.held.clone();
+        let held = held_rx.borrow_and_update().clone();
+        let mut r = Responder {
+            iface: iface.name.clone(),
+            mac: MacAddr(iface.mac),
+            held_rx,
+            held,
+            counters: HashMap::new(),
+            shared: shared.clone(),
+            limiter: RateLimiter::default(),
+            started: Instant::now(),
+            swept: Duration::ZERO,
+        };
+        r.refresh_counters();
+        r
+    }
+
     fn refresh_counters(&mut self) {
         let metrics = &self.shared.metrics;
         self.counters = self
@@ -180,7 +216,10 @@ impl Responder {
             .addresses()
             .map(|ip| {
                 let protocol = if ip.is_ipv4() { "arp" } else { "ndp" };
-                let labels = AddressLabels { address: ip.to_string(), protocol };
+                let labels = AddressLabels {
+                    address: ip.to_string(),
+                    protocol,
+                };
                 let c = AddressCounters {
                     requests: metrics.requests.get_or_create_owned(&labels),
                     replies: metrics.replies.get_or_create_owned(&labels),
@@ -190,7 +229,12 @@ impl Responder {
             .collect();
     }
 
-    async fn frame(&mut self, bytes: &[u8], socket: &AsyncRawSocket) {
+    /// Handles one received frame.
+    fn frame(&mut self, bytes: &[u8], socket: &RawSocket) {
+        if self.held_rx.has_changed().unwrap_or(false) {
+            self.held = self.held_rx.borrow_and_update().clone();
+            self.refresh_counters();
+        }
         let frame = match wire::parse_frame(bytes) {
             Ok(f) => f,
             Err(_) => {
@@ -199,16 +243,16 @@ impl Responder {
             }
         };
         let now = self.started.elapsed();
-        if now.saturating_sub(self.swept.duration_since(self.started)) > Duration::from_secs(10) {
+        if now.saturating_sub(self.swept) > Duration::from_secs(10) {
             self.limiter.forget_idle(now);
-            self.swept = Instant::now();
+            self.swept = now;
         }
         // The reply is built only once the decision is to answer.
         let (query, reply): (Query<'_>, Reply) = match frame {
             Frame::Arp { eth, arp } => {
                 let sender = IpAddr::V4(arp.sender_ip);
                 if self.held.holds(sender) && arp.sender_mac != self.mac {
-                    self.foreign(sender, arp.sender_mac).await;
+                    self.foreign(sender, arp.sender_mac);
                 }
                 let gratuitous = arp.sender_ip == arp.target_ip;
                 let kind = if arp.operation == wire::ArpOperation::Request && !gratuitous {
@@ -220,11 +264,23 @@ impl Responder {
                     kind,
                     target: IpAddr::V4(arp.target_ip),
                     requester: eth.src.0,
-                    interface: &self.iface.name,
+                    interface: &self.iface,
                 };
-                (q, Reply::Arp { to_mac: arp.sender_mac, to_ip: arp.sender_ip, ip: arp.target_ip })
+                (
+                    q,
+                    Reply::Arp {
+                        to_mac: arp.sender_mac,
+                        to_ip: arp.sender_ip,
+                        ip: arp.target_ip,
+                    },
+                )
             }
-            Frame::NeighborSolicit { eth, ip, target, source_lladdr } => {
+            Frame::NeighborSolicit {
+                eth,
+                ip,
+                target,
+                source_lladdr,
+            } => {
                 let kind = if ip.src.is_unspecified() {
                     QueryKind::DadProbe
                 } else {
@@ -234,15 +290,28 @@ impl Responder {
                     kind,
                     target: IpAddr::V6(target),
                     requester: eth.src.0,
-                    interface: &self.iface.name,
+                    interface: &self.iface,
                 };
                 let to_mac = source_lladdr.unwrap_or(eth.src);
-                (q, Reply::Ndp { to_mac, to_ip: ip.src, target })
+                (
+                    q,
+                    Reply::Ndp {
+                        to_mac,
+                        to_ip: ip.src,
+                        target,
+                    },
+                )
             }
-            Frame::NeighborAdvert { eth, flags, target, target_lladdr, .. } => {
+            Frame::NeighborAdvert {
+                eth,
+                flags,
+                target,
+                target_lladdr,
+                ..
+            } => {
                 let from = target_lladdr.unwrap_or(eth.src);
                 if flags.overrides && self.held.holds(IpAddr::V6(target)) && from != self.mac {
-                    self.foreign(IpAddr::V6(target), from).await;
+                    self.foreign(IpAddr::V6(target), from);
                 }
                 return;
             }
@@ -252,12 +321,16 @@ impl Responder {
         match self.held.answer(&query, &mut self.limiter, now) {
             Answer::Reply => {
                 let bytes = match reply {
-                    Reply::Arp { to_mac, to_ip, ip } => wire::arp_reply(self.mac, ip, to_mac, to_ip),
-                    Reply::Ndp { to_mac, to_ip, target } => {
-                        wire::neighbor_advert(self.mac, target, to_mac, to_ip, target, true, true)
+                    Reply::Arp { to_mac, to_ip, ip } => {
+                        wire::arp_reply(self.mac, ip, to_mac, to_ip)
                     }
+                    Reply::Ndp {
+                        to_mac,
+                        to_ip,
+                        target,
+                    } => wire::neighbor_advert(self.mac, target, to_mac, to_ip, target, true, true),
                 };
-                let sent = socket.send(&bytes).await;
+                let sent = socket.send(&bytes);
                 let counters = self.counters.get(&address);
                 if let Some(c) = counters {
                     c.requests.inc();
@@ -268,7 +341,9 @@ impl Responder {
                             c.replies.inc();
                         }
                     }
-                    Err(e) => warn!(%address, interface = %self.iface.name, error = %e, "cannot send a reply"),
+                    Err(e) => {
+                        warn!(%address, interface = %self.iface, error = %e, "cannot send a reply")
+                    }
                 }
             }
             Answer::Drop(reason) => {
@@ -278,18 +353,24 @@ impl Responder {
                 self.shared
                     .metrics
                     .dropped
-                    .get_or_create(&ReasonLabels { reason: reason.as_str() })
+                    .get_or_create(&ReasonLabels {
+                        reason: reason.as_str(),
+                    })
                     .inc();
             }
         }
     }
 
-    async fn foreign(&self, ip: IpAddr, mac: MacAddr) {
+    fn foreign(&self, ip: IpAddr, mac: MacAddr) {
+        // From a plain thread: never block; the controller drains the queue quickly, and a
+        // repeated announcement arrives again if this one is dropped.
         let _ = self
             .shared
             .events
-            .send(LocalEvent::ForeignAnnouncement { ip, mac: mac.to_string() })
-            .await;
+            .try_send(LocalEvent::ForeignAnnouncement {
+                ip,
+                mac: mac.to_string(),
+            });
     }
 }
 
@@ -313,8 +394,8 @@ enum Reply {
 async fn announce(
     iface: Interface,
     shared: Shared,
-    arp: Arc<AsyncRawSocket>,
-    ip6: Arc<AsyncRawSocket>,
+    arp: Arc<RawSocket>,
+    ip6: Arc<RawSocket>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mac = MacAddr(iface.mac);
@@ -327,7 +408,10 @@ async fn announce(
         let now = Instant::now();
         announcing.retain(|ip, _| mine.contains(ip));
         for ip in &mine {
-            announcing.entry(*ip).or_insert(Announcing { taken: now, sent: 0 });
+            announcing.entry(*ip).or_insert(Announcing {
+                taken: now,
+                sent: 0,
+            });
         }
         let groups: HashSet<[u8; 6]> = mine
             .iter()
@@ -359,22 +443,29 @@ async fn announce(
                     a.sent += 1;
                     let result = match ip {
                         IpAddr::V4(v4) => {
-                            let x = arp.send(&wire::gratuitous_arp_request(mac, *v4)).await;
-                            let y = arp.send(&wire::gratuitous_arp_reply(mac, *v4)).await;
+                            let x = arp.send(&wire::gratuitous_arp_request(mac, *v4));
+                            let y = arp.send(&wire::gratuitous_arp_reply(mac, *v4));
                             x.and(y)
                         }
-                        IpAddr::V6(v6) => ip6.send(&wire::unsolicited_neighbor_advert(mac, *v6)).await,
+                        IpAddr::V6(v6) => ip6.send(&wire::unsolicited_neighbor_advert(mac, *v6)),
                     };
                     match result {
                         Ok(()) => {
-                            shared.metrics.gratuitous.get_or_create(&ReasonLabels { reason }).inc();
+                            shared
+                                .metrics
+                                .gratuitous
+                                .get_or_create(&ReasonLabels { reason })
+                                .inc();
                             debug!(%ip, interface = %iface.name, reason, "gratuitous announcement");
                         }
-                        Err(e) => warn!(%ip, interface = %iface.name, error = %e, "cannot send a gratuitous announcement"),
+                        Err(e) => {
+                            warn!(%ip, interface = %iface.name, error = %e, "cannot send a gratuitous announcement")
+                        }
                     }
                 }
             }
-            let sleep = tokio::time::sleep_until(next.unwrap_or_else(|| now + Duration::from_secs(3600)));
+            let sleep =
+                tokio::time::sleep_until(next.unwrap_or_else(|| now + Duration::from_secs(3600)));
             tokio::select! {
                 _ = stopped(&mut stop) => return,
                 changed = held_rx.changed() => {
