@@ -1,21 +1,35 @@
-//! `ferrolb-reconciler`: keeps the pool configuration, allocates addresses, writes Service status
-//! and publishes announcements to etcd. Only the command line exists so far.
+//! `ferrolb-reconciler`: parses the command line, sets up logging and runs the reconciler.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-
-/// ferrolb-reconciler: allocates addresses for LoadBalancer Services and publishes them to etcd.
-#[derive(Debug, Parser)]
-#[command(name = "ferrolb-reconciler", version, about)]
-struct Args {
-    /// Pool configuration: a directory or file of IPAddressPool and L2Advertisement documents.
-    #[arg(long, env = "FERROLB_CONFIG")]
-    config: Option<std::path::PathBuf>,
-}
+use ferrolb_reconciler::settings::Settings;
+use tracing::error;
 
 fn main() -> ExitCode {
-    let _args = Args::parse();
-    eprintln!("ferrolb-reconciler: not implemented yet (see the reconciler issue)");
-    ExitCode::FAILURE
+    let settings = Settings::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FERROLB_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(ferrolb_reconciler::run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %format!("{e:#}"), "exiting");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -108,9 +108,9 @@ impl Controller {
             .map(|r| Regex::new(&format!("^(?:{r})$")))
             .transpose()
             .context("--interfaces is not a valid regular expression")?;
-        let options = etcd::options(&settings)?;
+        let options = settings.etcd.options(settings.keepalive_interval())?;
         Ok(Controller {
-            keys: Keys::new(&settings.etcd_prefix),
+            keys: Keys::new(&settings.etcd.etcd_prefix),
             settings,
             interfaces_regex,
             options,

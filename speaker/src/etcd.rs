@@ -3,53 +3,15 @@
 //! still on this speaker's lease, both in one transaction, so etcd alone decides who holds what.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
-use anyhow::Context;
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
-    PutOptions, TlsOptions, Txn, TxnOp, WatchOptions, WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
+    WatchOptions, WatchStream,
 };
 use ferrolb_core::layout::{self, Claim, Keys, Registration};
 
 use crate::settings::Settings;
 use crate::world::Change;
-
-/// Builds the connection options (timeouts, TLS, user) from the settings.
-pub fn options(s: &Settings) -> anyhow::Result<ConnectOptions> {
-    let step = s.keepalive_interval();
-    let mut o = ConnectOptions::new()
-        .with_connect_timeout(step)
-        .with_timeout(step)
-        .with_keep_alive(step, step)
-        // A member without a leader refuses requests instead of serving stale reads.
-        .with_require_leader(true);
-    if let (Some(user), Some(file)) = (&s.etcd_username, &s.etcd_password_file) {
-        let password = std::fs::read_to_string(file)
-            .with_context(|| format!("reading --etcd-password-file {}", file.display()))?;
-        o = o.with_user(
-            user.clone(),
-            password.trim_end_matches(['\n', '\r']).to_string(),
-        );
-    }
-    if s.etcd_cacert.is_some() || s.etcd_cert.is_some() {
-        let mut tls = TlsOptions::new();
-        if let Some(ca) = &s.etcd_cacert {
-            let pem = std::fs::read(ca)
-                .with_context(|| format!("reading --etcd-cacert {}", ca.display()))?;
-            tls = tls.ca_certificate(Certificate::from_pem(pem));
-        }
-        if let (Some(cert), Some(key)) = (&s.etcd_cert, &s.etcd_key) {
-            let cert = std::fs::read(cert)
-                .with_context(|| format!("reading --etcd-cert {}", cert.display()))?;
-            let key = std::fs::read(key)
-                .with_context(|| format!("reading --etcd-key {}", key.display()))?;
-            tls = tls.identity(Identity::from_pem(cert, key));
-        }
-        o = o.with_tls(tls);
-    }
-    Ok(o)
-}
 
 /// A connected etcd client with the speaker's keys.
 #[derive(Clone)]
@@ -70,12 +32,9 @@ impl std::fmt::Debug for Etcd {
 impl Etcd {
     /// Connects to the endpoints.
     pub async fn connect(s: &Settings, options: ConnectOptions) -> anyhow::Result<Self> {
-        let client = Client::connect(&s.etcd_endpoints, Some(options))
-            .await
-            .context("connecting to etcd")?;
         Ok(Etcd {
-            client,
-            keys: Keys::new(&s.etcd_prefix),
+            client: s.etcd.connect(options).await?,
+            keys: Keys::new(&s.etcd.etcd_prefix),
         })
     }
 
@@ -187,13 +146,4 @@ pub fn changes(resp: &etcd_client::WatchResponse) -> Vec<Change> {
         .collect()
 }
 
-/// A timeout for one etcd request that may hang while etcd is unreachable.
-pub async fn bounded<T>(
-    limit: Duration,
-    what: &'static str,
-    fut: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
-    tokio::time::timeout(limit, fut)
-        .await
-        .map_err(|_| anyhow::anyhow!("{what}: etcd did not answer within {limit:?}"))?
-}
+pub use ferrolb_etcd::bounded;

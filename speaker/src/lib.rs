@@ -43,7 +43,7 @@ use crate::settings::Settings;
 /// Runs the speaker until SIGTERM or SIGINT (then stops gracefully and returns `Ok`), or until a
 /// part of it fails.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    info!(node = %settings.node_name, endpoints = ?settings.etcd_endpoints, prefix = %settings.etcd_prefix, "starting");
+    info!(node = %settings.node_name, endpoints = ?settings.etcd.etcd_endpoints, prefix = %settings.etcd.etcd_prefix, "starting");
     let metrics = Arc::new(Metrics::default());
     let healthy = Arc::new(AtomicBool::new(true));
     let (stop_tx, stop_rx) = watch::channel(false);

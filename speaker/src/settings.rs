@@ -3,11 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use ferrolb_core::layout::DEFAULT_PREFIX;
+use ferrolb_etcd::EtcdArgs;
 
 /// What to do while etcd cannot be reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -26,17 +25,9 @@ pub struct Settings {
     /// This node's name (in Kubernetes: the Node's name, from the downward API).
     #[arg(long, env = "NODE_NAME")]
     pub node_name: String,
-    /// etcd endpoints, comma-separated (`http://10.0.0.10:2379,https://...`).
-    #[arg(
-        long,
-        env = "FERROLB_ETCD_ENDPOINTS",
-        value_delimiter = ',',
-        required = true
-    )]
-    pub etcd_endpoints: Vec<String>,
-    /// Prefix of every key ferrolb uses in etcd.
-    #[arg(long, env = "FERROLB_ETCD_PREFIX", default_value = DEFAULT_PREFIX)]
-    pub etcd_prefix: String,
+    /// etcd connection.
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
     /// TTL of this speaker's lease, in seconds (etcd's minimum is about 2).
     #[arg(long, env = "FERROLB_LEASE_TTL", default_value_t = 3, value_parser = clap::value_parser!(i64).range(2..=3600))]
     pub lease_ttl: i64,
@@ -60,21 +51,6 @@ pub struct Settings {
     /// Address of the HTTP listener for /metrics and /healthz.
     #[arg(long, env = "FERROLB_LISTEN", default_value = "0.0.0.0:7472")]
     pub listen: SocketAddr,
-    /// CA certificate (PEM) that etcd's server certificate must chain to.
-    #[arg(long, env = "FERROLB_ETCD_CACERT")]
-    pub etcd_cacert: Option<PathBuf>,
-    /// Client certificate (PEM) for etcd.
-    #[arg(long, env = "FERROLB_ETCD_CERT", requires = "etcd_key")]
-    pub etcd_cert: Option<PathBuf>,
-    /// Client key (PEM) for etcd.
-    #[arg(long, env = "FERROLB_ETCD_KEY", requires = "etcd_cert")]
-    pub etcd_key: Option<PathBuf>,
-    /// etcd user name.
-    #[arg(long, env = "FERROLB_ETCD_USERNAME", requires = "etcd_password_file")]
-    pub etcd_username: Option<String>,
-    /// File holding the etcd user's password.
-    #[arg(long, env = "FERROLB_ETCD_PASSWORD_FILE", requires = "etcd_username")]
-    pub etcd_password_file: Option<PathBuf>,
 }
 
 /// Node labels.
@@ -124,8 +100,8 @@ mod tests {
             "http://127.0.0.1:2379,http://127.0.0.2:2379",
         ])
         .expect("valid");
-        assert_eq!(s.etcd_endpoints.len(), 2);
-        assert_eq!(s.etcd_prefix, "/ferrolb");
+        assert_eq!(s.etcd.etcd_endpoints.len(), 2);
+        assert_eq!(s.etcd.etcd_prefix, "/ferrolb");
         assert_eq!(s.lease_ttl, 3);
         assert_eq!(s.claim_stagger, Duration::from_millis(100));
         assert_eq!(s.on_etcd_loss, OnEtcdLoss::Hold);

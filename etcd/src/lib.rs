@@ -1,0 +1,96 @@
+//! The etcd connection both ferrolb daemons share: the `--etcd-*` flags (each also read from an
+//! environment variable), TLS with CA verification and client certificates, username and
+//! password from a file, and request timeouts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use ferrolb_core::layout::DEFAULT_PREFIX;
+
+/// The `--etcd-*` flags.
+#[derive(Clone, Debug, clap::Args)]
+pub struct EtcdArgs {
+    /// etcd endpoints, comma-separated (`http://10.0.0.10:2379,https://...`).
+    #[arg(
+        long,
+        env = "FERROLB_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub etcd_endpoints: Vec<String>,
+    /// Prefix of every key ferrolb uses in etcd.
+    #[arg(long, env = "FERROLB_ETCD_PREFIX", default_value = DEFAULT_PREFIX)]
+    pub etcd_prefix: String,
+    /// CA certificate (PEM) that etcd's server certificate must chain to.
+    #[arg(long, env = "FERROLB_ETCD_CACERT")]
+    pub etcd_cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd.
+    #[arg(long, env = "FERROLB_ETCD_CERT", requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Client key (PEM) for etcd.
+    #[arg(long, env = "FERROLB_ETCD_KEY", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
+    /// etcd user name.
+    #[arg(long, env = "FERROLB_ETCD_USERNAME", requires = "etcd_password_file")]
+    pub etcd_username: Option<String>,
+    /// File holding the etcd user's password.
+    #[arg(long, env = "FERROLB_ETCD_PASSWORD_FILE", requires = "etcd_username")]
+    pub etcd_password_file: Option<PathBuf>,
+}
+
+impl EtcdArgs {
+    /// Connection options: `step` bounds connecting and every request; TLS and credentials as
+    /// the flags say. A member without a leader refuses requests instead of serving stale reads.
+    pub fn options(&self, step: Duration) -> anyhow::Result<ConnectOptions> {
+        let mut o = ConnectOptions::new()
+            .with_connect_timeout(step)
+            .with_timeout(step)
+            .with_keep_alive(step, step)
+            .with_require_leader(true);
+        if let (Some(user), Some(file)) = (&self.etcd_username, &self.etcd_password_file) {
+            let password = std::fs::read_to_string(file)
+                .with_context(|| format!("reading --etcd-password-file {}", file.display()))?;
+            o = o.with_user(
+                user.clone(),
+                password.trim_end_matches(['\n', '\r']).to_string(),
+            );
+        }
+        if self.etcd_cacert.is_some() || self.etcd_cert.is_some() {
+            let mut tls = TlsOptions::new();
+            if let Some(ca) = &self.etcd_cacert {
+                let pem = std::fs::read(ca)
+                    .with_context(|| format!("reading --etcd-cacert {}", ca.display()))?;
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            if let (Some(cert), Some(key)) = (&self.etcd_cert, &self.etcd_key) {
+                let cert = std::fs::read(cert)
+                    .with_context(|| format!("reading --etcd-cert {}", cert.display()))?;
+                let key = std::fs::read(key)
+                    .with_context(|| format!("reading --etcd-key {}", key.display()))?;
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            o = o.with_tls(tls);
+        }
+        Ok(o)
+    }
+
+    /// Connects (the client reconnects by itself afterwards).
+    pub async fn connect(&self, options: ConnectOptions) -> anyhow::Result<Client> {
+        Client::connect(&self.etcd_endpoints, Some(options))
+            .await
+            .context("connecting to etcd")
+    }
+}
+
+/// Bounds one etcd request that may hang while etcd is unreachable.
+pub async fn bounded<T>(
+    limit: Duration,
+    what: &'static str,
+    fut: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| anyhow::anyhow!("{what}: etcd did not answer within {limit:?}"))?
+}

@@ -1,0 +1,83 @@
+//! `ferrolb-reconciler`: the control loop. Keeps the pool configuration from its source (never
+//! replacing a good configuration with a broken one), allocates addresses with
+//! `ferrolb_core::alloc`, and publishes one announcement per address into etcd for the
+//! speakers. Any number of replicas; one leader, elected through an etcd lease, writes.
+//!
+//! - [`settings`]: the command line.
+//! - [`source`]: reading and watching configuration and Service files.
+//! - [`plan`]: deciding (pure): allocation, announcements, the writes that differ.
+//! - [`store`]: etcd requests, with every write fenced by leadership.
+//! - [`controller`]: the loop that ties them together.
+//! - [`metrics`]: Prometheus metrics and the HTTP listener (`/metrics`, `/healthz`, `/readyz`,
+//!   `/status`, `/hooks/git`).
+//!
+//! This build reads pools from a directory or file and Services from manifest files; the Git
+//! source and the Kubernetes API are not wired in yet.
+
+#![forbid(unsafe_code)]
+
+pub mod controller;
+pub mod metrics;
+pub mod plan;
+pub mod settings;
+pub mod source;
+pub mod store;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::controller::{Reconciler, StatusView};
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+
+/// This replica's identity: the host name and the process id.
+pub fn identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{host}/{}", std::process::id())
+}
+
+/// Runs the reconciler until SIGTERM or SIGINT (then finishes its writes, releases leadership
+/// and returns `Ok`), or until a part of it fails.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let identity = identity();
+    info!(%identity, endpoints = ?settings.etcd.etcd_endpoints, "starting");
+    let metrics = Arc::new(Metrics::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (status_tx, status_rx) = watch::channel(StatusView::default());
+    let reconciler = Reconciler::new(settings.clone(), identity, status_tx, metrics.clone())?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let mut http = tokio::spawn(metrics::serve(
+        listener,
+        metrics.register(),
+        status_rx,
+        stop_rx.clone(),
+    ));
+    let mut control = tokio::spawn(reconciler.run(stop_rx));
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let early = tokio::select! {
+        _ = term.recv() => { info!("SIGTERM: stopping"); None }
+        _ = int.recv() => { info!("SIGINT: stopping"); None }
+        r = &mut control => Some(r.context("controller task").and_then(|r| r).context("controller stopped")),
+        r = &mut http => Some(match r {
+            Ok(Ok(())) => Err(anyhow::anyhow!("the HTTP listener stopped")),
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context("the HTTP listener failed")),
+            Err(e) => Err(anyhow::Error::new(e).context("the HTTP task")),
+        }),
+    };
+    let _ = stop_tx.send(true);
+    let outcome = match early {
+        Some(r) => r,
+        None => control.await.context("controller task").and_then(|r| r),
+    };
+    http.abort();
+    outcome
+}

@@ -1,0 +1,122 @@
+//! The reconciler's command line (exact: the tests and the deployment drive it). Every flag also
+//! reads an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgGroup, Parser};
+use ferrolb_etcd::EtcdArgs;
+
+/// Where Services come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServicesFrom {
+    /// The Kubernetes API.
+    Kubernetes,
+    /// Manifest files under a directory (or one file).
+    Files(PathBuf),
+}
+
+fn parse_services(text: &str) -> Result<ServicesFrom, String> {
+    match text {
+        "" => Err("empty; use kubernetes or a path".into()),
+        "kubernetes" => Ok(ServicesFrom::Kubernetes),
+        path => Ok(ServicesFrom::Files(PathBuf::from(path))),
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 1m)"))
+}
+
+/// ferrolb-reconciler: keeps the pool configuration, allocates addresses for LoadBalancer
+/// Services and publishes one announcement per address into etcd for the speakers.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "ferrolb-reconciler", version, about)]
+#[command(group(ArgGroup::new("source").required(true).args(["config", "config_git"])))]
+pub struct Settings {
+    /// Pool configuration: a directory (read recursively, watched) or a file.
+    #[arg(long, env = "FERROLB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Pool configuration from a Git repository (URL).
+    #[arg(long, env = "FERROLB_CONFIG_GIT")]
+    pub config_git: Option<String>,
+    /// Branch, tag or commit to follow.
+    #[arg(long, env = "FERROLB_GIT_REF", default_value = "main")]
+    pub git_ref: String,
+    /// Directory inside the repository holding the configuration.
+    #[arg(long, env = "FERROLB_GIT_PATH", default_value = ".")]
+    pub git_path: PathBuf,
+    /// How often to fetch.
+    #[arg(long, env = "FERROLB_GIT_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub git_interval: Duration,
+    /// Where to keep the clone.
+    #[arg(long, env = "FERROLB_GIT_CACHE")]
+    pub git_cache: Option<PathBuf>,
+    /// File holding an HTTPS token.
+    #[arg(long, env = "FERROLB_GIT_TOKEN_FILE")]
+    pub git_token_file: Option<PathBuf>,
+    /// SSH private key.
+    #[arg(long, env = "FERROLB_GIT_SSH_KEY")]
+    pub git_ssh_key: Option<PathBuf>,
+    /// known_hosts file that the server's SSH host key must be in.
+    #[arg(long, env = "FERROLB_GIT_KNOWN_HOSTS")]
+    pub git_known_hosts: Option<PathBuf>,
+    /// Where Services come from: `kubernetes`, or a directory of Service manifests.
+    #[arg(long, env = "FERROLB_SERVICES", default_value = "kubernetes", value_parser = parse_services)]
+    pub services: ServicesFrom,
+    /// kubeconfig file (default: in-cluster, then KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Serve only Services of this loadBalancerClass (default: only Services without a class).
+    #[arg(long, env = "FERROLB_LB_CLASS")]
+    pub lb_class: Option<String>,
+    /// etcd connection.
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// TTL of the leader-election lease, in seconds.
+    #[arg(long, env = "FERROLB_LEASE_TTL", default_value_t = 3, value_parser = clap::value_parser!(i64).range(2..=3600))]
+    pub lease_ttl: i64,
+    /// Address of the HTTP listener: /metrics, /healthz, /readyz, /status, /hooks/git.
+    #[arg(long, env = "FERROLB_LISTEN", default_value = "0.0.0.0:7473")]
+    pub listen: SocketAddr,
+    /// File holding the webhook's HMAC secret (GitHub/Gitea `X-Hub-Signature-256`).
+    #[arg(long, env = "FERROLB_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+}
+
+impl Settings {
+    /// A third of the lease TTL: keepalive interval and request timeout.
+    pub fn step(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.lease_ttl).unwrap_or(3) * 1000 / 3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, clap::Error> {
+        let mut v = vec![
+            "ferrolb-reconciler",
+            "--etcd-endpoints",
+            "http://127.0.0.1:2379",
+        ];
+        v.extend_from_slice(args);
+        Settings::try_parse_from(v)
+    }
+
+    #[test]
+    fn one_configuration_source_is_required() {
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--config", "p", "--config-git", "u"]).is_err());
+        let s = parse(&["--config", "pools", "--services", "svc"]).expect("valid");
+        assert_eq!(s.services, ServicesFrom::Files("svc".into()));
+        assert_eq!(s.listen.port(), 7473);
+        assert_eq!(s.lease_ttl, 3);
+        let s = parse(&["--config-git", "https://example.invalid/pools.git"]).expect("valid");
+        assert_eq!(s.services, ServicesFrom::Kubernetes);
+        assert_eq!(s.git_ref, "main");
+        assert_eq!(s.git_interval, Duration::from_secs(30));
+    }
+}

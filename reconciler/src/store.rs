@@ -1,0 +1,187 @@
+//! The reconciler's etcd requests: lease, leader election, listing and watching, and writes
+//! fenced by leadership.
+//!
+//! Leadership is the key `P/reconciler/leader` created only when absent, on this replica's
+//! lease. Every write is a transaction that first checks the leader key is still on that lease,
+//! so a replica that lost leadership (its lease expired while it was paused, say) cannot write.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use etcd_client::{
+    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+    WatchStream,
+};
+use ferrolb_core::layout::{self, Announcement, ConfigStatus, Keys, Registration};
+
+use crate::plan::Write;
+
+/// Most operations per transaction (etcd's default `--max-txn-ops` is 128).
+const MAX_OPS: usize = 100;
+
+/// What the reconciler reads from etcd.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// `P/announcements/`.
+    pub announcements: BTreeMap<IpAddr, Announcement>,
+    /// `P/speakers/`.
+    pub speakers: BTreeMap<String, Registration>,
+    /// The leader key's value and lease, if any.
+    pub leader: Option<(String, i64)>,
+}
+
+impl Observed {
+    /// Applies one key's new value (`None`: deleted). Unreadable values are dropped and reported.
+    pub fn apply(
+        &mut self,
+        keys: &Keys,
+        key: &[u8],
+        value: Option<(&[u8], i64)>,
+    ) -> Result<(), layout::DecodeError> {
+        if let Some(ip) = keys.ip_in(&keys.announcements(), key) {
+            self.announcements.remove(&ip);
+            if let Some((v, _)) = value {
+                self.announcements
+                    .insert(ip, layout::decode("announcement", key, v)?);
+            }
+        } else if let Some(node) = keys.node_in(key) {
+            self.speakers.remove(&node);
+            if let Some((v, _)) = value {
+                self.speakers
+                    .insert(node, layout::decode("registration", key, v)?);
+            }
+        } else if key == keys.reconciler_leader().as_bytes() {
+            self.leader = value.map(|(v, lease)| (String::from_utf8_lossy(v).into_owned(), lease));
+        }
+        Ok(())
+    }
+}
+
+/// The reconciler's etcd client.
+#[derive(Clone)]
+pub struct Store {
+    /// The client.
+    pub client: Client,
+    /// The keys.
+    pub keys: Keys,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("prefix", &self.keys.prefix())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Lists everything under the prefix; returns the changes as `(key, value, lease)` and the
+    /// revision read at.
+    pub async fn list(&mut self) -> anyhow::Result<(Vec<(Vec<u8>, Vec<u8>, i64)>, i64)> {
+        let resp = self
+            .client
+            .get(
+                format!("{}/", self.keys.prefix()),
+                Some(GetOptions::new().with_prefix()),
+            )
+            .await?;
+        let rev = resp.header().map_or(0, |h| h.revision());
+        let kvs = resp
+            .kvs()
+            .iter()
+            .map(|kv| (kv.key().to_vec(), kv.value().to_vec(), kv.lease()))
+            .collect();
+        Ok((kvs, rev))
+    }
+
+    /// Watches everything under the prefix from `revision`.
+    pub async fn watch(&mut self, revision: i64) -> anyhow::Result<WatchStream> {
+        Ok(self
+            .client
+            .watch(
+                format!("{}/", self.keys.prefix()),
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(revision),
+                ),
+            )
+            .await?)
+    }
+
+    /// Tries to become leader; true when this replica now holds the leader key.
+    pub async fn campaign(&mut self, identity: &str, lease: i64) -> anyhow::Result<bool> {
+        let key = self.keys.reconciler_leader();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key,
+                identity,
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        Ok(self.client.txn(txn).await?.succeeded())
+    }
+
+    fn fence(&self, lease: i64) -> Compare {
+        Compare::lease(self.keys.reconciler_leader(), CompareOp::Equal, lease)
+    }
+
+    /// Applies writes in transactions fenced by leadership; the number applied. Fails with
+    /// [`NotLeader`] when the leader key is no longer on `lease`.
+    pub async fn apply(&mut self, writes: &[Write], lease: i64) -> anyhow::Result<usize> {
+        let mut done = 0;
+        for chunk in writes.chunks(MAX_OPS) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|w| match w {
+                    Write::Put(a) => {
+                        TxnOp::put(self.keys.announcement(a.ip), layout::encode(a), None)
+                    }
+                    Write::Delete(ip) => TxnOp::delete(self.keys.announcement(*ip), None),
+                })
+                .collect();
+            let txn = Txn::new().when([self.fence(lease)]).and_then(ops);
+            if !self.client.txn(txn).await?.succeeded() {
+                return Err(NotLeader.into());
+            }
+            done += chunk.len();
+        }
+        Ok(done)
+    }
+
+    /// Writes `P/reconciler/config`, fenced like every write.
+    pub async fn put_status(&mut self, status: &ConfigStatus, lease: i64) -> anyhow::Result<()> {
+        let txn = Txn::new().when([self.fence(lease)]).and_then([TxnOp::put(
+            self.keys.reconciler_config(),
+            layout::encode(status),
+            None,
+        )]);
+        if self.client.txn(txn).await?.succeeded() {
+            Ok(())
+        } else {
+            Err(NotLeader.into())
+        }
+    }
+}
+
+/// A fenced write found that this replica is no longer the leader.
+#[derive(Debug, thiserror::Error)]
+#[error("no longer the leader: the leader key is not on this replica's lease")]
+pub struct NotLeader;
+
+/// A key and its new value and lease (`None`: deleted).
+pub type KeyChange = (Vec<u8>, Option<(Vec<u8>, i64)>);
+
+/// The changes of one watch response.
+pub fn changes(resp: &etcd_client::WatchResponse) -> Vec<KeyChange> {
+    resp.events()
+        .iter()
+        .filter_map(|ev| {
+            let kv = ev.kv()?;
+            Some(match ev.event_type() {
+                EventType::Put => (kv.key().to_vec(), Some((kv.value().to_vec(), kv.lease()))),
+                EventType::Delete => (kv.key().to_vec(), None),
+            })
+        })
+        .collect()
+}

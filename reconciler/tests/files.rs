@@ -1,0 +1,446 @@
+//! The reconciler in file mode against a real etcd: pools and Services from watched directories,
+//! announcements in etcd, leader election, and the last good configuration.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferrolb_testkit::Etcd;
+
+const POOLS: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: lab\nspec:\n  addresses: [10.250.0.100-10.250.0.103]\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: lab\n";
+
+fn service(name: &str, created: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\n  creationTimestamp: \"{created}\"\nspec:\n  type: LoadBalancer\n  ports: [{{port: 80}}]\n"
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Replaces a file the way editors do: write aside, then rename over.
+fn write(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+struct Reconciler {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Reconciler {
+    fn start(etcd: &Etcd, pools: &Path, services: &Path, dir: &Path, name: &str) -> Reconciler {
+        let port = free_port();
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_ferrolb-reconciler"))
+            .args(["--config", pools.to_str().expect("path")])
+            .args(["--services", services.to_str().expect("path")])
+            .args(["--etcd-endpoints", &etcd.endpoints(), "--lease-ttl", "2"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("spawn reconciler");
+        Reconciler { child, port, log }
+    }
+
+    fn get(&self, path: &str) -> Option<String> {
+        let out = Command::new("curl")
+            .args([
+                "-sf",
+                "--max-time",
+                "2",
+                &format!("http://127.0.0.1:{}{path}", self.port),
+            ])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn status(&self) -> serde_json::Value {
+        self.get("/status")
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn term(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "reconciler did not stop\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Reconciler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// ip → (services, mod_revision) of every announcement.
+fn announcements(etcd: &Etcd) -> BTreeMap<String, (Vec<String>, i64)> {
+    let out = etcd
+        .ctl(&["get", "--prefix", "/ferrolb/announcements/", "-w", "json"])
+        .expect("get");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let mut map = BTreeMap::new();
+    for kv in v["kvs"].as_array().cloned().unwrap_or_default() {
+        let value = decode_b64(kv["value"].as_str().unwrap_or_default());
+        let a: serde_json::Value = serde_json::from_slice(&value).expect("announcement json");
+        let services = a["services"]
+            .as_array()
+            .map(|s| {
+                s.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        map.insert(
+            a["ip"].as_str().unwrap_or_default().to_string(),
+            (services, kv["mod_revision"].as_i64().unwrap_or_default()),
+        );
+    }
+    map
+}
+
+fn decode_b64(s: &str) -> Vec<u8> {
+    let table = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        })
+    };
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes().filter_map(table) {
+        acc = (acc << 6) | c;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+fn by_service(a: &BTreeMap<String, (Vec<String>, i64)>) -> BTreeMap<String, String> {
+    a.iter()
+        .flat_map(|(ip, (svcs, _))| svcs.iter().map(move |s| (s.clone(), ip.clone())))
+        .collect()
+}
+
+fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    logs: &dyn Fn() -> String,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out waiting for {what}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Setup {
+    etcd: Etcd,
+    dir: tempfile::TempDir,
+    pools: PathBuf,
+    services: PathBuf,
+}
+
+fn setup() -> Setup {
+    let etcd = Etcd::start().expect("etcd");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pools = dir.path().join("pools");
+    let services = dir.path().join("services");
+    std::fs::create_dir_all(&pools).expect("mkdir");
+    std::fs::create_dir_all(&services).expect("mkdir");
+    write(&pools.join("lab.yaml"), POOLS);
+    write(
+        &services.join("web.yaml"),
+        &service("web", "2026-01-01T00:00:00Z"),
+    );
+    write(
+        &services.join("api.yaml"),
+        &service("api", "2026-01-02T00:00:00Z"),
+    );
+    Setup {
+        etcd,
+        dir,
+        pools,
+        services,
+    }
+}
+
+#[test]
+fn services_get_announcements_that_follow_their_files() {
+    let s = setup();
+    let r = Reconciler::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r1");
+    let logs = || r.log();
+    let got = wait_for("two announcements", Duration::from_secs(10), &logs, || {
+        let a = by_service(&announcements(&s.etcd));
+        (a.len() == 2).then_some(a)
+    });
+    assert_eq!(got["default/web"], "10.250.0.100", "oldest Service first");
+    assert_eq!(got["default/api"], "10.250.0.101");
+    std::fs::remove_file(s.services.join("web.yaml")).expect("rm");
+    write(
+        &s.services.join("db.yaml"),
+        &service("db", "2026-01-03T00:00:00Z"),
+    );
+    let got = wait_for(
+        "web withdrawn, db announced",
+        Duration::from_secs(5),
+        &logs,
+        || {
+            let a = by_service(&announcements(&s.etcd));
+            (a.len() == 2 && a.contains_key("default/db")).then_some(a)
+        },
+    );
+    assert_eq!(got["default/api"], "10.250.0.101", "api keeps its address");
+    assert_eq!(
+        got["default/db"], "10.250.0.100",
+        "db gets the freed lowest address"
+    );
+    let status = r.status();
+    assert_eq!(status["is_leader"], true);
+    assert_eq!(status["ready"], true);
+    assert_eq!(r.get("/readyz").as_deref(), Some("ready\n"));
+    let metrics = r.get("/metrics").expect("metrics");
+    assert!(
+        metrics.contains(r#"metallb_allocator_addresses_in_use_total{pool="lab"} 2.0"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("ferrolb_config_stale 0"), "{metrics}");
+}
+
+#[test]
+fn a_broken_configuration_changes_nothing_and_says_why() {
+    let s = setup();
+    let r = Reconciler::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r1");
+    let logs = || r.log();
+    let before = wait_for("announcements", Duration::from_secs(10), &logs, || {
+        let a = announcements(&s.etcd);
+        (a.len() == 2).then_some(a)
+    });
+    write(
+        &s.pools.join("lab.yaml"),
+        &POOLS.replace("10.250.0.100-10.250.0.103", "10.250.0.100/33"),
+    );
+    let status = wait_for("the error in etcd", Duration::from_secs(5), &logs, || {
+        let out = s
+            .etcd
+            .ctl(&["get", "/ferrolb/reconciler/config", "--print-value-only"])
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_str(out.trim()).ok()?;
+        v["error"].as_str().map(str::to_string)
+    });
+    assert!(
+        status.contains("lab.yaml:6: error: IPAddressPool \"lab\": invalid prefix length"),
+        "{status}"
+    );
+    assert!(
+        r.status()["config_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("invalid prefix length"))
+    );
+    assert!(
+        r.get("/metrics")
+            .is_some_and(|m| m.contains("ferrolb_config_stale 1"))
+    );
+    assert_eq!(announcements(&s.etcd), before, "nothing written");
+    // Deleting the file is a valid change: an empty configuration (no pools at all).
+    write(&s.pools.join("lab.yaml"), POOLS);
+    wait_for("the error cleared", Duration::from_secs(5), &logs, || {
+        r.status()["config_error"].is_null().then_some(())
+    });
+    assert_eq!(announcements(&s.etcd), before);
+}
+
+#[test]
+fn a_shrunk_pool_moves_its_services() {
+    let s = setup();
+    let r = Reconciler::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r1");
+    let logs = || r.log();
+    wait_for("announcements", Duration::from_secs(10), &logs, || {
+        (announcements(&s.etcd).len() == 2).then_some(())
+    });
+    write(
+        &s.pools.join("lab.yaml"),
+        &POOLS.replace("10.250.0.100-10.250.0.103", "10.250.0.102-10.250.0.103"),
+    );
+    let got = wait_for(
+        "both moved into the smaller pool",
+        Duration::from_secs(5),
+        &logs,
+        || {
+            let a = by_service(&announcements(&s.etcd));
+            (a.values()
+                .all(|ip| ip == "10.250.0.102" || ip == "10.250.0.103")
+                && a.len() == 2)
+                .then_some(a)
+        },
+    );
+    assert_ne!(got["default/web"], got["default/api"]);
+    assert!(r.log().contains("address changed"));
+}
+
+#[test]
+fn a_restart_writes_nothing_when_nothing_changed() {
+    let s = setup();
+    let mut r = Reconciler::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r1");
+    let logs = || String::new();
+    let before = wait_for("announcements", Duration::from_secs(10), &logs, || {
+        let a = announcements(&s.etcd);
+        (a.len() == 2).then_some(a)
+    });
+    assert!(r.term().success());
+    let r2 = Reconciler::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r2");
+    let logs2 = || r2.log();
+    wait_for(
+        "the new process to lead",
+        Duration::from_secs(10),
+        &logs2,
+        || (r2.status()["is_leader"] == true && r2.status()["ready"] == true).then_some(()),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        announcements(&s.etcd),
+        before,
+        "same values, same mod revisions\n{}",
+        r2.log()
+    );
+    assert!(!r2.log().contains("announce ip"), "{}", r2.log());
+}
+
+#[test]
+fn a_standby_takes_over_a_crashed_leader_and_moves_nothing() {
+    let s = setup();
+    let mut a = Reconciler::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "a");
+    let logs = || a_log(&s);
+    let before = wait_for("announcements", Duration::from_secs(10), &logs, || {
+        let x = announcements(&s.etcd);
+        (x.len() == 2).then_some(x)
+    });
+    let mut b = Reconciler::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "b");
+    wait_for("b ready as standby", Duration::from_secs(10), &logs, || {
+        (b.status()["ready"] == true && b.status()["is_leader"] == false).then_some(())
+    });
+    let _ = a.child.kill();
+    let killed = Instant::now();
+    wait_for("b to lead", Duration::from_secs(2 + 1 + 1), &logs, || {
+        (b.status()["is_leader"] == true).then_some(())
+    });
+    assert!(
+        killed.elapsed() < Duration::from_secs(2 + 1),
+        "took over in {:?}",
+        killed.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        announcements(&s.etcd),
+        before,
+        "nothing moved or was rewritten"
+    );
+    write(
+        &s.services.join("db.yaml"),
+        &service("db", "2026-01-03T00:00:00Z"),
+    );
+    wait_for(
+        "the new leader to write",
+        Duration::from_secs(5),
+        &logs,
+        || (announcements(&s.etcd).len() == 3).then_some(()),
+    );
+    assert!(b.term().success());
+}
+
+fn a_log(s: &Setup) -> String {
+    ["a", "b"]
+        .iter()
+        .map(|n| std::fs::read_to_string(s.dir.path().join(format!("{n}.log"))).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n----\n")
+}
+
+#[test]
+fn a_configmap_style_symlink_swap_is_applied() {
+    let etcd = Etcd::start().expect("etcd");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cm = dir.path().join("config");
+    let services = dir.path().join("services");
+    std::fs::create_dir_all(cm.join("..v1")).expect("mkdir");
+    std::fs::create_dir_all(&services).expect("mkdir");
+    std::fs::write(cm.join("..v1/pools.yaml"), POOLS).expect("write");
+    std::os::unix::fs::symlink("..v1", cm.join("..data")).expect("link");
+    std::os::unix::fs::symlink("..data/pools.yaml", cm.join("pools.yaml")).expect("link");
+    write(
+        &services.join("web.yaml"),
+        &service("web", "2026-01-01T00:00:00Z"),
+    );
+    let r = Reconciler::start(&etcd, &cm, &services, dir.path(), "r1");
+    let logs = || r.log();
+    wait_for("web announced", Duration::from_secs(10), &logs, || {
+        let a = by_service(&announcements(&etcd));
+        (a.get("default/web").map(String::as_str) == Some("10.250.0.100")).then_some(())
+    });
+    // What kubelet does: new directory, new ..data link renamed over the old one.
+    std::fs::create_dir_all(cm.join("..v2")).expect("mkdir");
+    std::fs::write(
+        cm.join("..v2/pools.yaml"),
+        POOLS.replace("10.250.0.100-10.250.0.103", "10.250.0.110-10.250.0.113"),
+    )
+    .expect("write");
+    std::os::unix::fs::symlink("..v2", cm.join("..data_tmp")).expect("link");
+    std::fs::rename(cm.join("..data_tmp"), cm.join("..data")).expect("swap");
+    std::fs::remove_dir_all(cm.join("..v1")).expect("rm old");
+    wait_for(
+        "web moved into the new pool",
+        Duration::from_secs(8),
+        &logs,
+        || {
+            let a = by_service(&announcements(&etcd));
+            (a.get("default/web").map(String::as_str) == Some("10.250.0.110")).then_some(())
+        },
+    );
+}
