@@ -18,14 +18,17 @@ use std::time::{Duration, SystemTime};
 
 use ferrolb_core::alloc::ServiceRequest;
 use ferrolb_core::announce::NodeInfo;
-use ferrolb_core::config::Config;
+use ferrolb_core::config::{Config, Report};
 use ferrolb_core::layout::{ConfigStatus, Keys};
 use ferrolb_etcd::bounded;
 use serde::Serialize;
-use tokio::sync::watch;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
+use crate::git::GitSource;
+use crate::known_hosts::KnownHosts;
 use crate::metrics::Metrics;
 use crate::plan::{self, Inputs, Write};
 use crate::settings::{ServicesFrom, Settings};
@@ -85,13 +88,27 @@ impl<E: Into<anyhow::Error>> From<E> for SessionEnd {
     }
 }
 
+/// Where the pool configuration comes from.
+#[derive(Clone, Debug)]
+pub enum ConfigFrom {
+    /// Files under these paths, watched.
+    Files(Vec<PathBuf>),
+    /// A Git repository, fetched every interval and on webhook calls.
+    Git(Arc<GitSource>),
+}
+
 /// The reconciler's state.
 pub struct Reconciler {
     settings: Settings,
     keys: Keys,
     identity: String,
-    config_paths: Vec<PathBuf>,
+    config_from: ConfigFrom,
     services_paths: Vec<PathBuf>,
+    /// Webhook calls asking for an immediate fetch.
+    hooks: Option<mpsc::Receiver<()>>,
+    /// Next Git fetch, and the current back-off after failures.
+    git_due: tokio::time::Instant,
+    git_backoff: Duration,
     config: Option<(String, Arc<Config>)>,
     applied_at: String,
     config_error: Option<String>,
@@ -118,15 +135,18 @@ fn now_rfc3339() -> String {
 }
 
 impl Reconciler {
-    /// A reconciler in file mode (configuration and Services from paths).
+    /// A reconciler; `hooks` receives webhook calls (Git mode).
     pub fn new(
         settings: Settings,
         identity: String,
         status_tx: watch::Sender<StatusView>,
         metrics: Arc<Metrics>,
+        hooks: Option<mpsc::Receiver<()>>,
     ) -> anyhow::Result<Self> {
-        let Some(config) = settings.config.clone() else {
-            anyhow::bail!("--config-git is not available in this build yet; use --config PATH");
+        let config_from = match (&settings.config, &settings.config_git) {
+            (Some(path), _) => ConfigFrom::Files(vec![path.clone()]),
+            (None, Some(url)) => ConfigFrom::Git(Arc::new(git_source(&settings, url)?)),
+            (None, None) => anyhow::bail!("one of --config and --config-git is required"),
         };
         let ServicesFrom::Files(services) = settings.services.clone() else {
             anyhow::bail!(
@@ -137,8 +157,11 @@ impl Reconciler {
             keys: Keys::new(&settings.etcd.etcd_prefix),
             settings,
             identity,
-            config_paths: vec![config],
+            config_from,
             services_paths: vec![services],
+            hooks,
+            git_due: tokio::time::Instant::now(),
+            git_backoff: Duration::ZERO,
             config: None,
             applied_at: String::new(),
             config_error: None,
@@ -153,53 +176,97 @@ impl Reconciler {
         })
     }
 
-    /// Reads the configuration again; a new valid one replaces the one in force, anything else
-    /// keeps it and records the error.
-    fn reload_config(&mut self) {
-        match source::read_config(&self.config_paths) {
-            Err(e) => {
-                let msg = format!("cannot read the configuration: {e}");
+    /// Takes a read of the configuration: a new valid one replaces the one in force; an invalid
+    /// one keeps it and records the error.
+    fn apply_config(&mut self, revision: String, report: Report) {
+        let new = self.config.as_ref().map(|(r, _)| r.as_str()) != Some(revision.as_str());
+        if new && report.config.is_some() {
+            for w in report.warnings() {
+                warn!(warning = %w, "configuration");
+            }
+        }
+        match report.config {
+            Some(config) => {
+                if new {
+                    info!(%revision, pools = config.pools.len(), "configuration applied");
+                    self.config = Some((revision, Arc::new(config)));
+                    self.applied_at = now_rfc3339();
+                }
+                self.config_error = None;
+            }
+            None => {
+                let msg = source::summarize(&report.diagnostics, 20);
                 if self.config_error.as_deref() != Some(msg.as_str()) {
-                    warn!(error = %msg, "keeping the configuration in force");
+                    for d in report.errors() {
+                        warn!(error = %d, "invalid configuration");
+                    }
+                    warn!(%revision, "invalid configuration; keeping the one in force");
                 }
                 self.config_error = Some(msg);
             }
-            Ok(read) => {
-                let new =
-                    self.config.as_ref().map(|(r, _)| r.as_str()) != Some(read.revision.as_str());
-                if new && read.report.config.is_some() {
-                    for w in read.report.warnings() {
-                        warn!(warning = %w, "configuration");
-                    }
-                }
-                match read.report.config {
-                    Some(config) => {
-                        if new {
-                            info!(revision = %read.revision, pools = config.pools.len(), "configuration applied");
-                            self.config = Some((read.revision, Arc::new(config)));
-                            self.applied_at = now_rfc3339();
-                        }
-                        self.config_error = None;
-                    }
-                    None => {
-                        let msg = source::summarize(&read.report.diagnostics, 20);
-                        if self.config_error.as_deref() != Some(msg.as_str()) {
-                            for d in read.report.errors() {
-                                warn!(error = %d, "invalid configuration");
-                            }
-                            warn!(revision = %read.revision, "invalid configuration; keeping the one in force");
-                        }
-                        self.config_error = Some(msg);
-                    }
-                }
-            }
         }
+        self.record_config_metrics();
+    }
+
+    fn config_unreadable(&mut self, msg: String) {
+        if self.config_error.as_deref() != Some(msg.as_str()) {
+            warn!(error = %msg, "keeping the configuration in force");
+        }
+        self.config_error = Some(msg);
+        self.record_config_metrics();
+    }
+
+    fn record_config_metrics(&self) {
         self.metrics
             .config_loaded
             .set(i64::from(self.config.is_some()));
         self.metrics
             .config_stale
             .set(i64::from(self.config_error.is_some()));
+    }
+
+    /// Fetches the Git source if it is due (or `now`), in a blocking task; on failure retries
+    /// with a back-off from 1 s up to the interval.
+    async fn refresh_git(&mut self, now: bool) {
+        let ConfigFrom::Git(git) = &self.config_from else {
+            return;
+        };
+        if !now && tokio::time::Instant::now() < self.git_due {
+            return;
+        }
+        let git = git.clone();
+        let result = tokio::task::spawn_blocking(move || git.fetch()).await;
+        let interval = self.settings.git_interval;
+        match result {
+            Ok(Ok(fetched)) => {
+                self.git_backoff = Duration::ZERO;
+                self.git_due = tokio::time::Instant::now() + interval;
+                let report = ferrolb_core::config::load(
+                    fetched
+                        .files
+                        .iter()
+                        .map(|f| (f.name.as_str(), f.bytes.as_slice())),
+                );
+                self.apply_config(fetched.commit, report);
+            }
+            Ok(Err(e)) => {
+                self.git_backoff = (self.git_backoff * 2).clamp(Duration::from_secs(1), interval);
+                self.git_due = tokio::time::Instant::now() + self.git_backoff;
+                self.config_unreadable(format!("cannot fetch the configuration: {e}"));
+            }
+            Err(e) => self.config_unreadable(format!("the fetch task failed: {e}")),
+        }
+    }
+
+    /// Reads configuration files again (file mode).
+    fn reload_config(&mut self) {
+        let ConfigFrom::Files(paths) = &self.config_from else {
+            return;
+        };
+        match source::read_config(paths) {
+            Ok(read) => self.apply_config(read.revision, read.report),
+            Err(e) => self.config_unreadable(format!("cannot read the configuration: {e}")),
+        }
     }
 
     /// Reads the Service manifests again, with the same rule: a set with errors does not
@@ -240,9 +307,13 @@ impl Reconciler {
 
     /// Runs until `shutdown` turns true; then releases leadership.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let mut config_watch = Watcher::new(&self.config_paths)?;
+        let mut config_watch = match &self.config_from {
+            ConfigFrom::Files(paths) => Some(Watcher::new(paths)?),
+            ConfigFrom::Git(_) => None,
+        };
         let mut services_watch = Watcher::new(&self.services_paths)?;
         self.reload_config();
+        self.refresh_git(true).await;
         self.reload_services();
         self.publish_status(None);
         let mut client: Option<Store> = None;
@@ -288,7 +359,7 @@ impl Reconciler {
         &mut self,
         client: &mut Option<Store>,
         shutdown: &mut watch::Receiver<bool>,
-        config_watch: &mut Watcher,
+        config_watch: &mut Option<Watcher>,
         services_watch: &mut Watcher,
     ) -> SessionEnd {
         let step = self.settings.step();
@@ -318,7 +389,7 @@ impl Reconciler {
         &mut self,
         store: &mut Store,
         shutdown: &mut watch::Receiver<bool>,
-        config_watch: &mut Watcher,
+        config_watch: &mut Option<Watcher>,
         services_watch: &mut Watcher,
     ) -> Result<std::convert::Infallible, SessionEnd> {
         let step = self.settings.step();
@@ -383,9 +454,18 @@ impl Reconciler {
                     }
                     last_keepalive = tokio::time::Instant::now();
                 }
-                Some(()) = config_watch.changes.recv() => {
-                    settle(&mut config_watch.changes).await;
+                Some(()) = changed(config_watch) => {
+                    if let Some(w) = config_watch.as_mut() {
+                        settle(&mut w.changes).await;
+                    }
                     self.reload_config();
+                }
+                Some(()) = hooked(&mut self.hooks) => {
+                    info!("webhook: fetching now");
+                    self.refresh_git(true).await;
+                }
+                _ = tokio::time::sleep_until(self.git_due), if matches!(self.config_from, ConfigFrom::Git(_)) => {
+                    self.refresh_git(false).await;
                 }
                 Some(()) = services_watch.changes.recv() => {
                     settle(&mut services_watch.changes).await;
@@ -533,6 +613,62 @@ impl Reconciler {
             }
         });
     }
+}
+
+/// The next change signal of an optional watcher (never, without one).
+async fn changed(w: &mut Option<Watcher>) -> Option<()> {
+    match w {
+        Some(w) => w.changes.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next webhook call (never, without a webhook).
+async fn hooked(h: &mut Option<mpsc::Receiver<()>>) -> Option<()> {
+    match h {
+        Some(h) => h.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The Git source the settings describe.
+fn git_source(s: &Settings, url: &str) -> anyhow::Result<GitSource> {
+    use anyhow::Context as _;
+    let token = s
+        .git_token_file
+        .as_ref()
+        .map(|f| {
+            std::fs::read_to_string(f)
+                .map(|t| t.trim().to_string())
+                .with_context(|| format!("reading --git-token-file {}", f.display()))
+        })
+        .transpose()?;
+    let known_hosts = s
+        .git_known_hosts
+        .as_ref()
+        .map(|f| {
+            std::fs::read_to_string(f)
+                .map(|t| KnownHosts::parse(&t))
+                .with_context(|| format!("reading --git-known-hosts {}", f.display()))
+        })
+        .transpose()?;
+    let cache = s.git_cache.clone().unwrap_or_else(|| {
+        let digest: String = Sha256::digest(url.as_bytes())
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        std::env::temp_dir().join(format!("ferrolb-git-{digest}"))
+    });
+    Ok(GitSource {
+        url: url.to_string(),
+        reference: s.git_ref.clone(),
+        path: s.git_path.clone(),
+        cache,
+        token,
+        ssh_key: s.git_ssh_key.clone(),
+        known_hosts,
+    })
 }
 
 /// Waits out a burst of file events: returns once none arrived for [`DEBOUNCE`].

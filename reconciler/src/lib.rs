@@ -11,12 +11,16 @@
 //! - [`metrics`]: Prometheus metrics and the HTTP listener (`/metrics`, `/healthz`, `/readyz`,
 //!   `/status`, `/hooks/git`).
 //!
-//! This build reads pools from a directory or file and Services from manifest files; the Git
-//! source and the Kubernetes API are not wired in yet.
+//! - [`git`], [`known_hosts`]: the configuration from a Git repository, SSH host keys checked.
+//!
+//! This build reads pools from a directory, a file or a Git repository, and Services from
+//! manifest files; the Kubernetes API is not wired in yet.
 
 #![forbid(unsafe_code)]
 
 pub mod controller;
+pub mod git;
+pub mod known_hosts;
 pub mod metrics;
 pub mod plan;
 pub mod settings;
@@ -50,7 +54,36 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let (status_tx, status_rx) = watch::channel(StatusView::default());
-    let reconciler = Reconciler::new(settings.clone(), identity, status_tx, metrics.clone())?;
+    let (hook, hooks) = if settings.config_git.is_some() {
+        let secret = settings
+            .webhook_secret_file
+            .as_ref()
+            .map(|f| {
+                std::fs::read(f)
+                    .map(|s| s.trim_ascii().to_vec())
+                    .with_context(|| format!("reading --webhook-secret-file {}", f.display()))
+            })
+            .transpose()?;
+        if secret.is_none() {
+            tracing::warn!("no --webhook-secret-file: webhook calls are not authenticated");
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let hook = metrics::Hook {
+            tx,
+            secret,
+            last: std::sync::Mutex::new(None),
+        };
+        (Some(Arc::new(hook)), Some(rx))
+    } else {
+        (None, None)
+    };
+    let reconciler = Reconciler::new(
+        settings.clone(),
+        identity,
+        status_tx,
+        metrics.clone(),
+        hooks,
+    )?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
@@ -58,6 +91,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         listener,
         metrics.register(),
         status_rx,
+        hook,
         stop_rx.clone(),
     ));
     let mut control = tokio::spawn(reconciler.run(stop_rx));

@@ -150,10 +150,25 @@ impl Metrics {
     }
 }
 
+/// The Git webhook: where calls go, the HMAC secret, and when the last call was taken.
+#[derive(Debug)]
+pub struct Hook {
+    /// Signals the controller to fetch now.
+    pub tx: tokio::sync::mpsc::Sender<()>,
+    /// The shared secret; without it, calls are not authenticated.
+    pub secret: Option<Vec<u8>>,
+    /// When the last call was taken (at most one a second).
+    pub last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// Largest webhook body accepted.
+pub const HOOK_BODY_LIMIT: usize = 1 << 20;
+
 #[derive(Clone)]
 struct HttpState {
     registry: Arc<Registry>,
     status: watch::Receiver<StatusView>,
+    hook: Option<Arc<Hook>>,
 }
 
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
@@ -191,11 +206,70 @@ async fn status_json(State(s): State<HttpState>) -> Json<StatusView> {
     Json(s.status.borrow().clone())
 }
 
-async fn hook() -> impl IntoResponse {
-    (
-        StatusCode::NOT_FOUND,
-        "this reconciler does not read its configuration from Git\n",
-    )
+fn hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Checks a GitHub/Gitea-style `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`
+/// (in constant time).
+pub fn signature_valid(secret: &[u8], header: Option<&str>, body: &[u8]) -> bool {
+    use hmac::{KeyInit, Mac};
+    let Some(sig) = header.and_then(|h| h.strip_prefix("sha256=")).and_then(hex) else {
+        return false;
+    };
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&sig).is_ok()
+}
+
+/// `POST /hooks/git`: checks the signature (when a secret is set) and a rate of one call a
+/// second, then asks the controller to fetch now. Bodies over [`HOOK_BODY_LIMIT`] are refused
+/// before this runs.
+async fn git_hook(
+    State(s): State<HttpState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> (StatusCode, &'static str) {
+    let Some(h) = &s.hook else {
+        return (
+            StatusCode::NOT_FOUND,
+            "this reconciler does not read its configuration from Git\n",
+        );
+    };
+    if let Some(secret) = &h.secret {
+        let header = headers
+            .get("x-hub-signature-256")
+            .and_then(|v| v.to_str().ok());
+        if !signature_valid(secret, header, &body) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong X-Hub-Signature-256\n",
+            );
+        }
+    }
+    {
+        let Ok(mut last) = h.last.lock() else {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "webhook state poisoned\n",
+            );
+        };
+        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+            return (StatusCode::TOO_MANY_REQUESTS, "at most one call a second\n");
+        }
+        *last = Some(std::time::Instant::now());
+    }
+    // A pending signal already means "fetch now": nothing is lost when this one is dropped.
+    let _ = h.tx.try_send(());
+    (StatusCode::ACCEPTED, "fetching\n")
 }
 
 /// Serves the listener until `shutdown` turns true.
@@ -203,22 +277,42 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Registry,
     status: watch::Receiver<StatusView>,
+    hook: Option<Arc<Hook>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let state = HttpState {
         registry: Arc::new(registry),
         status,
+        hook,
     };
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/status", get(status_json))
-        .route("/hooks/git", post(hook))
+        .route("/hooks/git", post(git_hook))
+        .layer(axum::extract::DefaultBodyLimit::max(HOOK_BODY_LIMIT))
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_checked_against_the_body() {
+        // `printf 'hello' | openssl dgst -sha256 -hmac secret`
+        let good = "sha256=88aab3ede8d3adf94d26ab90d3bafd4a2083070c3bcce9c014ee04a443847c0b";
+        assert!(signature_valid(b"secret", Some(good), b"hello"));
+        assert!(!signature_valid(b"secret", Some(good), b"hello!"));
+        assert!(!signature_valid(b"other", Some(good), b"hello"));
+        assert!(!signature_valid(b"secret", None, b"hello"));
+        assert!(!signature_valid(b"secret", Some("sha1=88aa"), b"hello"));
+        assert!(!signature_valid(b"secret", Some("sha256=zz"), b"hello"));
+    }
 }

@@ -1,0 +1,228 @@
+//! The pool configuration from a Git repository.
+//!
+//! The repository is kept as a bare clone in the cache directory and fetched with `git2`
+//! (branches with `--prune` and `--force`, and tags), so a force-push is simply a new commit to
+//! read. The configuration is read straight from the commit's tree under `--git-path`: there is no
+//! working tree to reset or to leave half-written, and a blob's size is known before it is read,
+//! so a huge file is refused without loading it. The revision is the commit id.
+//!
+//! Credentials: an HTTPS token from `--git-token-file`, or an SSH key (`--git-ssh-key`) with the
+//! server's host key checked against `--git-known-hosts` (no trust on first use: without a
+//! known_hosts file, SSH is refused).
+
+use std::path::{Path, PathBuf};
+
+use ferrolb_core::config::MAX_FILE_BYTES;
+use ferrolb_core::load::SourceFile;
+use git2::{
+    AutotagOption, CertificateCheckStatus, Cred, FetchOptions, FetchPrune, ObjectType,
+    RemoteCallbacks, Repository, TreeWalkMode, TreeWalkResult,
+};
+
+use crate::known_hosts::{KnownHosts, ssh_host};
+
+/// Where and how to fetch.
+#[derive(Clone, Debug)]
+pub struct GitSource {
+    /// The remote's URL.
+    pub url: String,
+    /// Branch, tag or commit.
+    pub reference: String,
+    /// Directory in the repository holding the configuration (`.`: the root).
+    pub path: PathBuf,
+    /// The bare clone.
+    pub cache: PathBuf,
+    /// HTTPS token.
+    pub token: Option<String>,
+    /// SSH private key.
+    pub ssh_key: Option<PathBuf>,
+    /// Known SSH host keys.
+    pub known_hosts: Option<KnownHosts>,
+}
+
+/// What one fetch read.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The commit id.
+    pub commit: String,
+    /// The configuration files under the path (names relative to the repository's root), with
+    /// oversized ones cut after `MAX_FILE_BYTES + 1` bytes so that validation refuses them.
+    pub files: Vec<SourceFile>,
+}
+
+/// Why a fetch failed; the configuration in force stays.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// libgit2 failed (network, authentication, host key, corrupt repository).
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+    /// The reference is neither a branch, a tag nor a commit of the remote.
+    #[error("git: {0:?} is not a branch, tag or commit of the remote")]
+    UnknownRef(String),
+    /// `--git-path` is not a directory in that commit.
+    #[error("git: {path} is not a directory in commit {commit}")]
+    NoPath {
+        /// The path.
+        path: String,
+        /// The commit.
+        commit: String,
+    },
+    /// The cache directory cannot be used.
+    #[error("git cache {0}: {1}")]
+    Cache(PathBuf, std::io::Error),
+}
+
+impl GitSource {
+    fn callbacks(&self) -> RemoteCallbacks<'_> {
+        let mut cb = RemoteCallbacks::new();
+        let token = self.token.clone();
+        let key = self.ssh_key.clone();
+        cb.credentials(move |_url, user, allowed| {
+            if allowed.is_ssh_key() {
+                if let Some(k) = &key {
+                    return Cred::ssh_key(user.unwrap_or("git"), None, k, None);
+                }
+            }
+            if allowed.is_user_pass_plaintext() {
+                if let Some(t) = &token {
+                    return Cred::userpass_plaintext("x-access-token", t);
+                }
+            }
+            Err(git2::Error::from_str(
+                "no credentials for this remote (--git-token-file or --git-ssh-key)",
+            ))
+        });
+        let known = self.known_hosts.clone();
+        let target = ssh_host(&self.url);
+        cb.certificate_check(move |cert, host| {
+            let Some(hostkey) = cert.as_hostkey() else {
+                // TLS: let libgit2 verify the certificate chain against the system's CAs.
+                return Ok(CertificateCheckStatus::CertificatePassthrough);
+            };
+            let (Some(known), Some(blob)) = (&known, hostkey.hostkey()) else {
+                return Err(git2::Error::from_str(
+                    "refusing SSH: no --git-known-hosts to check the server's host key against",
+                ));
+            };
+            let port = target.as_ref().map_or(22, |(_, p)| *p);
+            if known.accepts(host, port, blob) {
+                Ok(CertificateCheckStatus::CertificateOk)
+            } else {
+                Err(git2::Error::from_str(&format!(
+                    "refusing SSH: the host key of {host} is not in --git-known-hosts"
+                )))
+            }
+        });
+        cb
+    }
+
+    fn open(&self) -> Result<Repository, GitError> {
+        match Repository::open_bare(&self.cache) {
+            Ok(r) => Ok(r),
+            Err(_) => {
+                std::fs::create_dir_all(&self.cache)
+                    .map_err(|e| GitError::Cache(self.cache.clone(), e))?;
+                Ok(Repository::init_bare(&self.cache)?)
+            }
+        }
+    }
+
+    /// Fetches and reads the configuration files of the reference's commit.
+    pub fn fetch(&self) -> Result<Fetched, GitError> {
+        let repo = self.open()?;
+        let mut remote = repo.remote_anonymous(&self.url)?;
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(self.callbacks())
+            .prune(FetchPrune::On)
+            .download_tags(AutotagOption::All);
+        remote.fetch(
+            &[
+                "+refs/heads/*:refs/remotes/origin/*",
+                "+refs/tags/*:refs/tags/*",
+            ],
+            Some(&mut opts),
+            None,
+        )?;
+        let r = &self.reference;
+        let object = [format!("refs/remotes/origin/{r}"), format!("refs/tags/{r}")]
+            .iter()
+            .find_map(|name| repo.revparse_single(name).ok())
+            .or_else(|| repo.revparse_single(r).ok())
+            .ok_or_else(|| GitError::UnknownRef(r.clone()))?;
+        let commit = object
+            .peel_to_commit()
+            .map_err(|_| GitError::UnknownRef(r.clone()))?;
+        let id = commit.id().to_string();
+        let root = commit.tree()?;
+        let prefix = normalized(&self.path);
+        let tree = if prefix.is_empty() {
+            root
+        } else {
+            root.get_path(Path::new(&prefix))
+                .ok()
+                .filter(|e| e.kind() == Some(ObjectType::Tree))
+                .and_then(|e| e.to_object(&repo).ok())
+                .and_then(|o| o.into_tree().ok())
+                .ok_or_else(|| GitError::NoPath {
+                    path: prefix.clone(),
+                    commit: id.clone(),
+                })?
+        };
+        let mut found: Vec<(String, git2::Oid)> = Vec::new();
+        tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+            let Ok(name) = entry.name() else {
+                return TreeWalkResult::Skip;
+            };
+            if name.starts_with('.') {
+                return TreeWalkResult::Skip;
+            }
+            if entry.kind() == Some(ObjectType::Blob)
+                && (name.ends_with(".yaml") || name.ends_with(".yml"))
+            {
+                let full = if prefix.is_empty() {
+                    format!("{dir}{name}")
+                } else {
+                    format!("{prefix}/{dir}{name}")
+                };
+                found.push((full, entry.id()));
+            }
+            TreeWalkResult::Ok
+        })?;
+        found.sort();
+        let mut files = Vec::with_capacity(found.len());
+        for (name, oid) in found {
+            let (size, _) = repo.odb()?.read_header(oid)?;
+            let bytes = if size > MAX_FILE_BYTES {
+                // Enough for validation to report it as oversized, without reading it all.
+                vec![b'#'; MAX_FILE_BYTES + 1]
+            } else {
+                repo.find_blob(oid)?.content().to_vec()
+            };
+            files.push(SourceFile { name, bytes });
+        }
+        Ok(Fetched { commit: id, files })
+    }
+}
+
+/// `--git-path` without `./` and trailing slashes; empty for the root.
+fn normalized(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    let s = s.trim_start_matches("./").trim_matches('/');
+    if s == "." {
+        String::new()
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_normalized() {
+        assert_eq!(normalized(Path::new(".")), "");
+        assert_eq!(normalized(Path::new("./pools/")), "pools");
+        assert_eq!(normalized(Path::new("clusters/a")), "clusters/a");
+    }
+}

@@ -1,0 +1,313 @@
+//! The configuration from Git: real repositories on disk, changed with the `git` command and
+//! pushed to a bare remote, and a real etcd.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferrolb_testkit::Etcd;
+
+const POOLS: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: lab\nspec:\n  addresses: [10.250.0.100-10.250.0.103]\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: lab\n";
+const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: default\nspec:\n  type: LoadBalancer\n  ports: [{port: 80}]\n";
+const SECRET: &str = "s3cret";
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=ferrolb-test",
+            "-c",
+            "user.email=test@example.invalid",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+struct Repo {
+    work: PathBuf,
+    remote: PathBuf,
+}
+
+impl Repo {
+    fn new(root: &Path) -> Repo {
+        let remote = root.join("remote.git");
+        let work = root.join("work");
+        std::fs::create_dir_all(&remote).expect("mkdir");
+        std::fs::create_dir_all(work.join("pools")).expect("mkdir");
+        git(&remote, &["init", "--bare", "-q"]);
+        git(&work, &["init", "-q"]);
+        git(
+            &work,
+            &["remote", "add", "origin", remote.to_str().expect("path")],
+        );
+        Repo { work, remote }
+    }
+
+    /// Writes `pools/lab.yaml`, commits and pushes; returns the commit id.
+    fn push(&self, file: &str, text: &str) -> String {
+        std::fs::write(self.work.join("pools").join(file), text).expect("write");
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "-m", "change"]);
+        git(&self.work, &["push", "-q", "-f", "origin", "HEAD:main"]);
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+}
+
+struct Reconciler {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Drop for Reconciler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Reconciler {
+    fn start(etcd: &Etcd, repo: &Repo, root: &Path, interval: &str) -> Reconciler {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("port");
+        let services = root.join("services");
+        std::fs::create_dir_all(&services).expect("mkdir");
+        std::fs::write(services.join("web.yaml"), SERVICE).expect("write");
+        std::fs::write(root.join("secret"), format!("{SECRET}\n")).expect("write");
+        let log = root.join("reconciler.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_ferrolb-reconciler"))
+            .args(["--config-git", &format!("file://{}", repo.remote.display())])
+            .args([
+                "--git-ref",
+                "main",
+                "--git-path",
+                "pools",
+                "--git-interval",
+                interval,
+            ])
+            .args(["--git-cache", root.join("cache").to_str().expect("path")])
+            .args([
+                "--webhook-secret-file",
+                root.join("secret").to_str().expect("path"),
+            ])
+            .args(["--services", services.to_str().expect("path")])
+            .args(["--etcd-endpoints", &etcd.endpoints(), "--lease-ttl", "2"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn");
+        Reconciler { child, port, log }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let out = Command::new("curl")
+            .args([
+                "-sf",
+                "--max-time",
+                "2",
+                &format!("http://127.0.0.1:{}/status", self.port),
+            ])
+            .output()
+            .expect("curl");
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    /// POSTs to the webhook; returns the HTTP status code.
+    fn hook(&self, signature: Option<&str>, body: &str) -> u16 {
+        let url = format!("http://127.0.0.1:{}/hooks/git", self.port);
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            "--data-binary",
+            body,
+        ]);
+        if let Some(sig) = signature {
+            cmd.args(["-H", &format!("X-Hub-Signature-256: {sig}")]);
+        }
+        let out = cmd.arg(&url).output().expect("curl");
+        String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait(&self, what: &str, timeout: Duration, f: impl Fn(&serde_json::Value) -> bool) {
+        let end = Instant::now() + timeout;
+        loop {
+            if f(&self.status()) {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out: {what}\nstatus: {}\n{}",
+                self.status(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn web_ip(etcd: &Etcd) -> Option<String> {
+    let out = etcd
+        .ctl(&[
+            "get",
+            "--prefix",
+            "/ferrolb/announcements/",
+            "--print-value-only",
+        ])
+        .ok()?;
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|a| a["services"][0] == "default/web")
+        .and_then(|a| a["ip"].as_str().map(str::to_string))
+}
+
+fn sign(body: &str) -> String {
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            &format!("printf %s '{body}' | openssl dgst -sha256 -hmac {SECRET} | sed 's/.*= //'"),
+        ])
+        .output()
+        .expect("openssl");
+    format!("sha256={}", String::from_utf8_lossy(&out.stdout).trim())
+}
+
+#[test]
+fn a_push_is_applied_and_a_broken_push_is_not() {
+    let etcd = Etcd::start().expect("etcd");
+    let root = tempfile::tempdir().expect("tempdir");
+    let repo = Repo::new(root.path());
+    let first = repo.push("lab.yaml", POOLS);
+    let r = Reconciler::start(&etcd, &repo, root.path(), "1s");
+    r.wait("first commit in force", Duration::from_secs(10), |s| {
+        s["revision"] == first.as_str() && s["ready"] == true
+    });
+    let end = Instant::now() + Duration::from_secs(5);
+    while web_ip(&etcd).as_deref() != Some("10.250.0.100") {
+        assert!(Instant::now() < end, "web not announced\n{}", r.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A pool change: applied within the interval plus a second.
+    let second = repo.push(
+        "lab.yaml",
+        &POOLS.replace("10.250.0.100-10.250.0.103", "10.250.0.110-10.250.0.113"),
+    );
+    // Polled every second (timing itself is measured in the benchmark, not asserted here).
+    r.wait("second commit in force", Duration::from_secs(5), |s| {
+        s["revision"] == second.as_str()
+    });
+    let end = Instant::now() + Duration::from_secs(2);
+    while web_ip(&etcd).as_deref() != Some("10.250.0.110") {
+        assert!(Instant::now() < end, "web did not move\n{}", r.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A broken push: nothing changes, the error is visible.
+    repo.push(
+        "lab.yaml",
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: [oops\n",
+    );
+    r.wait("the error", Duration::from_secs(3), |s| {
+        s["config_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("pools/lab.yaml"))
+    });
+    assert_eq!(r.status()["revision"], second.as_str());
+    assert_eq!(web_ip(&etcd).as_deref(), Some("10.250.0.110"));
+    // Hostile files: an alias bomb and a file over 4 MiB; still the last good configuration.
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [{}]\n",
+            vec![format!("*a{}", i - 1); 10].join(", ")
+        ));
+    }
+    repo.push("bomb.yaml", &bomb);
+    repo.push("huge.yaml", &"#".repeat(5 << 20));
+    r.wait("the hostile files refused", Duration::from_secs(3), |s| {
+        s["config_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("larger than 4 MiB") && e.contains("alias bomb"))
+    });
+    assert_eq!(r.status()["revision"], second.as_str());
+    // A force-push back to the first commit: valid again, and web moves back.
+    git(&repo.work, &["reset", "-q", "--hard", &first]);
+    git(&repo.work, &["push", "-q", "-f", "origin", "HEAD:main"]);
+    r.wait("the first commit again", Duration::from_secs(3), |s| {
+        s["revision"] == first.as_str() && s["config_error"].is_null()
+    });
+}
+
+#[test]
+fn the_webhook_fetches_at_once_and_only_when_signed() {
+    let etcd = Etcd::start().expect("etcd");
+    let root = tempfile::tempdir().expect("tempdir");
+    let repo = Repo::new(root.path());
+    let first = repo.push("lab.yaml", POOLS);
+    let r = Reconciler::start(&etcd, &repo, root.path(), "10m");
+    r.wait("first commit", Duration::from_secs(10), |s| {
+        s["revision"] == first.as_str()
+    });
+    let second = repo.push("lab.yaml", &POOLS.replace("10.250.0.103", "10.250.0.104"));
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    assert_eq!(r.hook(None, body), 401, "unsigned");
+    assert_eq!(r.hook(Some("sha256=00"), body), 401, "wrongly signed");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        r.status()["revision"],
+        first.as_str(),
+        "no fetch without a valid call"
+    );
+    assert_eq!(r.hook(Some(&sign(body)), body), 202);
+    // The interval is ten minutes: only the call can have fetched it.
+    r.wait("second commit", Duration::from_secs(5), |s| {
+        s["revision"] == second.as_str()
+    });
+    assert_eq!(r.hook(Some(&sign(body)), body), 429, "one call a second");
+}
+
+#[test]
+fn an_unreachable_remote_keeps_the_configuration_in_force() {
+    let etcd = Etcd::start().expect("etcd");
+    let root = tempfile::tempdir().expect("tempdir");
+    let repo = Repo::new(root.path());
+    let first = repo.push("lab.yaml", POOLS);
+    let r = Reconciler::start(&etcd, &repo, root.path(), "1s");
+    r.wait("first commit", Duration::from_secs(10), |s| {
+        s["revision"] == first.as_str()
+    });
+    let moved = root.path().join("elsewhere.git");
+    std::fs::rename(&repo.remote, &moved).expect("move the remote away");
+    r.wait("the fetch error", Duration::from_secs(4), |s| {
+        s["config_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot fetch"))
+    });
+    assert_eq!(r.status()["revision"], first.as_str());
+    assert!(web_ip(&etcd).is_some(), "still announced");
+    std::fs::rename(&moved, &repo.remote).expect("move it back");
+    r.wait("recovered", Duration::from_secs(5), |s| {
+        s["config_error"].is_null()
+    });
+}
