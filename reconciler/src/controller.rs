@@ -11,12 +11,13 @@
 //! invalid or unreadable source never replaces what is in force; an unchanged announcement is
 //! never rewritten, so a restart writes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use ferrolb_core::alloc::ServiceRequest;
+use ferrolb_core::alloc::{ServiceKey, ServiceRequest};
 use ferrolb_core::announce::NodeInfo;
 use ferrolb_core::config::{Config, Report};
 use ferrolb_core::layout::{ConfigStatus, Keys};
@@ -27,6 +28,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
+use crate::cluster::{self, Cluster};
+use crate::feedback;
 use crate::git::GitSource;
 use crate::known_hosts::KnownHosts;
 use crate::metrics::Metrics;
@@ -103,7 +106,14 @@ pub struct Reconciler {
     keys: Keys,
     identity: String,
     config_from: ConfigFrom,
+    /// Service manifests (file mode); empty with Kubernetes.
     services_paths: Vec<PathBuf>,
+    /// The Kubernetes caches (Kubernetes mode), once started.
+    cluster: Option<Cluster>,
+    /// The last `AllocationFailed` reason reported per Service.
+    failed: HashMap<ServiceKey, String>,
+    /// The holder last reported (`nodeAssigned`) per address.
+    assigned: HashMap<IpAddr, String>,
     /// Webhook calls asking for an immediate fetch.
     hooks: Option<mpsc::Receiver<()>>,
     /// Next Git fetch, and the current back-off after failures.
@@ -148,17 +158,19 @@ impl Reconciler {
             (None, Some(url)) => ConfigFrom::Git(Arc::new(git_source(&settings, url)?)),
             (None, None) => anyhow::bail!("one of --config and --config-git is required"),
         };
-        let ServicesFrom::Files(services) = settings.services.clone() else {
-            anyhow::bail!(
-                "--services kubernetes is not available in this build yet; use --services PATH"
-            );
+        let services_paths = match &settings.services {
+            ServicesFrom::Files(p) => vec![p.clone()],
+            ServicesFrom::Kubernetes => Vec::new(),
         };
         Ok(Reconciler {
             keys: Keys::new(&settings.etcd.etcd_prefix),
             settings,
             identity,
             config_from,
-            services_paths: vec![services],
+            services_paths,
+            cluster: None,
+            failed: HashMap::new(),
+            assigned: HashMap::new(),
             hooks,
             git_due: tokio::time::Instant::now(),
             git_backoff: Duration::ZERO,
@@ -272,6 +284,9 @@ impl Reconciler {
     /// Reads the Service manifests again, with the same rule: a set with errors does not
     /// replace the last good one (a broken file must not withdraw its Services' addresses).
     fn reload_services(&mut self) {
+        if self.services_paths.is_empty() {
+            return;
+        }
         match source::read_services(&self.services_paths) {
             Err(e) => {
                 let msg = format!("cannot read the Services: {e}");
@@ -311,10 +326,25 @@ impl Reconciler {
             ConfigFrom::Files(paths) => Some(Watcher::new(paths)?),
             ConfigFrom::Git(_) => None,
         };
-        let mut services_watch = Watcher::new(&self.services_paths)?;
+        let mut services_watch = if self.services_paths.is_empty() {
+            None
+        } else {
+            Some(Watcher::new(&self.services_paths)?)
+        };
         self.reload_config();
         self.refresh_git(true).await;
         self.reload_services();
+        if self.services_paths.is_empty() {
+            let client = cluster::client(self.settings.kubeconfig.as_deref()).await?;
+            let c = Cluster::start(client, &self.identity);
+            info!("waiting for the Kubernetes caches");
+            tokio::select! {
+                _ = stopped(&mut shutdown) => return Ok(()),
+                ready = c.wait_ready() => ready?,
+            }
+            info!("Kubernetes caches synced");
+            self.cluster = Some(c);
+        }
         self.publish_status(None);
         let mut client: Option<Store> = None;
         loop {
@@ -360,7 +390,7 @@ impl Reconciler {
         client: &mut Option<Store>,
         shutdown: &mut watch::Receiver<bool>,
         config_watch: &mut Option<Watcher>,
-        services_watch: &mut Watcher,
+        services_watch: &mut Option<Watcher>,
     ) -> SessionEnd {
         let step = self.settings.step();
         let options = match self.settings.etcd.options(step) {
@@ -390,7 +420,7 @@ impl Reconciler {
         store: &mut Store,
         shutdown: &mut watch::Receiver<bool>,
         config_watch: &mut Option<Watcher>,
-        services_watch: &mut Watcher,
+        services_watch: &mut Option<Watcher>,
     ) -> Result<std::convert::Infallible, SessionEnd> {
         let step = self.settings.step();
         let lease = bounded(step, "lease grant", async {
@@ -467,9 +497,16 @@ impl Reconciler {
                 _ = tokio::time::sleep_until(self.git_due), if matches!(self.config_from, ConfigFrom::Git(_)) => {
                     self.refresh_git(false).await;
                 }
-                Some(()) = services_watch.changes.recv() => {
-                    settle(&mut services_watch.changes).await;
+                Some(()) = changed(services_watch) => {
+                    if let Some(w) = services_watch.as_mut() {
+                        settle(&mut w.changes).await;
+                    }
                     self.reload_services();
+                }
+                Some(()) = cluster_changed(&mut self.cluster) => {
+                    if let Some(c) = self.cluster.as_mut() {
+                        settle(&mut c.changes).await;
+                    }
                 }
                 _ = resync.tick() => {
                     self.reload_config();
@@ -490,7 +527,7 @@ impl Reconciler {
     async fn reconcile(&mut self, store: &mut Store, lease: i64) -> anyhow::Result<()> {
         let leader = self.is_leader(lease);
         self.metrics.leader.set(i64::from(leader));
-        let (Some((revision, config)), Some((_, services))) = (&self.config, &self.services) else {
+        let Some((revision, config)) = &self.config else {
             self.publish_status(None);
             return Ok(());
         };
@@ -498,28 +535,41 @@ impl Reconciler {
             self.publish_status(None);
             return Ok(());
         }
-        let mut requests = services.clone();
-        plan::current_from_announcements(&mut requests, &self.observed.announcements);
-        let nodes: BTreeMap<String, NodeInfo> = self
-            .observed
-            .speakers
-            .iter()
-            .map(|(n, r)| {
-                (
-                    n.clone(),
-                    NodeInfo {
-                        labels: r.labels.clone(),
-                        network_unavailable: false,
-                    },
-                )
-            })
-            .collect();
+        let (requests, nodes, local_nodes) = match (&self.cluster, &self.services) {
+            (Some(cluster), _) => {
+                let snap = cluster.snapshot();
+                (snap.services, snap.nodes, snap.local_nodes)
+            }
+            (None, Some((_, services))) => {
+                // File mode: etcd holds the state, and the speakers' labels stand for Node labels.
+                let mut requests = services.clone();
+                plan::current_from_announcements(&mut requests, &self.observed.announcements);
+                let nodes: BTreeMap<String, NodeInfo> = self
+                    .observed
+                    .speakers
+                    .iter()
+                    .map(|(n, r)| {
+                        let info = NodeInfo {
+                            labels: r.labels.clone(),
+                            network_unavailable: false,
+                        };
+                        (n.clone(), info)
+                    })
+                    .collect();
+                (requests, nodes, HashMap::new())
+            }
+            (None, None) => {
+                self.publish_status(None);
+                return Ok(());
+            }
+        };
         let p = plan::plan(Inputs {
             config,
             lb_class: self.settings.lb_class.as_deref(),
             services: &requests,
             nodes: &nodes,
             announced: &self.observed.announcements,
+            local_nodes: &local_nodes,
         });
         for d in p.decisions.iter().filter(|d| d.moved()) {
             info!(service = %d.key, from = ?d.previous, to = ?d.outcome.ips(), "address changed");
@@ -572,9 +622,49 @@ impl Reconciler {
             self.metrics.etcd_writes.inc();
             self.status_written = Some(status);
         }
+        if self.cluster.is_some() {
+            self.tell_kubernetes(&requests, &p).await;
+        }
         self.metrics.record_usage(&p.usage);
         self.publish_status(Some(&p));
         Ok(())
+    }
+
+    /// Writes Service statuses and Events (leader only, after the announcements are in etcd).
+    /// A failed write is logged and counted; the next round retries it, since the status still
+    /// differs.
+    async fn tell_kubernetes(&mut self, requests: &[ServiceRequest], p: &plan::Plan) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let (writes, mut notes) = feedback::statuses(requests, &p.decisions, &mut self.failed);
+        notes.extend(feedback::node_assignments(
+            &self.observed.claims,
+            &self.observed.announcements,
+            &mut self.assigned,
+        ));
+        for w in &writes {
+            match cluster.write_status(&w.key, &w.ips).await {
+                Ok(()) => {
+                    self.metrics.kubernetes_writes.inc();
+                }
+                Err(e) => {
+                    self.metrics.kubernetes_errors.inc();
+                    warn!(error = %format!("{e:#}"), "status not written; retrying next round");
+                }
+            };
+        }
+        for n in notes {
+            match cluster.event(&n.key, n.warning, n.reason, n.note).await {
+                Ok(()) => {
+                    self.metrics.kubernetes_writes.inc();
+                }
+                Err(e) => {
+                    self.metrics.kubernetes_errors.inc();
+                    warn!(error = %format!("{e:#}"), "event not recorded");
+                }
+            };
+        }
     }
 
     fn publish_status(&self, plan: Option<&plan::Plan>) {
@@ -601,7 +691,9 @@ impl Reconciler {
             identity: self.identity.clone(),
             leader,
             is_leader,
-            ready: self.synced && self.config.is_some() && self.services.is_some(),
+            ready: self.synced
+                && self.config.is_some()
+                && (self.services.is_some() || self.cluster.is_some()),
             pools,
         };
         self.status_tx.send_if_modified(|cur| {
@@ -619,6 +711,14 @@ impl Reconciler {
 async fn changed(w: &mut Option<Watcher>) -> Option<()> {
     match w {
         Some(w) => w.changes.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next change of the Kubernetes caches (never, in file mode).
+async fn cluster_changed(c: &mut Option<Cluster>) -> Option<()> {
+    match c {
+        Some(c) => c.changes.recv().await,
         None => std::future::pending().await,
     }
 }

@@ -18,7 +18,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod controller;
+pub mod feedback;
 pub mod git;
 pub mod known_hosts;
 pub mod metrics;

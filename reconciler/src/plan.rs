@@ -1,10 +1,10 @@
 //! Decide in one place: from the configuration, the Services and the nodes to the writes that
 //! bring etcd to the wanted state. Pure; the controller only acts on the result.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use ferrolb_core::alloc::{Allocator, Decision, PoolUsage, ServiceRequest};
+use ferrolb_core::alloc::{Allocator, Decision, PoolUsage, ServiceKey, ServiceRequest};
 use ferrolb_core::announce::{self, Announcements, NodeInfo, Placed};
 use ferrolb_core::config::Config;
 use ferrolb_core::layout::Announcement;
@@ -45,17 +45,23 @@ pub struct Inputs<'a> {
     pub nodes: &'a BTreeMap<String, NodeInfo>,
     /// What etcd holds now.
     pub announced: &'a BTreeMap<IpAddr, Announcement>,
+    /// For Services with `externalTrafficPolicy: Local`, the nodes with a ready endpoint.
+    pub local_nodes: &'a HashMap<ServiceKey, BTreeSet<String>>,
 }
 
 /// Decides everything: allocation, announcements, and the difference to etcd.
 pub fn plan(inputs: Inputs<'_>) -> Plan {
     let mut allocator = Allocator::new(inputs.config.clone(), inputs.lb_class.map(str::to_string));
     let decisions = allocator.allocate_all(inputs.services);
+    let no_endpoints = BTreeSet::new();
     let placed: Vec<Placed<'_>> = decisions
         .iter()
-        .map(|d| Placed {
+        .zip(inputs.services)
+        .map(|(d, s)| Placed {
             decision: d,
-            local_nodes: None,
+            local_nodes: s
+                .traffic_policy_local
+                .then(|| inputs.local_nodes.get(&s.key).unwrap_or(&no_endpoints)),
         })
         .collect();
     let desired = announce::build(inputs.config, &placed, inputs.nodes);
@@ -110,7 +116,6 @@ pub fn current_from_announcements(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferrolb_core::alloc::ServiceKey;
 
     fn config() -> Config {
         let y = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: p\nspec:\n  addresses: [10.0.0.0/30]\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: all\n";
@@ -139,6 +144,7 @@ mod tests {
             services: &services,
             nodes: &nodes,
             announced: &empty,
+            local_nodes: &HashMap::new(),
         });
         assert_eq!(first.writes.len(), 2);
         let announced = first.desired.by_ip.clone();
@@ -154,6 +160,7 @@ mod tests {
             services: &again,
             nodes: &nodes,
             announced: &announced,
+            local_nodes: &HashMap::new(),
         });
         assert!(second.writes.is_empty(), "{:?}", second.writes);
     }
@@ -169,6 +176,7 @@ mod tests {
             services: &[svc("a"), svc("b")],
             nodes: &nodes,
             announced: &empty,
+            local_nodes: &HashMap::new(),
         });
         let announced = first.desired.by_ip;
         let mut only_b = vec![svc("b")];
@@ -179,6 +187,7 @@ mod tests {
             services: &only_b,
             nodes: &nodes,
             announced: &announced,
+            local_nodes: &HashMap::new(),
         });
         assert_eq!(p.writes, [Write::Delete("10.0.0.0".parse().expect("ip"))]);
     }

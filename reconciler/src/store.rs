@@ -12,7 +12,7 @@ use etcd_client::{
     Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
     WatchStream,
 };
-use ferrolb_core::layout::{self, Announcement, ConfigStatus, Keys, Registration};
+use ferrolb_core::layout::{self, Announcement, Claim, ConfigStatus, Keys, Registration};
 
 use crate::plan::Write;
 
@@ -26,6 +26,8 @@ pub struct Observed {
     pub announcements: BTreeMap<IpAddr, Announcement>,
     /// `P/speakers/`.
     pub speakers: BTreeMap<String, Registration>,
+    /// `P/claims/`: who answers for each address.
+    pub claims: BTreeMap<IpAddr, Claim>,
     /// The leader key's value and lease, if any.
     pub leader: Option<(String, i64)>,
 }
@@ -43,6 +45,11 @@ impl Observed {
             if let Some((v, _)) = value {
                 self.announcements
                     .insert(ip, layout::decode("announcement", key, v)?);
+            }
+        } else if let Some(ip) = keys.ip_in(&keys.claims(), key) {
+            self.claims.remove(&ip);
+            if let Some((v, _)) = value {
+                self.claims.insert(ip, layout::decode("claim", key, v)?);
             }
         } else if let Some(node) = keys.node_in(key) {
             self.speakers.remove(&node);

@@ -1,0 +1,273 @@
+//! What to tell Kubernetes about the decisions (pure): which Service statuses to write, and which
+//! Events to record. The controller only carries them out.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use ferrolb_core::alloc::{Decision, Outcome, ServiceKey, ServiceRequest};
+use ferrolb_core::layout::{Announcement, Claim};
+
+/// An Event to record on a Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    /// The Service.
+    pub key: ServiceKey,
+    /// Warning rather than Normal.
+    pub warning: bool,
+    /// `IPAllocated`, `IPChanged`, `ClearAssignment`, `AllocationFailed`, `nodeAssigned`.
+    pub reason: &'static str,
+    /// The message.
+    pub note: String,
+}
+
+/// A status to write: the Service's `status.loadBalancer.ingress` becomes `ips`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusWrite {
+    /// The Service.
+    pub key: ServiceKey,
+    /// The addresses (empty: cleared).
+    pub ips: Vec<IpAddr>,
+}
+
+fn list(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Status writes and Events for one round. Statuses are written only when they differ; an
+/// `AllocationFailed` Event is recorded once per distinct reason (`failed` remembers the last one
+/// per Service). Services of another load balancer's class are never touched; a Service that is
+/// no longer a LoadBalancer has its addresses cleared.
+pub fn statuses(
+    requests: &[ServiceRequest],
+    decisions: &[Decision],
+    failed: &mut HashMap<ServiceKey, String>,
+) -> (Vec<StatusWrite>, Vec<Note>) {
+    let mut writes = Vec::new();
+    let mut notes = Vec::new();
+    for (req, d) in requests.iter().zip(decisions) {
+        let want: Vec<IpAddr> = match &d.outcome {
+            Outcome::Allocated { ips, .. } => ips.clone(),
+            Outcome::Pending { reason } => {
+                if failed.get(&req.key) != Some(reason) {
+                    failed.insert(req.key.clone(), reason.clone());
+                    notes.push(Note {
+                        key: req.key.clone(),
+                        warning: true,
+                        reason: "AllocationFailed",
+                        note: reason.clone(),
+                    });
+                }
+                Vec::new()
+            }
+            Outcome::Ignored { .. } if req.service_type != "LoadBalancer" => Vec::new(),
+            Outcome::Ignored { .. } => continue,
+        };
+        if !matches!(d.outcome, Outcome::Pending { .. }) {
+            failed.remove(&req.key);
+        }
+        if want == req.current {
+            continue;
+        }
+        let note = match (&d.outcome, req.current.is_empty(), want.is_empty()) {
+            (Outcome::Allocated { pool, .. }, true, false) => Some((
+                "IPAllocated",
+                format!("Assigned IP [{}] from pool {pool}", list(&want)),
+            )),
+            (_, false, false) => Some((
+                "IPChanged",
+                format!("Moved from [{}] to [{}]", list(&req.current), list(&want)),
+            )),
+            (Outcome::Pending { reason }, false, true) => Some((
+                "ClearAssignment",
+                format!("Released [{}]: {reason}", list(&req.current)),
+            )),
+            (_, false, true) => Some((
+                "ClearAssignment",
+                format!(
+                    "Released [{}]: not a LoadBalancer Service",
+                    list(&req.current)
+                ),
+            )),
+            _ => None,
+        };
+        if let Some((reason, note)) = note {
+            notes.push(Note {
+                key: req.key.clone(),
+                warning: false,
+                reason,
+                note,
+            });
+        }
+        writes.push(StatusWrite {
+            key: req.key.clone(),
+            ips: want,
+        });
+    }
+    failed.retain(|k, _| requests.iter().any(|r| r.key == *k));
+    (writes, notes)
+}
+
+/// `nodeAssigned` Events for addresses whose holder changed since the last call (`last`
+/// remembers the holder each address was last reported with).
+pub fn node_assignments(
+    claims: &BTreeMap<IpAddr, Claim>,
+    announced: &BTreeMap<IpAddr, Announcement>,
+    last: &mut HashMap<IpAddr, String>,
+) -> Vec<Note> {
+    let mut notes = Vec::new();
+    for (ip, claim) in claims {
+        if last.get(ip) == Some(&claim.node) {
+            continue;
+        }
+        let Some(a) = announced.get(ip) else {
+            continue;
+        };
+        last.insert(*ip, claim.node.clone());
+        for s in &a.services {
+            let Some((ns, name)) = s.split_once('/') else {
+                continue;
+            };
+            notes.push(Note {
+                key: ServiceKey::new(ns, name),
+                warning: false,
+                reason: "nodeAssigned",
+                note: format!(
+                    "announcing {ip} from node {} on {}",
+                    claim.node,
+                    claim.interfaces.join(", ")
+                ),
+            });
+        }
+    }
+    last.retain(|ip, _| claims.contains_key(ip));
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(name: &str, current: &[&str]) -> ServiceRequest {
+        ServiceRequest {
+            key: ServiceKey::new("default", name),
+            service_type: "LoadBalancer".into(),
+            current: current.iter().map(|s| s.parse().expect("ip")).collect(),
+            ..ServiceRequest::default()
+        }
+    }
+
+    fn decision(name: &str, outcome: Outcome) -> Decision {
+        Decision {
+            key: ServiceKey::new("default", name),
+            outcome,
+            previous: vec![],
+        }
+    }
+
+    fn allocated(ip: &str) -> Outcome {
+        Outcome::Allocated {
+            ips: vec![ip.parse().expect("ip")],
+            pool: "p".into(),
+        }
+    }
+
+    #[test]
+    fn statuses_are_written_only_when_they_differ_with_the_right_events() {
+        let requests = [
+            req("new", &[]),
+            req("same", &["10.0.0.2"]),
+            req("moved", &["10.0.0.9"]),
+            req("gone", &["10.0.0.4"]),
+        ];
+        let decisions = [
+            decision("new", allocated("10.0.0.1")),
+            decision("same", allocated("10.0.0.2")),
+            decision("moved", allocated("10.0.0.3")),
+            decision(
+                "gone",
+                Outcome::Pending {
+                    reason: "pool \"p\" is exhausted".into(),
+                },
+            ),
+        ];
+        let mut failed = HashMap::new();
+        let (writes, notes) = statuses(&requests, &decisions, &mut failed);
+        let written: Vec<&str> = writes.iter().map(|w| &*w.key.name).collect();
+        assert_eq!(written, ["new", "moved", "gone"]);
+        let reasons: Vec<(&str, &str)> = notes.iter().map(|n| (&*n.key.name, n.reason)).collect();
+        assert_eq!(
+            reasons,
+            [
+                ("new", "IPAllocated"),
+                ("moved", "IPChanged"),
+                ("gone", "AllocationFailed"),
+                ("gone", "ClearAssignment")
+            ]
+        );
+        // The same pending reason again: no second AllocationFailed.
+        let requests = [req("gone", &[])];
+        let decisions = [decision(
+            "gone",
+            Outcome::Pending {
+                reason: "pool \"p\" is exhausted".into(),
+            },
+        )];
+        let (writes, notes) = statuses(&requests, &decisions, &mut failed);
+        assert!(writes.is_empty() && notes.is_empty());
+    }
+
+    #[test]
+    fn other_classes_are_untouched_and_non_load_balancers_are_cleared() {
+        let mut other = req("other", &["10.0.0.5"]);
+        other.load_balancer_class = Some("x".into());
+        let mut cluster_ip = req("cip", &["10.0.0.6"]);
+        cluster_ip.service_type = "ClusterIP".into();
+        let ignored = |n| decision(n, Outcome::Ignored { reason: "r".into() });
+        let (writes, _) = statuses(
+            &[other, cluster_ip],
+            &[ignored("other"), ignored("cip")],
+            &mut HashMap::new(),
+        );
+        assert_eq!(
+            writes,
+            [StatusWrite {
+                key: ServiceKey::new("default", "cip"),
+                ips: vec![]
+            }]
+        );
+    }
+
+    #[test]
+    fn node_assignment_is_reported_once_per_holder() {
+        let ip: IpAddr = "10.0.0.1".parse().expect("ip");
+        let announced = BTreeMap::from([(
+            ip,
+            Announcement {
+                ip,
+                services: vec!["default/web".into()],
+                nodes: vec![],
+                interfaces: vec![],
+            },
+        )]);
+        let claim = |n: &str| Claim {
+            node: n.into(),
+            interfaces: vec!["eth0".into()],
+            since: String::new(),
+        };
+        let mut last = HashMap::new();
+        let notes = node_assignments(&BTreeMap::from([(ip, claim("n1"))]), &announced, &mut last);
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].note, "announcing 10.0.0.1 from node n1 on eth0");
+        assert!(
+            node_assignments(&BTreeMap::from([(ip, claim("n1"))]), &announced, &mut last)
+                .is_empty()
+        );
+        assert_eq!(
+            node_assignments(&BTreeMap::from([(ip, claim("n2"))]), &announced, &mut last).len(),
+            1
+        );
+    }
+}
