@@ -21,6 +21,10 @@ packages=(
   procps          # kill(1) and sysctl(8) used by the testkit
 )
 
+# kubectl reads the fake API server in the reconciler's tests; Debian's kubernetes-client only
+# when the machine has no kubectl of its own.
+command -v kubectl >/dev/null 2>&1 || packages+=(kubernetes-client)
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,8 +9,10 @@
 //! It prints a table and writes JSON (default `target/bench-results/speaker.json`).
 //!
 //! `ferrolb-lab-bench probe` is the client side, run inside the client namespace.
+//! `ferrolb-lab-bench reconciler` measures how fast pool changes reach etcd (files, Git, webhook).
 
 mod probe;
+mod reconciler;
 mod scenarios;
 
 use std::path::PathBuf;
@@ -31,6 +33,8 @@ enum Command {
     Run(RunArgs),
     /// The client side of a measurement (runs inside the client namespace).
     Probe(probe::Args),
+    /// How fast configuration changes (files, git push, webhook) reach etcd.
+    Reconciler(reconciler::Args),
 }
 
 /// Arguments of `run`.
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => scenarios::run(&args),
         Command::Probe(args) => probe::run(&args),
+        Command::Reconciler(args) => reconciler::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,7 +26,8 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn of(mut samples: Vec<f64>) -> Stats {
+    /// The statistics of `samples` (milliseconds).
+    pub fn of(mut samples: Vec<f64>) -> Stats {
         samples.sort_by(f64::total_cmp);
         let n = samples.len();
         if n == 0 {

@@ -39,7 +39,7 @@ use crate::source::{self, Watcher};
 use crate::store::{self, NotLeader, Observed, Store};
 
 /// How long a burst of file events may last before the sources are read again.
-const DEBOUNCE: Duration = Duration::from_millis(100);
+const DEBOUNCE: Duration = Duration::from_millis(50);
 /// How often the sources are read again even without events (a replaced directory is not
 /// watched any more; the content hash makes an unchanged read free of consequences).
 const RESYNC: Duration = Duration::from_secs(5);

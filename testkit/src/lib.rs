@@ -1,12 +1,17 @@
-//! `ferrolb-testkit`: real etcd and real layer-2 networks for ferrolb's integration tests.
+//! `ferrolb-testkit`: real etcd, real layer-2 networks and a fake Kubernetes API for ferrolb's
+//! integration tests.
 //!
-//! Two harnesses, std only (no async runtime), each an owned value that cleans up in `Drop`,
+//! Harnesses, each an owned value that cleans up in `Drop`,
 //! also when the test panics:
 //!
 //! - [`Etcd`] and [`EtcdCluster`]: Debian's `etcd` 3.4 on free loopback ports (or inside a lab
 //!   namespace), with a temporary data directory and log, fast raft timing (50 ms heartbeat,
 //!   500 ms election timeout), and `stop`/`kill`/`restart`/`pause`/`resume` to play failures.
 //!   [`Etcd::ctl`] runs `etcdctl` against it.
+//! - [`kubeapi::FakeApiServer`]: an in-memory Kubernetes API server on a free loopback port
+//!   (its own thread and tokio runtime), enough for kube's client, watcher and `Recorder` and for
+//!   `kubectl get`, with test controls: seeding objects, counting writes, compaction (`410`),
+//!   injected failures and delays.
 //! - [`Lab`]: private network namespaces on one Linux bridge, built with iproute2, with
 //!   helpers to run and spawn programs in them, cut links, blackhole routes, load nftables
 //!   rules, and ask who answers ARP ([`Lab::arping`]) and NDP ([`Lab::ndisc`]).
@@ -79,6 +84,7 @@
 
 mod error;
 mod etcd;
+pub mod kubeapi;
 mod lab;
 mod process;
 mod root;
