@@ -114,6 +114,9 @@ pub struct Reconciler {
     failed: HashMap<ServiceKey, String>,
     /// The holder last reported (`nodeAssigned`) per address.
     assigned: HashMap<IpAddr, String>,
+    /// Statuses written and when, until the cache shows them: the cache lags behind the
+    /// writes, and deciding on a stale status would write the same status twice.
+    written: HashMap<ServiceKey, (Vec<IpAddr>, tokio::time::Instant)>,
     /// Webhook calls asking for an immediate fetch.
     hooks: Option<mpsc::Receiver<()>>,
     /// Next Git fetch, and the current back-off after failures.
@@ -171,6 +174,7 @@ impl Reconciler {
             cluster: None,
             failed: HashMap::new(),
             assigned: HashMap::new(),
+            written: HashMap::new(),
             hooks,
             git_due: tokio::time::Instant::now(),
             git_backoff: Duration::ZERO,
@@ -537,7 +541,17 @@ impl Reconciler {
         }
         let (requests, nodes, local_nodes) = match (&self.cluster, &self.services) {
             (Some(cluster), _) => {
-                let snap = cluster.snapshot();
+                let mut snap = cluster.snapshot();
+                let fresh = Duration::from_secs(10);
+                self.written.retain(|key, (ips, at)| {
+                    match snap.services.iter_mut().find(|s| s.key == *key) {
+                        Some(s) if s.current != *ips && at.elapsed() < fresh => {
+                            s.current = ips.clone();
+                            true
+                        }
+                        _ => false,
+                    }
+                });
                 (snap.services, snap.nodes, snap.local_nodes)
             }
             (None, Some((_, services))) => {
@@ -647,6 +661,8 @@ impl Reconciler {
             match cluster.write_status(&w.key, &w.ips).await {
                 Ok(()) => {
                     self.metrics.kubernetes_writes.inc();
+                    self.written
+                        .insert(w.key.clone(), (w.ips.clone(), tokio::time::Instant::now()));
                 }
                 Err(e) => {
                     self.metrics.kubernetes_errors.inc();
