@@ -11,6 +11,7 @@
 //! `ferrolb-lab-bench probe` is the client side, run inside the client namespace.
 //! `ferrolb-lab-bench reconciler` measures how fast pool changes reach etcd (files, Git, webhook).
 
+mod kube;
 mod probe;
 mod reconciler;
 mod scenarios;
@@ -35,6 +36,8 @@ enum Command {
     Probe(probe::Args),
     /// How fast configuration changes (files, git push, webhook) reach etcd.
     Reconciler(reconciler::Args),
+    /// The reconciler against the fake Kubernetes API with many Services.
+    Kube(kube::Args),
 }
 
 /// Arguments of `run`.
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Run(args) => scenarios::run(&args),
         Command::Probe(args) => probe::run(&args),
         Command::Reconciler(args) => reconciler::run(&args),
+        Command::Kube(args) => kube::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
