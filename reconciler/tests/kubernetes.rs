@@ -194,6 +194,32 @@ fn services_get_their_status_events_and_announcements() {
     );
     assert!(ingress(&w.api, "db").is_empty());
     assert_eq!(r.status()["ready"], true);
+    // A speaker claims the address: the Service hears which node announces it.
+    w.etcd
+        .ctl(&[
+            "put",
+            "/ferrolb/claims/10.250.0.100",
+            r#"{"node":"n1","interfaces":["eth0"],"since":"2026-11-29T00:00:00Z"}"#,
+        ])
+        .expect("claim");
+    wait("nodeAssigned", &log, || {
+        reasons(&w.api, "web").contains(&"nodeAssigned".to_string())
+    });
+    let note = w
+        .api
+        .events()
+        .iter()
+        .find(|e| e["reason"] == "nodeAssigned")
+        .and_then(|e| {
+            e["note"]
+                .as_str()
+                .or(e["message"].as_str())
+                .map(str::to_string)
+        });
+    assert_eq!(
+        note.as_deref(),
+        Some("announcing 10.250.0.100 from node n1 on eth0")
+    );
 }
 
 #[test]
