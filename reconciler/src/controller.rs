@@ -117,6 +117,8 @@ pub struct Reconciler {
     /// Statuses written and when, until the cache shows them: the cache lags behind the
     /// writes, and deciding on a stale status would write the same status twice.
     written: HashMap<ServiceKey, (Vec<IpAddr>, tokio::time::Instant)>,
+    /// Addresses last reported as allocated but not announced (warned about once).
+    unannounced: BTreeMap<IpAddr, String>,
     /// Webhook calls asking for an immediate fetch.
     hooks: Option<mpsc::Receiver<()>>,
     /// Next Git fetch, and the current back-off after failures.
@@ -175,6 +177,7 @@ impl Reconciler {
             failed: HashMap::new(),
             assigned: HashMap::new(),
             written: HashMap::new(),
+            unannounced: BTreeMap::new(),
             hooks,
             git_due: tokio::time::Instant::now(),
             git_backoff: Duration::ZERO,
@@ -588,8 +591,11 @@ impl Reconciler {
         for d in p.decisions.iter().filter(|d| d.moved()) {
             info!(service = %d.key, from = ?d.previous, to = ?d.outcome.ips(), "address changed");
         }
-        for (ip, why) in &p.desired.unannounced {
-            warn!(%ip, reason = %why, "allocated but not announced");
+        if p.desired.unannounced != self.unannounced {
+            for (ip, why) in &p.desired.unannounced {
+                warn!(%ip, reason = %why, "allocated but not announced");
+            }
+            self.unannounced = p.desired.unannounced.clone();
         }
         let status = ConfigStatus {
             revision: revision.clone(),
