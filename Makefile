@@ -1,10 +1,16 @@
-# ferrolb's task runner. `make demo` runs the lab demo (once it exists), `make test` runs every
-# test CI runs, `make bench` runs the benchmarks.
+# ferrolb's task runner. `make demo` runs the lab demo (root), `make test` runs every test CI
+# runs, `make bench` and `make bench-lab` the benchmarks.
 CARGO ?= cargo
 
-.PHONY: test deps lint unit bench bench-lab fuzz validate-examples
+.PHONY: demo test deps lint unit bench bench-lab fuzz validate-examples
 
 test: lint unit
+
+# The whole system in a lab of network namespaces on this machine (root): etcd, the reconciler
+# on examples/, three speakers, a client; shows who answers, fails one node over, cleans up.
+demo: deps
+	$(CARGO) build --release --workspace --bins
+	./target/release/ferrolb-lab-bench demo
 
 deps:
 	./scripts/install-deps.sh

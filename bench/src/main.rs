@@ -11,6 +11,7 @@
 //! `ferrolb-lab-bench probe` is the client side, run inside the client namespace.
 //! `ferrolb-lab-bench reconciler` measures how fast pool changes reach etcd (files, Git, webhook).
 
+mod demo;
 mod kube;
 mod probe;
 mod reconciler;
@@ -30,6 +31,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole system in a lab of network namespaces, shown step by step (root).
+    Demo(demo::Args),
+    /// A tiny HTTP server answering every request with one line (the demo's nodes run it).
+    Serve(demo::ServeArgs),
     /// Build a lab and run every measurement.
     Run(RunArgs),
     /// The client side of a measurement (runs inside the client namespace).
@@ -63,6 +68,8 @@ pub struct RunArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => demo::run(&args),
+        Command::Serve(args) => demo::serve(&args),
         Command::Run(args) => scenarios::run(&args),
         Command::Probe(args) => probe::run(&args),
         Command::Reconciler(args) => reconciler::run(&args),

@@ -555,7 +555,7 @@ impl Reconciler {
                         _ => false,
                     }
                 });
-                (snap.services, snap.nodes, snap.local_nodes)
+                (snap.services, snap.nodes, Some(snap.local_nodes))
             }
             (None, Some((_, services))) => {
                 // File mode: etcd holds the state, and the speakers' labels stand for Node labels.
@@ -573,7 +573,7 @@ impl Reconciler {
                         (n.clone(), info)
                     })
                     .collect();
-                (requests, nodes, HashMap::new())
+                (requests, nodes, None)
             }
             (None, None) => {
                 self.publish_status(None);
@@ -586,7 +586,7 @@ impl Reconciler {
             services: &requests,
             nodes: &nodes,
             announced: &self.observed.announcements,
-            local_nodes: &local_nodes,
+            local_nodes: local_nodes.as_ref(),
         });
         for d in p.decisions.iter().filter(|d| d.moved()) {
             info!(service = %d.key, from = ?d.previous, to = ?d.outcome.ips(), "address changed");

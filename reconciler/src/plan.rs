@@ -45,8 +45,9 @@ pub struct Inputs<'a> {
     pub nodes: &'a BTreeMap<String, NodeInfo>,
     /// What etcd holds now.
     pub announced: &'a BTreeMap<IpAddr, Announcement>,
-    /// For Services with `externalTrafficPolicy: Local`, the nodes with a ready endpoint.
-    pub local_nodes: &'a HashMap<ServiceKey, BTreeSet<String>>,
+    /// For Services with `externalTrafficPolicy: Local`, the nodes with a ready endpoint; `None`
+    /// when endpoints are unknown (file mode), where the policy then restricts nothing.
+    pub local_nodes: Option<&'a HashMap<ServiceKey, BTreeSet<String>>>,
 }
 
 /// Decides everything: allocation, announcements, and the difference to etcd.
@@ -59,9 +60,10 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         .zip(inputs.services)
         .map(|(d, s)| Placed {
             decision: d,
-            local_nodes: s
-                .traffic_policy_local
-                .then(|| inputs.local_nodes.get(&s.key).unwrap_or(&no_endpoints)),
+            local_nodes: inputs
+                .local_nodes
+                .filter(|_| s.traffic_policy_local)
+                .map(|l| l.get(&s.key).unwrap_or(&no_endpoints)),
         })
         .collect();
     let desired = announce::build(inputs.config, &placed, inputs.nodes);
@@ -93,7 +95,8 @@ pub fn diff(
 }
 
 /// In file mode etcd holds the state: a Service's current addresses are the announced addresses
-/// that name it (primary family first).
+/// that name it (primary family first). A Service no announcement names keeps the addresses its
+/// manifest's status gives (a first start on an empty etcd agrees with `ferrolb plan`).
 pub fn current_from_announcements(
     services: &mut [ServiceRequest],
     announced: &BTreeMap<IpAddr, Announcement>,
@@ -106,7 +109,9 @@ pub fn current_from_announcements(
     }
     for s in services.iter_mut() {
         let key = s.key.to_string();
-        let mut ips = by_service.get(key.as_str()).cloned().unwrap_or_default();
+        let Some(mut ips) = by_service.get(key.as_str()).cloned() else {
+            continue;
+        };
         let primary = s.ip_families.first().copied().unwrap_or(Family::V4);
         ips.sort_by_key(|ip| (Family::of(*ip) != primary, *ip));
         s.current = ips;
@@ -144,7 +149,7 @@ mod tests {
             services: &services,
             nodes: &nodes,
             announced: &empty,
-            local_nodes: &HashMap::new(),
+            local_nodes: None,
         });
         assert_eq!(first.writes.len(), 2);
         let announced = first.desired.by_ip.clone();
@@ -160,7 +165,7 @@ mod tests {
             services: &again,
             nodes: &nodes,
             announced: &announced,
-            local_nodes: &HashMap::new(),
+            local_nodes: None,
         });
         assert!(second.writes.is_empty(), "{:?}", second.writes);
     }
@@ -176,7 +181,7 @@ mod tests {
             services: &[svc("a"), svc("b")],
             nodes: &nodes,
             announced: &empty,
-            local_nodes: &HashMap::new(),
+            local_nodes: None,
         });
         let announced = first.desired.by_ip;
         let mut only_b = vec![svc("b")];
@@ -187,7 +192,7 @@ mod tests {
             services: &only_b,
             nodes: &nodes,
             announced: &announced,
-            local_nodes: &HashMap::new(),
+            local_nodes: None,
         });
         assert_eq!(p.writes, [Write::Delete("10.0.0.0".parse().expect("ip"))]);
     }

@@ -113,13 +113,28 @@ impl Lab {
     ///
     /// If `nodes` is above [`MAX_NODES`].
     pub fn new(nodes: usize) -> Result<Lab> {
+        Self::build_with(nodes, None)
+    }
+
+    /// A lab on a chosen subnet `10.250.S.0/24` (1 to 250), for a demo whose other addresses
+    /// must not collide with the lab's hosts. Labs are isolated, so two labs may share one.
+    pub fn with_subnet(nodes: usize, subnet: u8) -> Result<Lab> {
+        assert!(
+            (1..=250).contains(&subnet),
+            "subnet {subnet} is outside 1 to 250"
+        );
+        Self::build_with(nodes, Some(subnet))
+    }
+
+    fn build_with(nodes: usize, subnet: Option<u8>) -> Result<Lab> {
         assert!(
             nodes <= MAX_NODES,
             "a lab has at most {MAX_NODES} nodes, not {nodes}"
         );
         cleanup_stale_once();
         let n = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
-        let subnet = u8::try_from((process::id() as usize + n) % 250 + 1).unwrap_or(1);
+        let subnet = subnet
+            .unwrap_or_else(|| u8::try_from((process::id() as usize + n) % 250 + 1).unwrap_or(1));
         let id = format!("{}{n}", own_prefix());
         let dir = tempfile::Builder::new()
             .prefix(&format!("{}lab{n}-", own_prefix()))
