@@ -337,8 +337,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
     say("who answers for each announced address, as the client sees it");
     println!(
-        "   {:<24} {:<34} {:<8} {:<19} {}",
-        "ADDRESS", "SERVICES", "HOLDER", "CLIENT SEES (ARP/ND)", "HTTP"
+        "   {:<24} {:<34} {:<8} {:<19} HTTP",
+        "ADDRESS", "SERVICES", "HOLDER", "CLIENT SEES (ARP/ND)"
     );
     for (ip, a) in &anns {
         demo.check()?;
