@@ -1,6 +1,8 @@
-//! `ferrolb`, the operator CLI: `validate` and `plan` for pool repositories' CI.
+//! `ferrolb`, the operator CLI: `validate` and `plan` for pool repositories' CI, `status` for
+//! people.
 
 mod plan;
+mod status;
 mod validate;
 
 use std::process::ExitCode;
@@ -21,6 +23,8 @@ enum Command {
     Validate(validate::Args),
     /// Show which address each Service would get, without a cluster (exit 0 unless inputs are invalid).
     Plan(plan::Args),
+    /// Show which address serves which Services and who answers for it, from etcd.
+    Status(status::Args),
 }
 
 fn main() -> ExitCode {
@@ -28,5 +32,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Status(args) => status::run(&args),
     }
 }

@@ -384,6 +384,21 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
 
+    say("`ferrolb status`, as an operator sees it (read from etcd)");
+    let exe = demo.exe("ferrolb");
+    let text = demo.lab.exec_ok(
+        Host::Infra,
+        [
+            exe.as_str(),
+            "status",
+            "--etcd-endpoints",
+            endpoints.as_str(),
+        ],
+    )?;
+    for line in text.lines() {
+        println!("   {line}");
+    }
+
     // Failover: kill the speaker that answers for web's address, and watch from the client.
     let (web, _) = anns
         .iter()

@@ -158,6 +158,22 @@ pub struct ConfigStatus {
     /// The last error reading a newer configuration, if any.
     #[serde(default)]
     pub error: Option<String>,
+    /// Use of every pool per family (for `ferrolb status`).
+    #[serde(default)]
+    pub pools: Vec<PoolUse>,
+}
+
+/// Use of one pool in one family. Counts are strings: a /64 holds 2^64 addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolUse {
+    /// The pool.
+    pub pool: String,
+    /// `IPv4` or `IPv6`.
+    pub family: String,
+    /// Addresses in use.
+    pub in_use: String,
+    /// Addresses in the pool.
+    pub total: String,
 }
 
 /// Why a value read from etcd could not be used.

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use ferrolb_core::alloc::{ServiceKey, ServiceRequest};
 use ferrolb_core::announce::NodeInfo;
 use ferrolb_core::config::{Config, Report};
-use ferrolb_core::layout::{ConfigStatus, Keys};
+use ferrolb_core::layout::{ConfigStatus, Keys, PoolUse};
 use ferrolb_etcd::bounded;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -43,19 +43,6 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 /// How often the sources are read again even without events (a replaced directory is not
 /// watched any more; the content hash makes an unchanged read free of consequences).
 const RESYNC: Duration = Duration::from_secs(5);
-
-/// Use of one pool in one family, for `/status`.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct PoolUse {
-    /// The pool.
-    pub pool: String,
-    /// `IPv4` or `IPv6`.
-    pub family: &'static str,
-    /// Addresses in use (as a string: it may exceed 2^53).
-    pub in_use: String,
-    /// Addresses in the pool.
-    pub total: String,
-}
 
 /// What `/status` shows.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -601,6 +588,16 @@ impl Reconciler {
             revision: revision.clone(),
             applied_at: self.applied_at.clone(),
             error: self.config_error.clone(),
+            pools: p
+                .usage
+                .iter()
+                .map(|u| PoolUse {
+                    pool: u.pool.clone(),
+                    family: u.family.to_string(),
+                    in_use: u.in_use.to_string(),
+                    total: u.total.to_string(),
+                })
+                .collect(),
         };
         if !p.writes.is_empty() {
             let applied = bounded(
@@ -698,7 +695,7 @@ impl Reconciler {
                     .iter()
                     .map(|u| PoolUse {
                         pool: u.pool.clone(),
-                        family: u.family.as_str(),
+                        family: u.family.to_string(),
                         in_use: u.in_use.to_string(),
                         total: u.total.to_string(),
                     })

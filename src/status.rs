@@ -1,0 +1,276 @@
+//! `ferrolb status`: which address serves which Services, who answers for it and since when,
+//! addresses nobody answers for, the live speakers, the configuration in force and pool use,
+//! all read from etcd.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ferrolb_core::layout::{self, Announcement, Claim, ConfigStatus, Keys, Registration};
+use ferrolb_etcd::{EtcdArgs, bounded};
+use serde::Serialize;
+
+use crate::plan::{bar, columns};
+use crate::validate::EXIT_UNREADABLE;
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable tables.
+    #[default]
+    Table,
+    /// One JSON document.
+    Json,
+}
+
+/// Arguments of `ferrolb status`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// etcd connection.
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Redraw every two seconds until interrupted.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+/// One address, as `status` shows it.
+#[derive(Debug, Serialize)]
+pub struct AddressView {
+    /// The address.
+    pub ip: IpAddr,
+    /// The Services using it.
+    pub services: Vec<String>,
+    /// The node answering for it (none: nobody answers).
+    pub node: Option<String>,
+    /// The interfaces it answers on.
+    pub interfaces: Vec<String>,
+    /// Since when.
+    pub since: Option<String>,
+    /// The nodes that may answer (empty: every node).
+    pub eligible_nodes: Vec<String>,
+}
+
+/// Everything `status` shows.
+#[derive(Debug, Default, Serialize)]
+pub struct StatusView {
+    /// The configuration in force.
+    pub config: Option<ConfigStatus>,
+    /// The reconciler leader's identity.
+    pub leader: Option<String>,
+    /// Live speakers.
+    pub speakers: Vec<Registration>,
+    /// Every announced address.
+    pub addresses: Vec<AddressView>,
+    /// Announcements or claims that could not be read.
+    pub unreadable: Vec<String>,
+}
+
+/// Reads the whole picture from etcd.
+pub async fn read(etcd: &EtcdArgs) -> anyhow::Result<StatusView> {
+    let step = Duration::from_secs(2);
+    let mut client = bounded(step, "connect", etcd.connect(etcd.options(step)?)).await?;
+    let keys = Keys::new(&etcd.etcd_prefix);
+    let resp = bounded(step, "get", async {
+        Ok(client
+            .get(
+                format!("{}/", keys.prefix()),
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            )
+            .await?)
+    })
+    .await?;
+    let mut view = StatusView::default();
+    let mut announcements: BTreeMap<IpAddr, Announcement> = BTreeMap::new();
+    let mut claims: BTreeMap<IpAddr, Claim> = BTreeMap::new();
+    for kv in resp.kvs() {
+        let key = kv.key();
+        let result = if let Some(ip) = keys.ip_in(&keys.announcements(), key) {
+            layout::decode("announcement", key, kv.value()).map(|a| {
+                announcements.insert(ip, a);
+            })
+        } else if let Some(ip) = keys.ip_in(&keys.claims(), key) {
+            layout::decode("claim", key, kv.value()).map(|c| {
+                claims.insert(ip, c);
+            })
+        } else if keys.node_in(key).is_some() {
+            layout::decode("registration", key, kv.value()).map(|r| view.speakers.push(r))
+        } else if key == keys.reconciler_config().as_bytes() {
+            layout::decode("configuration status", key, kv.value()).map(|c| view.config = Some(c))
+        } else {
+            if key == keys.reconciler_leader().as_bytes() {
+                view.leader = Some(String::from_utf8_lossy(kv.value()).into_owned());
+            }
+            Ok(())
+        };
+        if let Err(e) = result {
+            view.unreadable.push(e.to_string());
+        }
+    }
+    view.addresses = announcements
+        .into_values()
+        .map(|a| {
+            let claim = claims.get(&a.ip);
+            AddressView {
+                ip: a.ip,
+                services: a.services,
+                node: claim.map(|c| c.node.clone()),
+                interfaces: claim.map(|c| c.interfaces.clone()).unwrap_or(a.interfaces),
+                since: claim.map(|c| c.since.clone()),
+                eligible_nodes: a.nodes,
+            }
+        })
+        .collect();
+    Ok(view)
+}
+
+/// The tables.
+pub fn render(v: &StatusView) -> String {
+    let mut out = String::new();
+    match &v.config {
+        Some(c) => {
+            out.push_str(&format!(
+                "configuration  revision {} applied {}\n",
+                c.revision, c.applied_at
+            ));
+            if let Some(e) = &c.error {
+                out.push_str("               !! the newest configuration is NOT in force:\n");
+                for line in e.lines() {
+                    out.push_str(&format!("                  {line}\n"));
+                }
+            }
+        }
+        None => out.push_str("configuration  (no reconciler has written its status yet)\n"),
+    }
+    out.push_str(&format!(
+        "leader         {}\n",
+        v.leader.as_deref().unwrap_or("(none)")
+    ));
+    let speakers: Vec<String> = v
+        .speakers
+        .iter()
+        .map(|s| {
+            let ifs: Vec<&str> = s.interfaces.iter().map(|i| i.name.as_str()).collect();
+            format!("{} ({})", s.node, ifs.join(","))
+        })
+        .collect();
+    out.push_str(&format!(
+        "speakers       {}\n\n",
+        if speakers.is_empty() {
+            "(none alive)".to_string()
+        } else {
+            speakers.join(", ")
+        }
+    ));
+    let mut rows = vec![
+        ["ADDRESS", "SERVICES", "NODE", "INTERFACES", "SINCE"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for a in &v.addresses {
+        let (node, since) = match &a.node {
+            Some(n) => (n.clone(), a.since.clone().unwrap_or_default()),
+            None => {
+                let who = if a.eligible_nodes.is_empty() {
+                    "any node".to_string()
+                } else {
+                    a.eligible_nodes.join(",")
+                };
+                (
+                    "!! NOBODY".to_string(),
+                    format!("no eligible speaker answers ({who})"),
+                )
+            }
+        };
+        rows.push(vec![
+            a.ip.to_string(),
+            a.services.join(","),
+            node,
+            a.interfaces.join(","),
+            since,
+        ]);
+    }
+    out.push_str(&columns(&rows));
+    let pools = v
+        .config
+        .as_ref()
+        .map(|c| c.pools.as_slice())
+        .unwrap_or_default();
+    if !pools.is_empty() {
+        out.push('\n');
+        let mut rows = vec![
+            ["POOL", "FAMILY", "IN-USE", "TOTAL", "USE"]
+                .map(String::from)
+                .to_vec(),
+        ];
+        for p in pools {
+            let (used, total) = (
+                p.in_use.parse().unwrap_or(0u128),
+                p.total.parse().unwrap_or(0u128),
+            );
+            rows.push(vec![
+                p.pool.clone(),
+                p.family.clone(),
+                p.in_use.clone(),
+                p.total.clone(),
+                bar(used, total),
+            ]);
+        }
+        out.push_str(&columns(&rows));
+    }
+    for u in &v.unreadable {
+        out.push_str(&format!("!! unreadable: {u}\n"));
+    }
+    out
+}
+
+/// Runs `ferrolb status`.
+pub fn run(args: &Args) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferrolb: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        loop {
+            let view = match read(&args.etcd).await {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("ferrolb: cannot read the state from etcd: {e:#}");
+                    return ExitCode::from(EXIT_UNREADABLE);
+                }
+            };
+            let text = match args.format {
+                Format::Json => match serde_json::to_string_pretty(&view) {
+                    Ok(s) => s + "\n",
+                    Err(e) => {
+                        eprintln!("ferrolb: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                Format::Table => render(&view),
+            };
+            let mut stdout = std::io::stdout().lock();
+            if args.watch {
+                let _ = write!(stdout, "\x1b[2J\x1b[H");
+            }
+            let _ = stdout.write_all(text.as_bytes());
+            let _ = stdout.flush();
+            if !args.watch {
+                return ExitCode::SUCCESS;
+            }
+            drop(stdout);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    })
+}
