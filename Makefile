@@ -25,13 +25,21 @@ unit: deps
 validate-examples:
 	$(CARGO) run --quiet --bin ferrolb -- validate --strict examples/pools
 
-bench:
+# Every benchmark (root, about 15 minutes): the allocator and validation (criterion), `ferrolb
+# plan` as a process, real speakers in a lab, configuration changes to etcd, the reconciler with
+# 10,000 Services; then target/bench-results.json and a summary.
+bench: deps
 	$(CARGO) bench -p ferrolb-core
 	./scripts/bench-plan.sh
+	$(CARGO) build --release --workspace --bins
+	./target/release/ferrolb-lab-bench run
+	./target/release/ferrolb-lab-bench reconciler
+	./target/release/ferrolb-lab-bench kube
+	./target/release/ferrolb-lab-bench summary
 
-# Real speakers in a network lab (root): failover, handover, reply latency, CPU, memory, etcd writes.
+# Only the speakers in the lab (root): failover, handover, reply latency, CPU, memory, etcd writes.
 bench-lab: deps
-	$(CARGO) build --release -p ferrolb-speaker -p ferrolb-bench
+	$(CARGO) build --release --workspace --bins
 	./target/release/ferrolb-lab-bench run
 
 # Each fuzz target for FUZZ_SECONDS (default 60) with cargo-fuzz (installed if missing).

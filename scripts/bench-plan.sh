@@ -9,6 +9,8 @@ bin=target/release/ferrolb
 work=target/bench-plan
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(10000 100000)
+mkdir -p target/bench-results
+: > target/bench-results/plan.txt
 for n in "${counts[@]}"; do
   dir="$work/$n"
   if [ ! -d "$dir/services" ]; then
@@ -23,7 +25,9 @@ for n in "${counts[@]}"; do
     }'
   fi
   for run in 1 2 3; do
-    /usr/bin/time -f "plan services=$n run=$run wall=%es maxrss=%MKB" \
+    /usr/bin/time -a -o target/bench-results/plan.txt -f "plan services=$n run=$run wall=%es maxrss=%MKB" \
       "$bin" plan --config "$dir/pools" --services "$dir/services" --format json > /dev/null
   done
+cat target/bench-results/plan.txt
 done
+cat target/bench-results/plan.txt

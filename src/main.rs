@@ -27,6 +27,15 @@ enum Command {
     Status(status::Args),
 }
 
+/// Writes to stdout, ignoring errors: a closed pipe (`ferrolb plan | head`) ends the output, it
+/// does not crash the program.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

@@ -100,7 +100,7 @@ pub fn run(args: &Args) -> ExitCode {
         Format::Json => {
             let rows: Vec<Row<'_>> = decisions.iter().map(row).collect();
             match serde_json::to_string_pretty(&rows) {
-                Ok(s) => println!("{s}"),
+                Ok(s) => crate::out(&format!("{s}\n")),
                 Err(e) => {
                     eprintln!("ferrolb: cannot encode the plan: {e}");
                     return ExitCode::FAILURE;
@@ -108,9 +108,11 @@ pub fn run(args: &Args) -> ExitCode {
             }
         }
         Format::Table => {
-            print!("{}", services_table(&decisions));
-            println!();
-            print!("{}", usage_table(&allocator.usage()));
+            crate::out(&format!(
+                "{}\n{}",
+                services_table(&decisions),
+                usage_table(&allocator.usage())
+            ));
         }
     }
     ExitCode::SUCCESS

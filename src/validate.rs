@@ -98,11 +98,11 @@ pub fn run(args: &Args) -> ExitCode {
                 pools,
             };
             match serde_json::to_string_pretty(&doc) {
-                Ok(s) => println!("{s}"),
+                Ok(s) => crate::out(&format!("{s}\n")),
                 Err(e) => eprintln!("ferrolb: cannot encode the report: {e}"),
             }
         }
-        Format::Text => println!("{}", summary(&report, valid, args.strict)),
+        Format::Text => crate::out(&format!("{}\n", summary(&report, valid, args.strict))),
     }
     if valid {
         ExitCode::SUCCESS

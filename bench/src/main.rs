@@ -16,6 +16,7 @@ mod kube;
 mod probe;
 mod reconciler;
 mod scenarios;
+mod summary;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +44,8 @@ enum Command {
     Reconciler(reconciler::Args),
     /// The reconciler against the fake Kubernetes API with many Services.
     Kube(kube::Args),
+    /// Gather every benchmark's figures into target/bench-results.json and print a summary.
+    Summary(summary::Args),
 }
 
 /// Arguments of `run`.
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Probe(args) => probe::run(&args),
         Command::Reconciler(args) => reconciler::run(&args),
         Command::Kube(args) => kube::run(&args),
+        Command::Summary(args) => summary::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,7 +4,7 @@
 //! P/speakers/<node>        Registration   attached to the speaker's lease: "this speaker is alive"
 //! P/announcements/<ip>     Announcement   written by the reconciler; deleting it withdraws the address
 //! P/claims/<ip>            Claim          created only if absent, attached to the holder's lease
-//! P/reconciler/leader      node name      the reconciler leader's key, attached to its lease
+//! P/reconciler/leader      identity       `<hostname>/<pid>` of the leader, plain text, on its lease
 //! P/reconciler/config      ConfigStatus   the configuration revision in force and its last error
 //! ```
 //!

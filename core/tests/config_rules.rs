@@ -419,3 +419,14 @@ fn golden_messages() {
         ]
     );
 }
+
+#[test]
+fn kubectl_list_output_is_read_item_by_item() {
+    // What `kubectl get ipaddresspools,l2advertisements -n metallb-system -o yaml` prints.
+    let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: metallb.io/v1beta1\n  kind: IPAddressPool\n  metadata:\n    name: a\n  spec:\n    addresses: [10.0.0.0/24]\n- apiVersion: metallb.io/v1beta1\n  kind: L2Advertisement\n  metadata:\n    name: all\n";
+    let report = load_one(text);
+    assert!(report.diagnostics.is_empty(), "{:#?}", report.diagnostics);
+    let config = report.config.expect("valid");
+    assert_eq!(config.pools.len(), 1);
+    assert_eq!(config.advertisements.len(), 1);
+}

@@ -119,7 +119,6 @@ pub struct Reconciler {
     lease: Option<i64>,
     observed: Observed,
     synced: bool,
-    status_written: Option<ConfigStatus>,
     status_tx: watch::Sender<StatusView>,
     metrics: Arc<Metrics>,
 }
@@ -176,7 +175,6 @@ impl Reconciler {
             lease: None,
             observed: Observed::default(),
             synced: false,
-            status_written: None,
             status_tx,
             metrics,
         })
@@ -584,9 +582,14 @@ impl Reconciler {
             }
             self.unannounced = p.desired.unannounced.clone();
         }
+        // The same revision keeps the time it was first applied, so a restart rewrites nothing.
+        let applied_at = match &self.observed.config {
+            Some(c) if c.revision == *revision => c.applied_at.clone(),
+            _ => self.applied_at.clone(),
+        };
         let status = ConfigStatus {
             revision: revision.clone(),
-            applied_at: self.applied_at.clone(),
+            applied_at,
             error: self.config_error.clone(),
             pools: p
                 .usage
@@ -626,7 +629,7 @@ impl Reconciler {
                 }
             }
         }
-        if self.status_written.as_ref() != Some(&status) {
+        if self.observed.config.as_ref() != Some(&status) {
             bounded(
                 self.settings.step(),
                 "write config status",
@@ -637,7 +640,7 @@ impl Reconciler {
                 self.metrics.etcd_errors.inc();
             })?;
             self.metrics.etcd_writes.inc();
-            self.status_written = Some(status);
+            self.observed.config = Some(status);
         }
         if self.cluster.is_some() {
             self.tell_kubernetes(&requests, &p).await;

@@ -12,9 +12,8 @@
 //!   `/status`, `/hooks/git`).
 //!
 //! - [`git`], [`known_hosts`]: the configuration from a Git repository, SSH host keys checked.
-//!
-//! This build reads pools from a directory, a file or a Git repository, and Services from
-//! manifest files; the Kubernetes API is not wired in yet.
+//! - [`cluster`], [`feedback`]: Services from the Kubernetes API, and the statuses and Events
+//!   written back.
 
 #![forbid(unsafe_code)]
 

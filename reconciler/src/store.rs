@@ -30,6 +30,8 @@ pub struct Observed {
     pub claims: BTreeMap<IpAddr, Claim>,
     /// The leader key's value and lease, if any.
     pub leader: Option<(String, i64)>,
+    /// `P/reconciler/config` as etcd holds it.
+    pub config: Option<ConfigStatus>,
 }
 
 impl Observed {
@@ -57,6 +59,11 @@ impl Observed {
                 self.speakers
                     .insert(node, layout::decode("registration", key, v)?);
             }
+        } else if key == keys.reconciler_config().as_bytes() {
+            self.config = match value {
+                Some((v, _)) => Some(layout::decode("configuration status", key, v)?),
+                None => None,
+            };
         } else if key == keys.reconciler_leader().as_bytes() {
             self.leader = value.map(|(v, lease)| (String::from_utf8_lossy(v).into_owned(), lease));
         }

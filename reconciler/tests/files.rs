@@ -130,6 +130,15 @@ fn announcements(etcd: &Etcd) -> BTreeMap<String, (Vec<String>, i64)> {
     map
 }
 
+/// The mod revision of `P/reconciler/config` (0: absent).
+fn config_revision(etcd: &Etcd) -> i64 {
+    let out = etcd
+        .ctl(&["get", "/ferrolb/reconciler/config", "-w", "json"])
+        .expect("get");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    v["kvs"][0]["mod_revision"].as_i64().unwrap_or(0)
+}
+
 fn decode_b64(s: &str) -> Vec<u8> {
     let table = |c: u8| -> Option<u32> {
         Some(match c {
@@ -334,6 +343,8 @@ fn a_restart_writes_nothing_when_nothing_changed() {
         let a = announcements(&s.etcd);
         (a.len() == 2).then_some(a)
     });
+    let config_before = config_revision(&s.etcd);
+    assert!(config_before > 0, "the configuration status is written");
     assert!(r.term().success());
     let r2 = Reconciler::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r2");
     let logs2 = || r2.log();
@@ -351,6 +362,11 @@ fn a_restart_writes_nothing_when_nothing_changed() {
         r2.log()
     );
     assert!(!r2.log().contains("announce ip"), "{}", r2.log());
+    assert_eq!(
+        config_revision(&s.etcd),
+        config_before,
+        "P/reconciler/config not rewritten"
+    );
 }
 
 #[test]

@@ -197,9 +197,17 @@ pub fn parse_file(name: &str, bytes: &[u8]) -> RawFile {
     let Some(docs) = read_documents(name, bytes, &mut file.diagnostics) else {
         return file;
     };
+    // `kubectl get ipaddresspools,l2advertisements -A -o yaml` prints one `kind: List`: read
+    // its items as documents of their own.
     for doc in &docs {
-        if let Some(obj) = parse_document(name, doc, &mut file.diagnostics) {
-            file.objects.push(obj);
+        let items = match (doc.get("kind").and_then(Node::as_str), doc.get("items")) {
+            (Some("List"), Some(items)) => items.as_seq().unwrap_or_default(),
+            _ => std::slice::from_ref(doc),
+        };
+        for item in items {
+            if let Some(obj) = parse_document(name, item, &mut file.diagnostics) {
+                file.objects.push(obj);
+            }
         }
     }
     file

@@ -207,9 +207,9 @@ pub fn default_candidate(name: &str) -> bool {
 ///
 /// An interface must be up, running, not loopback, able to broadcast and Ethernet. Then its name
 /// decides: with `interfaces` (the `--interfaces REGEX` flag) it must match the regex, which
-/// replaces the default name exclusion; without it, [`default_candidate`] must hold. The regex
-/// matches anywhere in the name, as [`Regex::is_match`] does: anchor it (`^eth\d+$`) to match the
-/// whole name.
+/// replaces the default name exclusion; without it, [`default_candidate`] must hold. This function
+/// uses [`Regex::is_match`] as given; the controller anchors `--interfaces` (`^(?:REGEX)$`) so the
+/// flag matches whole names.
 ///
 /// # Errors
 ///
