@@ -94,3 +94,68 @@ pub async fn bounded<T>(
         .await
         .map_err(|_| anyhow::anyhow!("{what}: etcd did not answer within {limit:?}"))?
 }
+
+/// A key and its new value and lease, from a listing or a watch (`value: None`: deleted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyChange {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value and the lease it is attached to (0: none); `None` when the key was deleted.
+    pub value: Option<(Vec<u8>, i64)>,
+}
+
+/// Everything under `prefix`, and the revision it was read at (watch from the next one).
+pub async fn list_prefix(
+    client: &mut Client,
+    prefix: &str,
+) -> anyhow::Result<(Vec<KeyChange>, i64)> {
+    let resp = client
+        .get(prefix, Some(etcd_client::GetOptions::new().with_prefix()))
+        .await?;
+    let revision = resp.header().map_or(0, |h| h.revision());
+    let kvs = resp
+        .kvs()
+        .iter()
+        .map(|kv| KeyChange {
+            key: kv.key().to_vec(),
+            value: Some((kv.value().to_vec(), kv.lease())),
+        })
+        .collect();
+    Ok((kvs, revision))
+}
+
+/// Watches everything under `prefix` from `revision` on.
+pub async fn watch_prefix(
+    client: &mut Client,
+    prefix: &str,
+    revision: i64,
+) -> anyhow::Result<etcd_client::WatchStream> {
+    Ok(client
+        .watch(
+            prefix,
+            Some(
+                etcd_client::WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(revision),
+            ),
+        )
+        .await?)
+}
+
+/// The changes one watch response carries.
+pub fn watch_changes(resp: &etcd_client::WatchResponse) -> Vec<KeyChange> {
+    resp.events()
+        .iter()
+        .filter_map(|ev| {
+            let kv = ev.kv()?;
+            let value = match ev.event_type() {
+                etcd_client::EventType::Put => Some((kv.value().to_vec(), kv.lease())),
+                etcd_client::EventType::Delete => None,
+            };
+            Some(KeyChange {
+                key: kv.key().to_vec(),
+                value,
+            })
+        })
+        .collect()
+}

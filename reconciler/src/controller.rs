@@ -426,8 +426,8 @@ impl Reconciler {
         self.lease = Some(lease);
         let (kvs, revision) = bounded(step, "list", store.list()).await?;
         self.observed = Observed::default();
-        for (k, v, l) in &kvs {
-            if let Err(e) = self.observed.apply(&self.keys, k, Some((v, *l))) {
+        for c in &kvs {
+            if let Err(e) = self.observed.apply_change(&self.keys, c) {
                 warn!(error = %e, "skipping an unreadable key");
             }
         }
@@ -457,8 +457,8 @@ impl Reconciler {
                     if resp.canceled() {
                         return Err(anyhow::anyhow!("the watch was canceled: {}", resp.cancel_reason()).into());
                     }
-                    for (k, v) in store::changes(&resp) {
-                        if let Err(e) = self.observed.apply(&self.keys, &k, v.as_ref().map(|(v, l)| (v.as_slice(), *l))) {
+                    for c in store::changes(&resp) {
+                        if let Err(e) = self.observed.apply_change(&self.keys, &c) {
                             warn!(error = %e, "skipping an unreadable key");
                         }
                     }

@@ -8,10 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use etcd_client::{
-    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
-    WatchStream,
-};
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, WatchStream};
 use ferrolb_core::layout::{self, Announcement, Claim, ConfigStatus, Keys, Registration};
 
 use crate::plan::Write;
@@ -35,6 +32,15 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// Applies one change from a listing or a watch.
+    pub fn apply_change(&mut self, keys: &Keys, c: &KeyChange) -> Result<(), layout::DecodeError> {
+        self.apply(
+            keys,
+            &c.key,
+            c.value.as_ref().map(|(v, l)| (v.as_slice(), *l)),
+        )
+    }
+
     /// Applies one key's new value (`None`: deleted). Unreadable values are dropped and reported.
     pub fn apply(
         &mut self,
@@ -89,38 +95,16 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Lists everything under the prefix; returns the changes as `(key, value, lease)` and the
-    /// revision read at.
-    pub async fn list(&mut self) -> anyhow::Result<(Vec<(Vec<u8>, Vec<u8>, i64)>, i64)> {
-        let resp = self
-            .client
-            .get(
-                format!("{}/", self.keys.prefix()),
-                Some(GetOptions::new().with_prefix()),
-            )
-            .await?;
-        let rev = resp.header().map_or(0, |h| h.revision());
-        let kvs = resp
-            .kvs()
-            .iter()
-            .map(|kv| (kv.key().to_vec(), kv.value().to_vec(), kv.lease()))
-            .collect();
-        Ok((kvs, rev))
+    /// Lists everything under the prefix, and the revision read at.
+    pub async fn list(&mut self) -> anyhow::Result<(Vec<KeyChange>, i64)> {
+        let prefix = format!("{}/", self.keys.prefix());
+        ferrolb_etcd::list_prefix(&mut self.client, &prefix).await
     }
 
     /// Watches everything under the prefix from `revision`.
     pub async fn watch(&mut self, revision: i64) -> anyhow::Result<WatchStream> {
-        Ok(self
-            .client
-            .watch(
-                format!("{}/", self.keys.prefix()),
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(revision),
-                ),
-            )
-            .await?)
+        let prefix = format!("{}/", self.keys.prefix());
+        ferrolb_etcd::watch_prefix(&mut self.client, &prefix, revision).await
     }
 
     /// Tries to become leader; true when this replica now holds the leader key.
@@ -183,19 +167,4 @@ impl Store {
 #[error("no longer the leader: the leader key is not on this replica's lease")]
 pub struct NotLeader;
 
-/// A key and its new value and lease (`None`: deleted).
-pub type KeyChange = (Vec<u8>, Option<(Vec<u8>, i64)>);
-
-/// The changes of one watch response.
-pub fn changes(resp: &etcd_client::WatchResponse) -> Vec<KeyChange> {
-    resp.events()
-        .iter()
-        .filter_map(|ev| {
-            let kv = ev.kv()?;
-            Some(match ev.event_type() {
-                EventType::Put => (kv.key().to_vec(), Some((kv.value().to_vec(), kv.lease()))),
-                EventType::Delete => (kv.key().to_vec(), None),
-            })
-        })
-        .collect()
-}
+pub use ferrolb_etcd::{KeyChange, watch_changes as changes};

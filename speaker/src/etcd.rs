@@ -5,8 +5,7 @@
 use std::net::IpAddr;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
-    WatchOptions, WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, PutOptions, Txn, TxnOp, WatchStream,
 };
 use ferrolb_core::layout::{self, Claim, Keys, Registration};
 
@@ -68,39 +67,15 @@ impl Etcd {
 
     /// Everything under the prefix, as changes, and the revision it was read at.
     pub async fn list(&mut self) -> anyhow::Result<(Vec<Change>, i64)> {
-        let resp = self
-            .client
-            .get(
-                format!("{}/", self.keys.prefix()),
-                Some(GetOptions::new().with_prefix()),
-            )
-            .await?;
-        let revision = resp.header().map_or(0, |h| h.revision());
-        let changes = resp
-            .kvs()
-            .iter()
-            .map(|kv| Change::Put {
-                key: kv.key().to_vec(),
-                value: kv.value().to_vec(),
-                lease: kv.lease(),
-            })
-            .collect();
-        Ok((changes, revision))
+        let prefix = format!("{}/", self.keys.prefix());
+        let (kvs, revision) = ferrolb_etcd::list_prefix(&mut self.client, &prefix).await?;
+        Ok((kvs.into_iter().map(Change::from).collect(), revision))
     }
 
     /// Watches everything under the prefix from `revision` on.
     pub async fn watch(&mut self, revision: i64) -> anyhow::Result<WatchStream> {
-        Ok(self
-            .client
-            .watch(
-                format!("{}/", self.keys.prefix()),
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(revision),
-                ),
-            )
-            .await?)
+        let prefix = format!("{}/", self.keys.prefix());
+        ferrolb_etcd::watch_prefix(&mut self.client, &prefix, revision).await
     }
 
     /// Creates the claim on `ip` if nobody holds it; true when this speaker won.
@@ -128,21 +103,9 @@ impl Etcd {
 
 /// The changes in one watch response.
 pub fn changes(resp: &etcd_client::WatchResponse) -> Vec<Change> {
-    resp.events()
-        .iter()
-        .filter_map(|ev| {
-            let kv = ev.kv()?;
-            Some(match ev.event_type() {
-                EventType::Put => Change::Put {
-                    key: kv.key().to_vec(),
-                    value: kv.value().to_vec(),
-                    lease: kv.lease(),
-                },
-                EventType::Delete => Change::Delete {
-                    key: kv.key().to_vec(),
-                },
-            })
-        })
+    ferrolb_etcd::watch_changes(resp)
+        .into_iter()
+        .map(Change::from)
         .collect()
 }
 

@@ -34,6 +34,19 @@ pub enum Change {
     },
 }
 
+impl From<ferrolb_etcd::KeyChange> for Change {
+    fn from(c: ferrolb_etcd::KeyChange) -> Self {
+        match c.value {
+            Some((value, lease)) => Change::Put {
+                key: c.key,
+                value,
+                lease,
+            },
+            None => Change::Delete { key: c.key },
+        }
+    }
+}
+
 /// The speaker's view of etcd.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct World {

@@ -1,0 +1,1108 @@
+//! `deploy/`: the plain Kubernetes manifests, the Helm chart, the images and the Grafana
+//! dashboard, checked statically against each other and against the daemons' real flags and
+//! metrics. There is no `helm` binary here: the chart's templates are rendered by the small
+//! renderer below, which understands exactly the subset `deploy/helm/ferrolb/README.md` allows.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ferrolb_core::yaml::{Node, Value, parse_documents};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// The files of a directory with one of the extensions, sorted by name.
+fn files(dir: &Path, extensions: &[&str]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| extensions.contains(&e))
+        })
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no files in {}", dir.display());
+    out
+}
+
+/// The non-empty documents of a YAML text.
+fn documents(text: &str, origin: &str) -> Vec<Node> {
+    parse_documents(text)
+        .unwrap_or_else(|e| panic!("{origin}:{}: {}", e.line, e.message))
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+fn manifest_dir() -> PathBuf {
+    root().join("deploy/manifests")
+}
+
+fn chart_dir() -> PathBuf {
+    root().join("deploy/helm/ferrolb")
+}
+
+/// Every document of the plain manifests.
+fn manifests() -> Vec<Node> {
+    files(&manifest_dir(), &["yaml", "yml"])
+        .iter()
+        .flat_map(|p| documents(&read(p), &p.display().to_string()))
+        .collect()
+}
+
+fn at<'a>(node: &'a Node, path: &[&str]) -> Option<&'a Node> {
+    path.iter().try_fold(node, |n, key| n.get(key))
+}
+
+fn str_at<'a>(node: &'a Node, path: &[&str]) -> Option<&'a str> {
+    at(node, path).and_then(Node::as_str)
+}
+
+/// The scalars of a list (empty when absent).
+fn strings(node: Option<&Node>) -> Vec<String> {
+    node.and_then(Node::as_seq)
+        .unwrap_or_default()
+        .iter()
+        .map(|n| n.as_str().expect("a list of scalars").to_string())
+        .collect()
+}
+
+fn kind_and_name(doc: &Node) -> (String, String) {
+    (
+        str_at(doc, &["kind"]).expect("kind").to_string(),
+        str_at(doc, &["metadata", "name"])
+            .expect("metadata.name")
+            .to_string(),
+    )
+}
+
+fn object<'a>(docs: &'a [Node], kind: &str, name: &str) -> &'a Node {
+    docs.iter()
+        .find(|d| kind_and_name(d) == (kind.to_string(), name.to_string()))
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+/// The (only) container of a workload's pod template.
+fn container(workload: &Node) -> &Node {
+    let containers = at(workload, &["spec", "template", "spec", "containers"])
+        .and_then(Node::as_seq)
+        .expect("containers");
+    assert_eq!(containers.len(), 1, "one container expected");
+    &containers[0]
+}
+
+fn args(workload: &Node) -> Vec<String> {
+    strings(container(workload).get("args"))
+}
+
+/// The YAML tree as JSON, without line numbers, for comparisons and readable failures.
+fn json(node: &Node) -> serde_json::Value {
+    match &node.value {
+        Value::Scalar { .. } if node.is_null() => serde_json::Value::Null,
+        Value::Scalar { text, .. } => serde_json::Value::String(text.clone()),
+        Value::Seq(items) => serde_json::Value::Array(items.iter().map(json).collect()),
+        Value::Map(entries) => serde_json::Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.as_str().expect("string key").to_string(), json(v)))
+                .collect(),
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Helm subset: `{{ .Values.a.b }}`, `{{ toYaml .Values.a.b | nindent N }}`,
+// `{{ if .Values.a.b }}` / `{{ else }}` / `{{ end }}`, with Go's `{{-` / `-}}` trimming.
+
+enum Segment {
+    Text(String),
+    Action(String),
+}
+
+/// Splits a template into text and actions, applying the `{{-` / `-}}` trimming to the text.
+fn segments(template: &str) -> Vec<Segment> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    let mut trim_next = false;
+    while let Some(start) = rest.find("{{") {
+        let mut text = &rest[..start];
+        if trim_next {
+            text = text.trim_start();
+        }
+        let after = &rest[start + 2..];
+        let end = after.find("}}").expect("unclosed {{");
+        let mut action = &after[..end];
+        if let Some(a) = action.strip_prefix('-') {
+            text = text.trim_end();
+            action = a;
+        }
+        trim_next = false;
+        if let Some(a) = action.strip_suffix('-') {
+            trim_next = true;
+            action = a;
+        }
+        out.push(Segment::Text(text.to_string()));
+        out.push(Segment::Action(action.trim().to_string()));
+        rest = &after[end + 2..];
+    }
+    out.push(Segment::Text(if trim_next {
+        rest.trim_start().to_string()
+    } else {
+        rest.to_string()
+    }));
+    out
+}
+
+fn lookup<'a>(values: &'a Node, reference: &str) -> Option<&'a Node> {
+    let path = reference.strip_prefix(".Values.")?;
+    path.split('.').try_fold(values, |n, key| n.get(key))
+}
+
+fn value<'a>(values: &'a Node, reference: &str) -> &'a Node {
+    lookup(values, reference).unwrap_or_else(|| panic!("{reference} is not in values.yaml"))
+}
+
+/// Go template truthiness.
+fn truthy(node: &Node) -> bool {
+    match &node.value {
+        _ if node.is_null() => false,
+        Value::Scalar { text, plain } => {
+            !(text.is_empty() || *plain && (text == "false" || text == "0"))
+        }
+        Value::Seq(items) => !items.is_empty(),
+        Value::Map(entries) => !entries.is_empty(),
+    }
+}
+
+fn yaml_scalar(node: &Node) -> String {
+    match &node.value {
+        _ if node.is_null() => "null".to_string(),
+        Value::Scalar { text, plain: true } => text.clone(),
+        Value::Scalar { text, .. } => serde_json::to_string(text).expect("json string"),
+        Value::Seq(_) => "[]".to_string(),
+        Value::Map(_) => "{}".to_string(),
+    }
+}
+
+fn is_collection(node: &Node) -> bool {
+    node.as_seq().is_some_and(|s| !s.is_empty()) || node.as_map().is_some_and(|m| !m.is_empty())
+}
+
+/// `toYaml`: block YAML at column `indent` (no trailing newline).
+fn to_yaml(node: &Node, indent: usize, lines: &mut Vec<String>) {
+    let pad = " ".repeat(indent);
+    if let Some(entries) = node.as_map().filter(|m| !m.is_empty()) {
+        for (k, v) in entries {
+            let key = k.as_str().expect("string key");
+            if is_collection(v) {
+                lines.push(format!("{pad}{key}:"));
+                to_yaml(v, indent + 2, lines);
+            } else {
+                lines.push(format!("{pad}{key}: {}", yaml_scalar(v)));
+            }
+        }
+    } else if let Some(items) = node.as_seq().filter(|s| !s.is_empty()) {
+        for item in items {
+            if is_collection(item) {
+                lines.push(format!("{pad}-"));
+                to_yaml(item, indent + 2, lines);
+            } else {
+                lines.push(format!("{pad}- {}", yaml_scalar(item)));
+            }
+        }
+    } else {
+        lines.push(format!("{pad}{}", yaml_scalar(node)));
+    }
+}
+
+fn render(template: &str, values: &Node) -> String {
+    let mut out = String::new();
+    // One entry per open `if`: whether its current branch is taken.
+    let mut branches: Vec<bool> = Vec::new();
+    for segment in segments(template) {
+        let active = branches.iter().all(|b| *b);
+        match segment {
+            Segment::Text(text) => {
+                if active {
+                    out.push_str(&text);
+                }
+            }
+            Segment::Action(action) => {
+                let words: Vec<&str> = action.split_whitespace().collect();
+                match words.as_slice() {
+                    ["if", reference] => branches.push(truthy(value(values, reference))),
+                    ["else"] => {
+                        let last = branches.last_mut().expect("else without if");
+                        *last = !*last;
+                    }
+                    ["end"] => {
+                        branches.pop().expect("end without if");
+                    }
+                    [reference] if reference.starts_with(".Values.") => {
+                        let node = value(values, reference);
+                        assert!(!is_collection(node), "{reference} is not a scalar");
+                        if active {
+                            out.push_str(node.as_str().unwrap_or_default());
+                        }
+                    }
+                    ["toYaml", reference, "|", "nindent", n] => {
+                        let indent: usize = n.parse().expect("nindent width");
+                        let mut lines = Vec::new();
+                        to_yaml(value(values, reference), indent, &mut lines);
+                        if active {
+                            out.push('\n');
+                            out.push_str(&lines.join("\n"));
+                        }
+                    }
+                    _ => panic!(
+                        "template action {{{{ {action} }}}} is outside the subset documented in deploy/helm/ferrolb/README.md"
+                    ),
+                }
+            }
+        }
+    }
+    assert!(branches.is_empty(), "unclosed if");
+    out
+}
+
+/// A copy of `base` with `overrides` merged in (mappings deeply, anything else replaced).
+fn merged(base: &Node, overrides: &Node) -> Node {
+    match (base.as_map(), overrides.as_map()) {
+        (Some(b), Some(o)) => {
+            let mut entries: Vec<(Node, Node)> = b.to_vec();
+            for (key, value) in o {
+                match entries.iter_mut().find(|(k, _)| k.as_str() == key.as_str()) {
+                    Some((_, existing)) => *existing = merged(existing, value),
+                    None => entries.push((key.clone(), value.clone())),
+                }
+            }
+            Node {
+                line: base.line,
+                value: Value::Map(entries),
+            }
+        }
+        _ => overrides.clone(),
+    }
+}
+
+fn default_values() -> Node {
+    let path = chart_dir().join("values.yaml");
+    documents(&read(&path), "values.yaml")
+        .into_iter()
+        .next()
+        .expect("values.yaml holds a mapping")
+}
+
+fn templates() -> Vec<PathBuf> {
+    files(&chart_dir().join("templates"), &["yaml", "yml"])
+}
+
+/// Every object the chart renders with these values.
+fn render_chart(values: &Node) -> Vec<Node> {
+    templates()
+        .iter()
+        .flat_map(|p| {
+            let text = render(&read(p), values);
+            documents(&text, &format!("{} (rendered)", p.display()))
+        })
+        .collect()
+}
+
+fn chart_with(overrides: &str) -> Vec<Node> {
+    let overrides = documents(overrides, "overrides").remove(0);
+    render_chart(&merged(&default_values(), &overrides))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks shared by the plain manifests and the rendered chart.
+
+/// The ClusterRole's grants as (apiGroup, resource, verb).
+fn grants(role: &Node) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for rule in role.get("rules").and_then(Node::as_seq).expect("rules") {
+        let keys: BTreeSet<&str> = rule
+            .as_map()
+            .expect("rule mapping")
+            .iter()
+            .map(|(k, _)| k.as_str().expect("key"))
+            .collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from(["apiGroups", "resources", "verbs"]),
+            "rules name groups, resources and verbs only (no resourceNames, no nonResourceURLs)"
+        );
+        for group in strings(rule.get("apiGroups")) {
+            for resource in strings(rule.get("resources")) {
+                for verb in strings(rule.get("verbs")) {
+                    out.insert((group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn expected_grants() -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    let mut grant = |group: &str, resource: &str, verbs: &[&str]| {
+        for verb in verbs {
+            out.insert((group.to_string(), resource.to_string(), verb.to_string()));
+        }
+    };
+    for resource in ["services", "nodes", "namespaces"] {
+        grant("", resource, &["get", "list", "watch"]);
+    }
+    grant(
+        "discovery.k8s.io",
+        "endpointslices",
+        &["get", "list", "watch"],
+    );
+    grant("", "services/status", &["patch", "update"]);
+    grant("", "events", &["create", "patch"]);
+    grant("events.k8s.io", "events", &["create", "patch"]);
+    out
+}
+
+fn assert_least_privilege_rbac(docs: &[Node], origin: &str) {
+    let rbac: Vec<(String, String)> = docs
+        .iter()
+        .map(kind_and_name)
+        .filter(|(kind, _)| kind.contains("Role"))
+        .collect();
+    let expected = vec![
+        ("ClusterRole".to_string(), "ferrolb-reconciler".to_string()),
+        (
+            "ClusterRoleBinding".to_string(),
+            "ferrolb-reconciler".to_string(),
+        ),
+    ];
+    assert_eq!(rbac, expected, "{origin}: RBAC objects");
+    assert_eq!(
+        grants(object(docs, "ClusterRole", "ferrolb-reconciler")),
+        expected_grants(),
+        "{origin}: the reconciler's ClusterRole"
+    );
+    let binding = object(docs, "ClusterRoleBinding", "ferrolb-reconciler");
+    assert_eq!(
+        str_at(binding, &["roleRef", "name"]),
+        Some("ferrolb-reconciler")
+    );
+    let subjects = binding
+        .get("subjects")
+        .and_then(Node::as_seq)
+        .expect("subjects");
+    assert_eq!(subjects.len(), 1, "{origin}: one subject");
+    assert_eq!(str_at(&subjects[0], &["kind"]), Some("ServiceAccount"));
+    assert_eq!(str_at(&subjects[0], &["name"]), Some("ferrolb-reconciler"));
+    assert_eq!(str_at(&subjects[0], &["namespace"]), Some("ferrolb-system"));
+    let deployment = object(docs, "Deployment", "ferrolb-reconciler");
+    assert_eq!(
+        str_at(
+            deployment,
+            &["spec", "template", "spec", "serviceAccountName"]
+        ),
+        Some("ferrolb-reconciler")
+    );
+}
+
+fn assert_speaker_is_confined(docs: &[Node], origin: &str) {
+    let daemonset = object(docs, "DaemonSet", "ferrolb-speaker");
+    let pod = at(daemonset, &["spec", "template", "spec"]).expect("pod spec");
+    assert_eq!(str_at(pod, &["hostNetwork"]), Some("true"), "{origin}");
+    assert_eq!(
+        str_at(pod, &["automountServiceAccountToken"]),
+        Some("false"),
+        "{origin}: the speaker gets no Kubernetes token"
+    );
+    assert_eq!(
+        str_at(pod, &["priorityClassName"]),
+        Some("system-node-critical")
+    );
+    let tolerations = pod
+        .get("tolerations")
+        .and_then(Node::as_seq)
+        .expect("tolerations");
+    assert!(
+        tolerations
+            .iter()
+            .any(|t| str_at(t, &["operator"]) == Some("Exists")
+                && t.get("key").is_none()
+                && t.get("effect").is_none()),
+        "{origin}: the speaker tolerates every taint"
+    );
+    let account = str_at(pod, &["serviceAccountName"]).expect("serviceAccountName");
+    assert_eq!(
+        str_at(
+            object(docs, "ServiceAccount", account),
+            &["automountServiceAccountToken"]
+        ),
+        Some("false"),
+        "{origin}: the speaker's ServiceAccount does not automount a token"
+    );
+
+    let c = container(daemonset);
+    let security = c.get("securityContext").expect("securityContext");
+    assert_eq!(strings(at(security, &["capabilities", "drop"])), ["ALL"]);
+    assert_eq!(
+        strings(at(security, &["capabilities", "add"])),
+        ["NET_RAW"],
+        "{origin}: NET_RAW and nothing else"
+    );
+    assert_eq!(str_at(security, &["readOnlyRootFilesystem"]), Some("true"));
+    assert_ne!(str_at(security, &["privileged"]), Some("true"));
+    assert_eq!(
+        str_at(security, &["runAsNonRoot"]),
+        Some("true"),
+        "{origin}"
+    );
+    // Without this, no_new_privs would make the kernel ignore the binary's file capability.
+    assert_eq!(
+        str_at(security, &["allowPrivilegeEscalation"]),
+        Some("true"),
+        "{origin}: a non-root speaker needs its file capability"
+    );
+
+    let env = c.get("env").and_then(Node::as_seq).expect("env");
+    let node_name = env
+        .iter()
+        .find(|e| str_at(e, &["name"]) == Some("NODE_NAME"))
+        .expect("NODE_NAME");
+    assert_eq!(
+        str_at(node_name, &["valueFrom", "fieldRef", "fieldPath"]),
+        Some("spec.nodeName")
+    );
+    let args = args(daemonset);
+    assert!(args.iter().any(|a| a.starts_with("--etcd-endpoints=")));
+    assert!(args.contains(&"--listen=0.0.0.0:7472".to_string()));
+}
+
+fn assert_reconciler_is_hardened(docs: &[Node], origin: &str) {
+    let deployment = object(docs, "Deployment", "ferrolb-reconciler");
+    assert_eq!(str_at(deployment, &["spec", "replicas"]), Some("2"));
+    let c = container(deployment);
+    let security = c.get("securityContext").expect("securityContext");
+    assert_eq!(
+        str_at(security, &["runAsNonRoot"]),
+        Some("true"),
+        "{origin}"
+    );
+    assert_eq!(str_at(security, &["readOnlyRootFilesystem"]), Some("true"));
+    assert_eq!(
+        str_at(security, &["allowPrivilegeEscalation"]),
+        Some("false")
+    );
+    assert_eq!(strings(at(security, &["capabilities", "drop"])), ["ALL"]);
+    assert!(at(security, &["capabilities", "add"]).is_none());
+    assert_eq!(
+        str_at(c, &["readinessProbe", "httpGet", "path"]),
+        Some("/readyz")
+    );
+    assert_eq!(
+        str_at(c, &["livenessProbe", "httpGet", "path"]),
+        Some("/healthz")
+    );
+    assert!(at(c, &["resources", "requests"]).is_some(), "{origin}");
+    let args = args(deployment);
+    for expected in [
+        "--services=kubernetes",
+        "--lease-ttl=3",
+        "--listen=0.0.0.0:7473",
+    ] {
+        assert!(args.contains(&expected.to_string()), "{origin}: {expected}");
+    }
+    let service = object(docs, "Service", "ferrolb-reconciler");
+    let ports = at(service, &["spec", "ports"])
+        .and_then(Node::as_seq)
+        .expect("ports");
+    assert!(ports.iter().any(|p| str_at(p, &["port"]) == Some("7473")));
+}
+
+/// Every file argument (`--x=/path`) of a workload lies under one of its volume mounts, and a
+/// file from a Secret volume is one of that Secret's keys (as the Secret templates list them).
+fn assert_file_arguments_are_mounted(docs: &[Node], secret_keys: &BTreeMap<String, Vec<String>>) {
+    for doc in docs {
+        let (kind, name) = kind_and_name(doc);
+        if kind != "Deployment" && kind != "DaemonSet" {
+            continue;
+        }
+        let c = container(doc);
+        let volumes = at(doc, &["spec", "template", "spec", "volumes"])
+            .and_then(Node::as_seq)
+            .unwrap_or_default();
+        let mounts = c
+            .get("volumeMounts")
+            .and_then(Node::as_seq)
+            .unwrap_or_default();
+        for arg in args(doc) {
+            let Some((flag, path)) = arg.split_once('=') else {
+                continue;
+            };
+            if !path.starts_with('/') || flag == "--etcd-prefix" {
+                continue;
+            }
+            let mount = mounts
+                .iter()
+                .find(|m| {
+                    let dir = str_at(m, &["mountPath"]).expect("mountPath");
+                    path == dir || path.starts_with(&format!("{dir}/"))
+                })
+                .unwrap_or_else(|| panic!("{kind} {name}: {arg} is not under a volume mount"));
+            let volume_name = str_at(mount, &["name"]).expect("mount name");
+            let volume = volumes
+                .iter()
+                .find(|v| str_at(v, &["name"]) == Some(volume_name))
+                .unwrap_or_else(|| panic!("{kind} {name}: no volume {volume_name}"));
+            if let Some(secret) = str_at(volume, &["secret", "secretName"]) {
+                let file = path.rsplit('/').next().expect("file name");
+                let keys = secret_keys
+                    .get(secret)
+                    .unwrap_or_else(|| panic!("no Secret template {secret}"));
+                assert!(
+                    keys.iter().any(|k| k == file),
+                    "{kind} {name}: {arg}: Secret {secret} has no key {file} (keys: {keys:?})"
+                );
+            }
+        }
+    }
+}
+
+fn secret_keys() -> BTreeMap<String, Vec<String>> {
+    manifests()
+        .iter()
+        .filter(|d| str_at(d, &["kind"]) == Some("Secret"))
+        .map(|d| {
+            let data = d
+                .get("stringData")
+                .or_else(|| d.get("data"))
+                .and_then(Node::as_map)
+                .unwrap_or_default();
+            (
+                kind_and_name(d).1,
+                data.iter()
+                    .map(|(k, _)| k.as_str().expect("key").to_string())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flags.
+
+/// The `--flags` of a daemon's real `--help`.
+fn help_flags(package: &str) -> (BTreeSet<String>, String) {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "run", "--quiet", "-p", package, "--bin", package, "--", "--help",
+        ])
+        .current_dir(root())
+        .output()
+        .expect("run cargo");
+    let help = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{package} --help: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (flags_in(&help), help)
+}
+
+/// Every `--word` in a text (not `---` document separators).
+fn flags_in(text: &str) -> BTreeSet<String> {
+    let bytes = text.as_bytes();
+    let mut out = BTreeSet::new();
+    let mut i = 0;
+    while let Some(offset) = text[i..].find("--") {
+        let start = i + offset;
+        let boundary =
+            start == 0 || !(bytes[start - 1] == b'-' || bytes[start - 1].is_ascii_alphanumeric());
+        let mut end = start + 2;
+        while end < bytes.len()
+            && (bytes[end].is_ascii_lowercase()
+                || bytes[end].is_ascii_digit()
+                || bytes[end] == b'-')
+        {
+            end += 1;
+        }
+        if boundary && bytes.get(start + 2).is_some_and(u8::is_ascii_lowercase) {
+            out.insert(text[start..end].to_string());
+        }
+        i = end.max(start + 2);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics.
+
+/// The metric names the daemons export, from the `register` calls in their metrics.rs (a field
+/// of a `Counter` type is exported with `_total`, as prometheus-client does).
+fn exported_metrics() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (file, prefixes) in [
+        (
+            "speaker/src/metrics.rs",
+            vec![("r.register(", "ferrolb_speaker_")],
+        ),
+        (
+            "reconciler/src/metrics.rs",
+            vec![
+                ("f.register(", "ferrolb_"),
+                ("m.register(", "metallb_allocator_"),
+            ],
+        ),
+    ] {
+        let source = read(&root().join(file));
+        for (call, prefix) in prefixes {
+            for piece in source.split(call).skip(1) {
+                let name = piece
+                    .split('"')
+                    .nth(1)
+                    .expect("a metric name after register(");
+                let field = piece
+                    .split("self.")
+                    .nth(1)
+                    .and_then(|f| f.split('.').next())
+                    .expect("self.<field>.clone()");
+                let declaration = source
+                    .lines()
+                    .find(|l| l.trim_start().starts_with(&format!("pub {field}:")))
+                    .unwrap_or_else(|| panic!("{file}: no field {field}"));
+                let suffix = if declaration.contains("Counter") {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.insert(format!("{prefix}{name}{suffix}"));
+            }
+        }
+    }
+    assert!(out.len() > 10, "too few metrics found: {out:?}");
+    out
+}
+
+/// Every metric name (`ferrolb_...`, `metallb_...`) in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (start, _) in expr.match_indices(|c: char| c.is_ascii_lowercase()) {
+        let before = expr[..start].chars().next_back();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let word: String = expr[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if word.starts_with("ferrolb_") || word.starts_with("metallb_") {
+            out.push(word);
+        }
+    }
+    out
+}
+
+fn dashboard_exprs(panels: &[serde_json::Value], out: &mut Vec<String>) {
+    for panel in panels {
+        if let Some(nested) = panel["panels"].as_array() {
+            dashboard_exprs(nested, out);
+        }
+        if panel["type"] == "row" {
+            continue;
+        }
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "panel {} has no query", panel["title"]);
+        for target in targets {
+            assert_eq!(target["datasource"]["uid"], "${datasource}");
+            out.push(target["expr"].as_str().expect("expr").to_string());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests.
+
+#[test]
+fn every_manifest_document_is_a_named_kubernetes_object_in_the_right_namespace() {
+    let cluster_scoped = ["Namespace", "ClusterRole", "ClusterRoleBinding"];
+    let mut seen = BTreeSet::new();
+    for doc in manifests() {
+        assert!(doc.as_map().is_some(), "a document is not a mapping");
+        assert!(str_at(&doc, &["apiVersion"]).is_some(), "no apiVersion");
+        let (kind, name) = kind_and_name(&doc);
+        assert!(
+            seen.insert((kind.clone(), name.clone())),
+            "{kind} {name} twice"
+        );
+        let namespace = str_at(&doc, &["metadata", "namespace"]);
+        if cluster_scoped.contains(&kind.as_str()) {
+            assert_eq!(namespace, None, "{kind} {name} is cluster-scoped");
+        } else {
+            assert_eq!(namespace, Some("ferrolb-system"), "{kind} {name}");
+        }
+    }
+    for expected in [
+        ("Namespace", "ferrolb-system"),
+        ("Deployment", "ferrolb-reconciler"),
+        ("DaemonSet", "ferrolb-speaker"),
+        ("Service", "ferrolb-reconciler"),
+        ("ConfigMap", "ferrolb-pools"),
+        ("Secret", "ferrolb-etcd-tls"),
+        ("Secret", "ferrolb-git-credentials"),
+        ("ServiceAccount", "ferrolb-speaker"),
+    ] {
+        assert!(
+            seen.contains(&(expected.0.to_string(), expected.1.to_string())),
+            "missing {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn the_speaker_runs_on_the_host_network_with_only_net_raw_and_no_kubernetes_token() {
+    assert_speaker_is_confined(&manifests(), "deploy/manifests");
+}
+
+#[test]
+fn the_reconciler_runs_non_root_read_only_without_capabilities_and_probes_its_endpoints() {
+    assert_reconciler_is_hardened(&manifests(), "deploy/manifests");
+}
+
+#[test]
+fn the_reconciler_role_grants_exactly_what_it_uses_and_the_speaker_gets_no_role() {
+    assert_least_privilege_rbac(&manifests(), "deploy/manifests");
+}
+
+#[test]
+fn every_file_a_daemon_is_given_is_mounted_from_a_volume_holding_it() {
+    let keys = secret_keys();
+    assert_file_arguments_are_mounted(&manifests(), &keys);
+    assert_file_arguments_are_mounted(&render_chart(&default_values()), &keys);
+    assert_file_arguments_are_mounted(&git_variant(), &keys);
+}
+
+#[test]
+fn the_sample_pools_validate_with_ferrolb_validate_strict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pools = object(&manifests(), "ConfigMap", "ferrolb-pools")
+        .get("data")
+        .and_then(Node::as_map)
+        .expect("data")
+        .to_vec();
+    for (file, text) in &pools {
+        std::fs::write(
+            dir.path().join(file.as_str().expect("file name")),
+            text.as_str().expect("file text"),
+        )
+        .expect("write");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrolb"))
+        .args(["validate", "--strict"])
+        .arg(dir.path())
+        .output()
+        .expect("run ferrolb");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_flag_in_the_manifests_and_templates_exists_in_the_daemons_help() {
+    let (speaker, speaker_help) = help_flags("ferrolb-speaker");
+    let (reconciler, _) = help_flags("ferrolb-reconciler");
+    assert!(
+        speaker_help.contains("[env: NODE_NAME=]"),
+        "the DaemonSet passes the node name in NODE_NAME"
+    );
+    let mut checked = 0;
+    for path in files(&manifest_dir(), &["yaml"])
+        .into_iter()
+        .chain(templates())
+    {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("file name");
+        let known = if name.contains("speaker") {
+            &speaker
+        } else if name.contains("reconciler") {
+            &reconciler
+        } else {
+            continue;
+        };
+        // Comments count too: the Git variant is documented there.
+        for flag in flags_in(&read(&path)) {
+            assert!(
+                known.contains(&flag),
+                "{}: {flag} is not a flag of the binary (its flags: {known:?})",
+                path.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 30, "only {checked} flags found");
+}
+
+#[test]
+fn every_values_path_the_templates_use_exists_in_values_yaml() {
+    let values = default_values();
+    let mut used = BTreeSet::new();
+    for path in templates() {
+        let text = read(&path);
+        for (start, _) in text.match_indices(".Values.") {
+            let reference: String = text[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '_')
+                .collect();
+            assert!(
+                lookup(&values, &reference).is_some(),
+                "{}: {reference} is not in values.yaml",
+                path.display()
+            );
+            used.insert(reference);
+        }
+    }
+    for expected in [
+        ".Values.image.reconciler.repository",
+        ".Values.image.speaker.tag",
+        ".Values.etcd.endpoints",
+        ".Values.etcd.prefix",
+        ".Values.etcd.tls.secretName",
+        ".Values.pools.git.url",
+        ".Values.pools.git.ref",
+        ".Values.pools.git.path",
+        ".Values.pools.git.interval",
+        ".Values.pools.git.credentials.secretName",
+        ".Values.lbClass",
+        ".Values.reconciler.leaseTTL",
+        ".Values.speaker.leaseTTL",
+        ".Values.reconciler.replicas",
+        ".Values.reconciler.resources",
+        ".Values.speaker.tolerations",
+    ] {
+        assert!(used.contains(expected), "the chart does not use {expected}");
+    }
+}
+
+#[test]
+fn the_chart_metadata_names_the_chart_and_its_versions() {
+    let chart = documents(&read(&chart_dir().join("Chart.yaml")), "Chart.yaml").remove(0);
+    assert_eq!(str_at(&chart, &["apiVersion"]), Some("v2"));
+    assert_eq!(str_at(&chart, &["name"]), Some("ferrolb"));
+    assert!(str_at(&chart, &["version"]).is_some_and(|v| v.split('.').count() == 3));
+    assert_eq!(
+        str_at(&chart, &["appVersion"]),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn the_chart_defaults_render_the_plain_manifests_objects() {
+    let plain = manifests();
+    let chart = render_chart(&default_values());
+    let plain_names: BTreeSet<_> = plain.iter().map(kind_and_name).collect();
+    let chart_names: BTreeSet<_> = chart.iter().map(kind_and_name).collect();
+    assert_eq!(chart_names.len(), chart.len(), "an object rendered twice");
+    let only_plain: BTreeSet<_> = plain_names.difference(&chart_names).cloned().collect();
+    let expected_only_plain: BTreeSet<_> = [
+        ("Namespace", "ferrolb-system"),
+        ("Secret", "ferrolb-etcd-tls"),
+        ("Secret", "ferrolb-git-credentials"),
+    ]
+    .iter()
+    .map(|(k, n)| (k.to_string(), n.to_string()))
+    .collect();
+    assert_eq!(
+        only_plain, expected_only_plain,
+        "objects only in deploy/manifests"
+    );
+    assert!(
+        chart_names.is_subset(&plain_names),
+        "objects only in the chart: {:?}",
+        chart_names.difference(&plain_names).collect::<Vec<_>>()
+    );
+    // Where they overlap, the objects are the same, but for Helm's managed-by label.
+    for rendered in &chart {
+        let (kind, name) = kind_and_name(rendered);
+        let mut rendered = json(rendered);
+        let labels = rendered["metadata"]["labels"]
+            .as_object_mut()
+            .expect("labels");
+        assert_eq!(
+            labels.remove("app.kubernetes.io/managed-by"),
+            Some(serde_json::json!("Helm")),
+            "{kind} {name}"
+        );
+        let original = json(object(&plain, &kind, &name));
+        assert_eq!(
+            rendered, original,
+            "{kind} {name}: chart (left) and deploy/manifests (right) differ"
+        );
+    }
+    // The shared assertions hold for the chart too.
+    assert_speaker_is_confined(&chart, "chart");
+    assert_reconciler_is_hardened(&chart, "chart");
+    assert_least_privilege_rbac(&chart, "chart");
+}
+
+fn git_variant() -> Vec<Node> {
+    chart_with(
+        "pools:\n  git:\n    enabled: true\n    url: ssh://git@git.example.com/infra/pools.git\n    credentials:\n      token: true\n      sshKey: true\n      webhookSecret: true\nlbClass: example.com/ferrolb\n",
+    )
+}
+
+#[test]
+fn the_chart_reads_pools_from_git_with_every_credential_when_asked() {
+    let chart = git_variant();
+    let deployment = object(&chart, "Deployment", "ferrolb-reconciler");
+    let args = args(deployment);
+    for expected in [
+        "--config-git=ssh://git@git.example.com/infra/pools.git",
+        "--git-ref=main",
+        "--git-path=.",
+        "--git-interval=30s",
+        "--git-cache=/var/cache/ferrolb/git",
+        "--git-token-file=/etc/ferrolb/git/token",
+        "--git-ssh-key=/etc/ferrolb/git/ssh-key",
+        "--git-known-hosts=/etc/ferrolb/git/known_hosts",
+        "--webhook-secret-file=/etc/ferrolb/git/webhook-secret",
+        "--lb-class=example.com/ferrolb",
+    ] {
+        assert!(
+            args.contains(&expected.to_string()),
+            "{expected} in {args:?}"
+        );
+    }
+    assert!(!args.iter().any(|a| a.starts_with("--config=")));
+    let volumes = json(at(deployment, &["spec", "template", "spec", "volumes"]).expect("volumes"));
+    assert_eq!(volumes[1]["name"], "git-cache");
+    assert!(volumes[1]["emptyDir"].is_object());
+    assert_reconciler_is_hardened(&chart, "chart (git)");
+    assert_least_privilege_rbac(&chart, "chart (git)");
+}
+
+#[test]
+fn the_chart_can_run_the_speaker_as_root_with_only_net_raw_and_no_escalation() {
+    let chart = chart_with("speaker:\n  runAsRoot: true\n");
+    let daemonset = object(&chart, "DaemonSet", "ferrolb-speaker");
+    let security = container(daemonset)
+        .get("securityContext")
+        .expect("securityContext");
+    assert_eq!(str_at(security, &["runAsNonRoot"]), Some("false"));
+    assert_eq!(
+        str_at(security, &["allowPrivilegeEscalation"]),
+        Some("false")
+    );
+    assert_eq!(
+        str_at(
+            daemonset,
+            &["spec", "template", "spec", "securityContext", "runAsUser"]
+        ),
+        Some("0")
+    );
+    assert_eq!(strings(at(security, &["capabilities", "drop"])), ["ALL"]);
+    assert_eq!(strings(at(security, &["capabilities", "add"])), ["NET_RAW"]);
+}
+
+#[test]
+fn without_etcd_tls_the_chart_passes_no_certificate_flags_and_mounts_no_secret() {
+    let chart = chart_with("etcd:\n  tls:\n    enabled: false\n");
+    for (kind, name) in [
+        ("Deployment", "ferrolb-reconciler"),
+        ("DaemonSet", "ferrolb-speaker"),
+    ] {
+        let workload = object(&chart, kind, name);
+        assert!(
+            !args(workload)
+                .iter()
+                .any(|a| a.starts_with("--etcd-c") || a.starts_with("--etcd-key")),
+            "{kind}"
+        );
+        assert!(
+            !json(workload).to_string().contains("ferrolb-etcd-tls"),
+            "{kind} still mounts the TLS Secret"
+        );
+    }
+}
+
+#[test]
+fn the_dashboard_queries_only_metrics_the_daemons_export_and_covers_the_key_ones() {
+    let text = read(&root().join("deploy/grafana/ferrolb-dashboard.json"));
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
+    assert!(dashboard["title"].is_string());
+    assert!(dashboard["uid"].is_string());
+    let mut exprs = Vec::new();
+    dashboard_exprs(dashboard["panels"].as_array().expect("panels"), &mut exprs);
+    let exported = exported_metrics();
+    let mut used = BTreeSet::new();
+    for expr in &exprs {
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "no ferrolb metric in {expr}");
+        for name in names {
+            assert!(
+                exported.contains(&name),
+                "{expr}: {name} is not exported (exported: {exported:?})"
+            );
+            used.insert(name);
+        }
+    }
+    for expected in [
+        "ferrolb_pool_addresses_in_use",
+        "ferrolb_pool_addresses",
+        "ferrolb_config_stale",
+        "ferrolb_reconciler_leader",
+        "ferrolb_speaker_held_addresses",
+        "ferrolb_speaker_claims_won_total",
+        "ferrolb_speaker_claims_lost_total",
+        "ferrolb_speaker_replies_total",
+        "ferrolb_speaker_lease_alive",
+        "ferrolb_speaker_etcd_errors_total",
+        "ferrolb_reconciler_etcd_errors_total",
+    ] {
+        assert!(used.contains(expected), "no panel shows {expected}");
+    }
+}
+
+#[test]
+fn the_images_build_each_daemon_and_run_it_as_a_non_root_user() {
+    for (daemon, port) in [("reconciler", "7473"), ("speaker", "7472")] {
+        let path = root().join(format!("deploy/docker/Dockerfile.{daemon}"));
+        let text = read(&path);
+        let binary = format!("ferrolb-{daemon}");
+        assert!(text.contains("FROM rust:1.95-bookworm AS builder"));
+        assert!(text.contains("FROM debian:bookworm-slim"));
+        for package in [
+            "protobuf-compiler",
+            "libprotobuf-dev",
+            "pkg-config",
+            "libssl-dev",
+            "ca-certificates",
+        ] {
+            assert!(text.contains(package), "{daemon}: {package}");
+        }
+        assert!(text.contains(&format!("-p {binary} --bin {binary}")));
+        assert!(text.contains(&format!("ENTRYPOINT [\"/usr/local/bin/{binary}\"]")));
+        assert!(
+            text.contains("USER 65532:65532"),
+            "{daemon}: numeric non-root user"
+        );
+        assert!(text.contains(&format!("EXPOSE {port}")));
+        assert!(
+            root()
+                .join(format!("deploy/docker/Dockerfile.{daemon}.dockerignore"))
+                .is_file()
+        );
+    }
+    let reconciler = read(&root().join("deploy/docker/Dockerfile.reconciler"));
+    assert!(reconciler.contains("libssl3"), "git2 links libssl3");
+    let speaker = read(&root().join("deploy/docker/Dockerfile.speaker"));
+    assert!(speaker.contains("setcap cap_net_raw+ep /usr/local/bin/ferrolb-speaker"));
+}
