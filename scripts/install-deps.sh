@@ -19,6 +19,7 @@ packages=(
   iputils-ping    # Lab::ping
   curl            # etcd health checks inside lab namespaces
   procps          # kill(1) and sysctl(8) used by the testkit
+  openssl         # certificates for the etcd TLS tests
 )
 
 # kubectl reads the fake API server in the reconciler's tests; Debian's kubernetes-client only
