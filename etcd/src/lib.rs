@@ -76,11 +76,57 @@ impl EtcdArgs {
         Ok(o)
     }
 
+    /// The endpoints reached over plain HTTP on another host than this one: allowed, but worth a
+    /// warning at start and a metric (anyone on the path can read and forge what the daemons
+    /// exchange with etcd).
+    pub fn plaintext_remote(&self) -> Vec<&str> {
+        self.etcd_endpoints
+            .iter()
+            .map(String::as_str)
+            .filter(|e| plaintext_remote(e))
+            .collect()
+    }
+
     /// Connects (the client reconnects by itself afterwards).
     pub async fn connect(&self, options: ConnectOptions) -> anyhow::Result<Client> {
         Client::connect(&self.etcd_endpoints, Some(options))
             .await
             .context("connecting to etcd")
+    }
+}
+
+/// Whether `endpoint` is plain HTTP (or has no scheme) to a host other than loopback.
+pub fn plaintext_remote(endpoint: &str) -> bool {
+    let rest = match endpoint.split_once("://") {
+        Some(("https", _)) => return false,
+        Some((_, rest)) => rest,
+        None => endpoint,
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_to_another_host_is_flagged() {
+        assert!(plaintext_remote("http://10.0.0.10:2379"));
+        assert!(plaintext_remote("etcd.example.com:2379"));
+        assert!(plaintext_remote("http://[fd00::10]:2379"));
+        assert!(!plaintext_remote("https://10.0.0.10:2379"));
+        assert!(!plaintext_remote("http://127.0.0.1:2379"));
+        assert!(!plaintext_remote("http://localhost:2379"));
+        assert!(!plaintext_remote("http://[::1]:2379"));
     }
 }
 

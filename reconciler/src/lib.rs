@@ -53,6 +53,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let identity = identity();
     info!(%identity, endpoints = ?settings.etcd.etcd_endpoints, "starting");
     let metrics = Arc::new(Metrics::default());
+    let plaintext = settings.etcd.plaintext_remote();
+    for e in &plaintext {
+        tracing::warn!(endpoint = %e, "etcd over plain HTTP to another host: use TLS (--etcd-cacert, --etcd-cert, --etcd-key)");
+    }
+    metrics
+        .etcd_plaintext_endpoints
+        .set(i64::try_from(plaintext.len()).unwrap_or(i64::MAX));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (status_tx, status_rx) = watch::channel(StatusView::default());
     let (hook, hooks) = if settings.config_git.is_some() {

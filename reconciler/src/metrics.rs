@@ -62,6 +62,8 @@ pub struct Metrics {
     pub kubernetes_writes: Counter,
     /// Failed Kubernetes writes.
     pub kubernetes_errors: Counter,
+    /// etcd endpoints reached over plain HTTP on another host (0 is the safe value).
+    pub etcd_plaintext_endpoints: Gauge,
 }
 
 impl Metrics {
@@ -109,6 +111,11 @@ impl Metrics {
             "reconciler_kubernetes_errors",
             "Failed Kubernetes writes",
             self.kubernetes_errors.clone(),
+        );
+        f.register(
+            "reconciler_etcd_plaintext_endpoints",
+            "etcd endpoints reached over plain HTTP on another host",
+            self.etcd_plaintext_endpoints.clone(),
         );
         let m = r.sub_registry_with_prefix("metallb_allocator");
         m.register(

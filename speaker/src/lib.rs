@@ -45,6 +45,13 @@ use crate::settings::Settings;
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     info!(node = %settings.node_name, endpoints = ?settings.etcd.etcd_endpoints, prefix = %settings.etcd.etcd_prefix, "starting");
     let metrics = Arc::new(Metrics::default());
+    let plaintext = settings.etcd.plaintext_remote();
+    for e in &plaintext {
+        tracing::warn!(endpoint = %e, "etcd over plain HTTP to another host: use TLS (--etcd-cacert, --etcd-cert, --etcd-key)");
+    }
+    metrics
+        .etcd_plaintext_endpoints
+        .set(i64::try_from(plaintext.len()).unwrap_or(i64::MAX));
     let healthy = Arc::new(AtomicBool::new(true));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (held_tx, held_rx) = watch::channel(Arc::new(HeldSet::default()));

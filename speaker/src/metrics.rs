@@ -63,6 +63,8 @@ pub struct Metrics {
     pub lease_alive: Gauge,
     /// 1 while etcd answers.
     pub etcd_connected: Gauge,
+    /// Endpoints reached over plain HTTP on another host (0 is the safe value).
+    pub etcd_plaintext_endpoints: Gauge,
 }
 
 impl Metrics {

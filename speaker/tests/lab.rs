@@ -281,6 +281,12 @@ fn metrics_count_held_addresses_and_replies() {
     let replies = format!(r#"ferrolb_speaker_replies_total{{address="{ip}",protocol="arp"}} "#);
     assert!(text.lines().any(|l| l.starts_with(&replies)), "{text}");
     assert!(text.contains("ferrolb_speaker_lease_alive 1"));
+    // The lab's etcd is another host reached over plain HTTP: flagged, and warned about.
+    assert!(
+        text.contains("ferrolb_speaker_etcd_plaintext_endpoints 1"),
+        "{text}"
+    );
+    assert!(c.logs().contains("etcd over plain HTTP to another host"));
     let health = c
         .lab
         .exec_ok(
