@@ -122,6 +122,11 @@ impl Metrics {
             "1 while etcd answers",
             self.etcd_connected.clone(),
         );
+        r.register(
+            "etcd_plaintext_endpoints",
+            "etcd endpoints reached over plain HTTP on another host",
+            self.etcd_plaintext_endpoints.clone(),
+        );
         r
     }
 }
