@@ -75,7 +75,11 @@ pub enum GitError {
 impl GitSource {
     fn callbacks(&self) -> RemoteCallbacks<'_> {
         let mut cb = RemoteCallbacks::new();
-        let token = self.token.clone();
+        // A token travels only over HTTPS: over plain HTTP anyone on the path could read it.
+        let token = self
+            .token
+            .clone()
+            .filter(|_| self.url.starts_with("https://"));
         let key = self.ssh_key.clone();
         cb.credentials(move |_url, user, allowed| {
             if allowed.is_ssh_key() {

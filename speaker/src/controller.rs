@@ -76,6 +76,8 @@ pub struct Controller {
     next_wake: Option<Instant>,
     /// Addresses given up after another node announced them while etcd was away.
     yielded: HashSet<IpAddr>,
+    /// When a foreign announcement of a held address was last logged, per address.
+    foreign_warned: HashMap<IpAddr, Instant>,
     interfaces: Vec<Interface>,
     held_tx: watch::Sender<Arc<HeldSet>>,
     interfaces_tx: watch::Sender<Vec<Interface>>,
@@ -121,6 +123,7 @@ impl Controller {
             unclaimed_since: HashMap::new(),
             next_wake: None,
             yielded: HashSet::new(),
+            foreign_warned: HashMap::new(),
             interfaces: Vec::new(),
             held_tx,
             interfaces_tx,
@@ -319,8 +322,15 @@ impl Controller {
             LocalEvent::ForeignAnnouncement { ip, mac } => {
                 if connected {
                     // etcd decides while it answers: our claim stands; the other host is wrong.
-                    if self.held_tx.borrow().holds(ip) {
+                    // Once a minute per address at most: a host repeating it must not flood the log.
+                    let now = Instant::now();
+                    let quiet = self
+                        .foreign_warned
+                        .get(&ip)
+                        .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60));
+                    if self.held_tx.borrow().holds(ip) && !quiet {
                         warn!(%ip, %mac, "another host announced an address this node holds in etcd; still answering");
+                        self.foreign_warned.insert(ip, now);
                     }
                     return;
                 }
