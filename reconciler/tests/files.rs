@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferrolb_testkit::Etcd;
+
+mod common;
+use common::Reconciler;
 
 const POOLS: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: lab\nspec:\n  addresses: [10.250.0.100-10.250.0.103]\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: lab\n";
 
@@ -16,13 +18,6 @@ fn service(name: &str, created: &str) -> String {
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// Replaces a file the way editors do: write aside, then rename over.
 fn write(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
@@ -30,77 +25,21 @@ fn write(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).expect("rename");
 }
 
-struct Reconciler {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
+struct Files;
 
-impl Reconciler {
+impl Files {
     fn start(etcd: &Etcd, pools: &Path, services: &Path, dir: &Path, name: &str) -> Reconciler {
-        let port = free_port();
-        let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_ferrolb-reconciler"))
-            .args(["--config", pools.to_str().expect("path")])
-            .args(["--services", services.to_str().expect("path")])
-            .args(["--etcd-endpoints", &etcd.endpoints(), "--lease-ttl", "2"])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .expect("spawn reconciler");
-        Reconciler { child, port, log }
-    }
-
-    fn get(&self, path: &str) -> Option<String> {
-        let out = Command::new("curl")
-            .args([
-                "-sf",
-                "--max-time",
-                "2",
-                &format!("http://127.0.0.1:{}{path}", self.port),
-            ])
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn status(&self) -> serde_json::Value {
-        self.get("/status")
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn term(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "reconciler did not stop\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Reconciler {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let a = common::args(&[
+            "--config",
+            pools.to_str().expect("path"),
+            "--services",
+            services.to_str().expect("path"),
+            "--etcd-endpoints",
+            &etcd.endpoints(),
+            "--lease-ttl",
+            "2",
+        ]);
+        Reconciler::spawn(&a, dir, name)
     }
 }
 
@@ -224,7 +163,7 @@ fn setup() -> Setup {
 #[test]
 fn services_get_announcements_that_follow_their_files() {
     let s = setup();
-    let r = Reconciler::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r1");
+    let r = Files::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r1");
     let logs = || r.log();
     let got = wait_for("two announcements", Duration::from_secs(10), &logs, || {
         let a = by_service(&announcements(&s.etcd));
@@ -266,7 +205,7 @@ fn services_get_announcements_that_follow_their_files() {
 #[test]
 fn a_broken_configuration_changes_nothing_and_says_why() {
     let s = setup();
-    let r = Reconciler::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r1");
+    let r = Files::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r1");
     let logs = || r.log();
     let before = wait_for("announcements", Duration::from_secs(10), &logs, || {
         let a = announcements(&s.etcd);
@@ -309,7 +248,7 @@ fn a_broken_configuration_changes_nothing_and_says_why() {
 #[test]
 fn a_shrunk_pool_moves_its_services() {
     let s = setup();
-    let r = Reconciler::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r1");
+    let r = Files::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r1");
     let logs = || r.log();
     wait_for("announcements", Duration::from_secs(10), &logs, || {
         (announcements(&s.etcd).len() == 2).then_some(())
@@ -337,7 +276,7 @@ fn a_shrunk_pool_moves_its_services() {
 #[test]
 fn a_restart_writes_nothing_when_nothing_changed() {
     let s = setup();
-    let mut r = Reconciler::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r1");
+    let mut r = Files::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r1");
     let logs = || String::new();
     let before = wait_for("announcements", Duration::from_secs(10), &logs, || {
         let a = announcements(&s.etcd);
@@ -346,7 +285,7 @@ fn a_restart_writes_nothing_when_nothing_changed() {
     let config_before = config_revision(&s.etcd);
     assert!(config_before > 0, "the configuration status is written");
     assert!(r.term().success());
-    let r2 = Reconciler::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r2");
+    let r2 = Files::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r2");
     let logs2 = || r2.log();
     wait_for(
         "the new process to lead",
@@ -372,13 +311,13 @@ fn a_restart_writes_nothing_when_nothing_changed() {
 #[test]
 fn a_standby_takes_over_a_crashed_leader_and_moves_nothing() {
     let s = setup();
-    let mut a = Reconciler::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "a");
+    let mut a = Files::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "a");
     let logs = || a_log(&s);
     let before = wait_for("announcements", Duration::from_secs(10), &logs, || {
         let x = announcements(&s.etcd);
         (x.len() == 2).then_some(x)
     });
-    let mut b = Reconciler::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "b");
+    let mut b = Files::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "b");
     wait_for("b ready as standby", Duration::from_secs(10), &logs, || {
         (b.status()["ready"] == true && b.status()["is_leader"] == false).then_some(())
     });
@@ -434,7 +373,7 @@ fn a_configmap_style_symlink_swap_is_applied() {
         &services.join("web.yaml"),
         &service("web", "2026-01-01T00:00:00Z"),
     );
-    let r = Reconciler::start(&etcd, &cm, &services, dir.path(), "r1");
+    let r = Files::start(&etcd, &cm, &services, dir.path(), "r1");
     let logs = || r.log();
     wait_for("web announced", Duration::from_secs(10), &logs, || {
         let a = by_service(&announcements(&etcd));

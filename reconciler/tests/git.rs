@@ -2,10 +2,13 @@
 //! pushed to a bare remote, and a real etcd.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ferrolb_testkit::Etcd;
+
+mod common;
+use common::Reconciler;
 
 const POOLS: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: lab\nspec:\n  addresses: [10.250.0.100-10.250.0.103]\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: lab\n";
 const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: default\nspec:\n  type: LoadBalancer\n  ports: [{port: 80}]\n";
@@ -63,109 +66,55 @@ impl Repo {
     }
 }
 
-struct Reconciler {
-    child: Child,
-    port: u16,
-    log: PathBuf,
+/// The reconciler on a Git remote, with a webhook secret.
+fn start(etcd: &Etcd, repo: &Repo, root: &Path, interval: &str) -> Reconciler {
+    let services = root.join("services");
+    std::fs::create_dir_all(&services).expect("mkdir");
+    std::fs::write(services.join("web.yaml"), SERVICE).expect("write");
+    std::fs::write(root.join("secret"), format!("{SECRET}\n")).expect("write");
+    let a = common::args(&[
+        "--config-git",
+        &format!("file://{}", repo.remote.display()),
+        "--git-ref",
+        "main",
+        "--git-path",
+        "pools",
+        "--git-interval",
+        interval,
+        "--git-cache",
+        root.join("cache").to_str().expect("path"),
+        "--webhook-secret-file",
+        root.join("secret").to_str().expect("path"),
+        "--services",
+        services.to_str().expect("path"),
+        "--etcd-endpoints",
+        &etcd.endpoints(),
+        "--lease-ttl",
+        "2",
+    ]);
+    Reconciler::spawn(&a, root, "reconciler")
 }
 
-impl Drop for Reconciler {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// POSTs to the webhook; returns the HTTP status code.
+fn hook(r: &Reconciler, signature: Option<&str>, body: &str) -> u16 {
+    let url = format!("http://127.0.0.1:{}/hooks/git", r.port);
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "POST",
+        "--data-binary",
+        body,
+    ]);
+    if let Some(sig) = signature {
+        cmd.args(["-H", &format!("X-Hub-Signature-256: {sig}")]);
     }
-}
-
-impl Reconciler {
-    fn start(etcd: &Etcd, repo: &Repo, root: &Path, interval: &str) -> Reconciler {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("port");
-        let services = root.join("services");
-        std::fs::create_dir_all(&services).expect("mkdir");
-        std::fs::write(services.join("web.yaml"), SERVICE).expect("write");
-        std::fs::write(root.join("secret"), format!("{SECRET}\n")).expect("write");
-        let log = root.join("reconciler.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_ferrolb-reconciler"))
-            .args(["--config-git", &format!("file://{}", repo.remote.display())])
-            .args([
-                "--git-ref",
-                "main",
-                "--git-path",
-                "pools",
-                "--git-interval",
-                interval,
-            ])
-            .args(["--git-cache", root.join("cache").to_str().expect("path")])
-            .args([
-                "--webhook-secret-file",
-                root.join("secret").to_str().expect("path"),
-            ])
-            .args(["--services", services.to_str().expect("path")])
-            .args(["--etcd-endpoints", &etcd.endpoints(), "--lease-ttl", "2"])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("spawn");
-        Reconciler { child, port, log }
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let out = Command::new("curl")
-            .args([
-                "-sf",
-                "--max-time",
-                "2",
-                &format!("http://127.0.0.1:{}/status", self.port),
-            ])
-            .output()
-            .expect("curl");
-        serde_json::from_slice(&out.stdout).unwrap_or_default()
-    }
-
-    /// POSTs to the webhook; returns the HTTP status code.
-    fn hook(&self, signature: Option<&str>, body: &str) -> u16 {
-        let url = format!("http://127.0.0.1:{}/hooks/git", self.port);
-        let mut cmd = Command::new("curl");
-        cmd.args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "POST",
-            "--data-binary",
-            body,
-        ]);
-        if let Some(sig) = signature {
-            cmd.args(["-H", &format!("X-Hub-Signature-256: {sig}")]);
-        }
-        let out = cmd.arg(&url).output().expect("curl");
-        String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait(&self, what: &str, timeout: Duration, f: impl Fn(&serde_json::Value) -> bool) {
-        let end = Instant::now() + timeout;
-        loop {
-            if f(&self.status()) {
-                return;
-            }
-            assert!(
-                Instant::now() < end,
-                "timed out: {what}\nstatus: {}\n{}",
-                self.status(),
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    let out = cmd.arg(&url).output().expect("curl");
+    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
 }
 
 fn web_ip(etcd: &Etcd) -> Option<String> {
@@ -200,7 +149,7 @@ fn a_push_is_applied_and_a_broken_push_is_not() {
     let root = tempfile::tempdir().expect("tempdir");
     let repo = Repo::new(root.path());
     let first = repo.push("lab.yaml", POOLS);
-    let r = Reconciler::start(&etcd, &repo, root.path(), "1s");
+    let r = start(&etcd, &repo, root.path(), "1s");
     r.wait("first commit in force", Duration::from_secs(10), |s| {
         s["revision"] == first.as_str() && s["ready"] == true
     });
@@ -265,26 +214,26 @@ fn the_webhook_fetches_at_once_and_only_when_signed() {
     let root = tempfile::tempdir().expect("tempdir");
     let repo = Repo::new(root.path());
     let first = repo.push("lab.yaml", POOLS);
-    let r = Reconciler::start(&etcd, &repo, root.path(), "10m");
+    let r = start(&etcd, &repo, root.path(), "10m");
     r.wait("first commit", Duration::from_secs(10), |s| {
         s["revision"] == first.as_str()
     });
     let second = repo.push("lab.yaml", &POOLS.replace("10.250.0.103", "10.250.0.104"));
     let body = r#"{"ref":"refs/heads/main"}"#;
-    assert_eq!(r.hook(None, body), 401, "unsigned");
-    assert_eq!(r.hook(Some("sha256=00"), body), 401, "wrongly signed");
+    assert_eq!(hook(&r, None, body), 401, "unsigned");
+    assert_eq!(hook(&r, Some("sha256=00"), body), 401, "wrongly signed");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         r.status()["revision"],
         first.as_str(),
         "no fetch without a valid call"
     );
-    assert_eq!(r.hook(Some(&sign(body)), body), 202);
+    assert_eq!(hook(&r, Some(&sign(body)), body), 202);
     // The interval is ten minutes: only the call can have fetched it.
     r.wait("second commit", Duration::from_secs(5), |s| {
         s["revision"] == second.as_str()
     });
-    assert_eq!(r.hook(Some(&sign(body)), body), 429, "one call a second");
+    assert_eq!(hook(&r, Some(&sign(body)), body), 429, "one call a second");
 }
 
 #[test]
@@ -293,7 +242,7 @@ fn an_unreachable_remote_keeps_the_configuration_in_force() {
     let root = tempfile::tempdir().expect("tempdir");
     let repo = Repo::new(root.path());
     let first = repo.push("lab.yaml", POOLS);
-    let r = Reconciler::start(&etcd, &repo, root.path(), "1s");
+    let r = start(&etcd, &repo, root.path(), "1s");
     r.wait("first commit", Duration::from_secs(10), |s| {
         s["revision"] == first.as_str()
     });

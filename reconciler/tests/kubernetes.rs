@@ -2,10 +2,12 @@
 //! real `kubectl` reading back) and a real etcd.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferrolb_testkit::Etcd;
+
+mod common;
+use common::Reconciler;
 use ferrolb_testkit::kubeapi::{FakeApiServer, Matcher};
 use serde_json::{Value, json};
 
@@ -52,66 +54,21 @@ fn world() -> World {
     }
 }
 
-struct Reconciler {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Drop for Reconciler {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Reconciler {
-    fn start(w: &World, name: &str) -> Reconciler {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("port");
-        let log = w.dir.path().join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_ferrolb-reconciler"))
-            .args([
-                "--config",
-                w.pools.to_str().expect("path"),
-                "--services",
-                "kubernetes",
-            ])
-            .args(["--kubeconfig", w.api.kubeconfig().to_str().expect("path")])
-            .args(["--etcd-endpoints", &w.etcd.endpoints(), "--lease-ttl", "2"])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("spawn");
-        Reconciler { child, port, log }
-    }
-
-    fn status(&self) -> Value {
-        let out = Command::new("curl")
-            .args([
-                "-sf",
-                "--max-time",
-                "2",
-                &format!("http://127.0.0.1:{}/status", self.port),
-            ])
-            .output()
-            .expect("curl");
-        serde_json::from_slice(&out.stdout).unwrap_or_default()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn term(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
+/// The reconciler on the fake API server.
+fn start(w: &World, name: &str) -> Reconciler {
+    let a = common::args(&[
+        "--config",
+        w.pools.to_str().expect("path"),
+        "--services",
+        "kubernetes",
+        "--kubeconfig",
+        w.api.kubeconfig().to_str().expect("path"),
+        "--etcd-endpoints",
+        &w.etcd.endpoints(),
+        "--lease-ttl",
+        "2",
+    ]);
+    Reconciler::spawn(&a, w.dir.path(), name)
 }
 
 fn ingress(api: &FakeApiServer, name: &str) -> Vec<String> {
@@ -164,7 +121,7 @@ fn services_get_their_status_events_and_announcements() {
             json!({"type": "ClusterIP"}),
         ))
         .expect("db");
-    let r = Reconciler::start(&w, "r");
+    let r = start(&w, "r");
     let log = || r.log();
     wait("web's status", &log, || {
         ingress(&w.api, "web") == ["10.250.0.100"]
@@ -228,7 +185,7 @@ fn changes_deletions_and_exhaustion_are_followed() {
     w.api
         .create(service("web", "2026-01-01T00:00:00Z", json!({})))
         .expect("web");
-    let r = Reconciler::start(&w, "r");
+    let r = start(&w, "r");
     let log = || r.log();
     wait("web's status", &log, || {
         ingress(&w.api, "web") == ["10.250.0.100"]
@@ -271,7 +228,7 @@ fn a_restart_writes_nothing_when_nothing_changed() {
     w.api
         .create(service("api", "2026-01-02T00:00:00Z", json!({})))
         .expect("api");
-    let mut r = Reconciler::start(&w, "r1");
+    let mut r = start(&w, "r1");
     let log = || r.log();
     wait("both allocated", &log, || {
         ingress(&w.api, "api") == ["10.250.0.101"]
@@ -283,7 +240,7 @@ fn a_restart_writes_nothing_when_nothing_changed() {
         .ctl(&["get", "--prefix", "/ferrolb/announcements/", "-w", "json"])
         .expect("get");
     w.api.clear_requests();
-    let r2 = Reconciler::start(&w, "r2");
+    let r2 = start(&w, "r2");
     let log2 = || r2.log();
     wait("ready and leading", &log2, || {
         r2.status()["ready"] == true && r2.status()["is_leader"] == true
@@ -314,7 +271,7 @@ fn api_errors_and_conflicts_are_retried_until_written() {
     w.api
         .create(service("web", "2026-01-01T00:00:00Z", json!({})))
         .expect("web");
-    let r = Reconciler::start(&w, "r");
+    let r = start(&w, "r");
     let log = || r.log();
     wait("web's status despite two 500s", &log, || {
         ingress(&w.api, "web") == ["10.250.0.100"]
@@ -346,7 +303,7 @@ fn local_traffic_policy_announces_from_nodes_with_endpoints() {
             "endpoints": [{"addresses": ["10.1.0.5"], "conditions": {"ready": true}, "nodeName": "n2"}]
         }))
         .expect("slice");
-    let r = Reconciler::start(&w, "r");
+    let r = start(&w, "r");
     let log = || r.log();
     wait("announced from n2 only", &log, || {
         announcement_nodes(&w.etcd, "10.250.0.100") == Some(json!(["n2"]))
@@ -356,7 +313,7 @@ fn local_traffic_policy_announces_from_nodes_with_endpoints() {
 #[test]
 fn a_compacted_watch_is_relisted_and_followed() {
     let w = world();
-    let r = Reconciler::start(&w, "r");
+    let r = start(&w, "r");
     let log = || r.log();
     wait("ready", &log, || r.status()["ready"] == true);
     w.api.compact();
