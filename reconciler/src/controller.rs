@@ -30,7 +30,7 @@ use tracing::{info, warn};
 
 use crate::cluster::{self, Cluster};
 use crate::feedback;
-use crate::git::GitSource;
+use crate::git::{GitError, GitSource};
 use crate::known_hosts::KnownHosts;
 use crate::metrics::Metrics;
 use crate::plan::{self, Inputs, Write};
@@ -239,7 +239,16 @@ impl Reconciler {
             return;
         }
         let git = git.clone();
-        let result = tokio::task::spawn_blocking(move || git.fetch()).await;
+        // A fetch that hangs (a remote that accepts and never answers) must not hold the loop:
+        // it is abandoned after the interval (at least 30 s) and retried with back-off.
+        let limit = self.settings.git_interval.max(Duration::from_secs(30));
+        let result =
+            match tokio::time::timeout(limit, tokio::task::spawn_blocking(move || git.fetch()))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Ok(Err(GitError::Timeout(limit))),
+            };
         let interval = self.settings.git_interval;
         match result {
             Ok(Ok(fetched)) => {
@@ -258,7 +267,11 @@ impl Reconciler {
                 self.git_due = tokio::time::Instant::now() + self.git_backoff;
                 self.config_unreadable(format!("cannot fetch the configuration: {e}"));
             }
-            Err(e) => self.config_unreadable(format!("the fetch task failed: {e}")),
+            Err(e) => {
+                self.git_backoff = (self.git_backoff * 2).clamp(Duration::from_secs(1), interval);
+                self.git_due = tokio::time::Instant::now() + self.git_backoff;
+                self.config_unreadable(format!("the fetch task failed: {e}"));
+            }
         }
     }
 
@@ -793,9 +806,11 @@ fn git_source(s: &Settings, url: &str) -> anyhow::Result<GitSource> {
     })
 }
 
-/// Waits out a burst of file events: returns once none arrived for [`DEBOUNCE`].
+/// Waits out a burst of change signals: returns once none arrived for [`DEBOUNCE`], or after
+/// half a second at most (steady churn must not keep the loop from its other work).
 async fn settle(changes: &mut tokio::sync::mpsc::Receiver<()>) {
-    loop {
+    let end = tokio::time::Instant::now() + Duration::from_millis(500);
+    while tokio::time::Instant::now() < end {
         match tokio::time::timeout(DEBOUNCE, changes.recv()).await {
             Ok(Some(())) => continue,
             _ => return,

@@ -67,6 +67,9 @@ pub enum GitError {
         /// The commit.
         commit: String,
     },
+    /// The fetch did not finish in time.
+    #[error("git: the fetch did not finish within {0:?}")]
+    Timeout(std::time::Duration),
     /// The cache directory cannot be used.
     #[error("git cache {0}: {1}")]
     Cache(PathBuf, std::io::Error),

@@ -224,6 +224,8 @@ impl Controller {
         self.register(etcd, lease).await?;
         let (changes, revision) = bounded(step, "list", etcd.list()).await?;
         self.world = World::default();
+        // Stagger timers start again from what this session sees.
+        self.unclaimed_since.clear();
         for c in &changes {
             if let Err(e) = self.world.apply(&self.keys, c) {
                 warn!(error = %e, "skipping an unreadable key");
@@ -352,6 +354,7 @@ impl Controller {
             "lease lost; no longer answering for any address"
         );
         self.lease = None;
+        self.unclaimed_since.clear();
         self.metrics.lease_alive.set(0);
         self.publish(HeldSet::default());
     }

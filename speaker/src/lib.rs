@@ -93,7 +93,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let result = tokio::select! {
         _ = term.recv() => { info!("SIGTERM: stopping"); None }
         _ = int.recv() => { info!("SIGINT: stopping"); None }
-        r = &mut control => Some(r.context("controller task").and_then(|r| r).context("controller stopped")),
+        r = &mut control => {
+            // Its result is taken here: `finish` must not wait for it again.
+            return r.context("controller task").and_then(|r| r).context("controller stopped");
+        }
         r = &mut http => Some(match r {
             Ok(Ok(())) => Err(anyhow::anyhow!("the HTTP listener stopped")),
             Ok(Err(e)) => Err(anyhow::Error::new(e).context("the HTTP listener failed")),
@@ -102,12 +105,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     healthy.store(false, Ordering::Relaxed);
     let _ = stop_tx.send(true);
-    let outcome = match result {
-        Some(r) => r,
-        None => control.await.context("controller task").and_then(|r| r),
-    };
+    let outcome = finish(control, result).await;
     let _ = responders_stop_tx.send(true);
     let _ = responders.await;
     http.abort();
     outcome
+}
+
+/// Lets the controller finish its graceful stop (stop answering or writing, then end the lease)
+/// whatever ended the run, within a few seconds; the first error wins.
+async fn finish(
+    control: tokio::task::JoinHandle<anyhow::Result<()>>,
+    early: Option<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let stopped = match tokio::time::timeout(std::time::Duration::from_secs(3), control).await {
+        Ok(r) => r.context("controller task").and_then(|r| r),
+        Err(_) => Err(anyhow::anyhow!("the controller did not stop within 3 s")),
+    };
+    match early {
+        Some(Err(e)) => Err(e),
+        _ => stopped,
+    }
 }

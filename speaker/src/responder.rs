@@ -126,6 +126,9 @@ async fn respond(
         let (flag, done) = (halt.clone(), done_tx.clone());
         let name = format!("answer-{}", iface.name);
         let spawned = std::thread::Builder::new().name(name).spawn(move || {
+            // A thread that ends for any reason, a panic included, says so, so the supervisor
+            // starts the interface again.
+            let _ended = Ended(done.clone());
             let mut buf = vec![0u8; buf_len];
             while !flag.load(Ordering::Relaxed) {
                 match socket.recv(&mut buf) {
@@ -152,13 +155,17 @@ async fn respond(
         }
     }
     drop(done_tx);
-    let announcer = tokio::spawn(announce(iface, shared, arp, ip6, stop.clone()));
+    // Whatever ends this future (its result, or the supervisor aborting it), the threads stop
+    // and the announcer ends with it.
+    let _guard = Halt {
+        halt: halt.clone(),
+        announcer: tokio::spawn(announce(iface, shared, arp, ip6, stop.clone())),
+    };
     let result = tokio::select! {
         _ = stopped(&mut stop) => Ok(()),
         Some(e) = done_rx.recv() => Err(e),
     };
     halt.store(true, Ordering::Relaxed);
-    announcer.abort();
     // The threads notice the flag within one receive timeout.
     let _ = tokio::task::spawn_blocking(move || {
         for t in threads {
@@ -167,6 +174,30 @@ async fn respond(
     })
     .await;
     result
+}
+
+/// Reports the end of a receiving thread.
+struct Ended(mpsc::Sender<std::io::Error>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .try_send(std::io::Error::other("a receiving thread ended"));
+    }
+}
+
+/// Stops an interface's receiving threads and announcer when dropped.
+struct Halt {
+    halt: Arc<AtomicBool>,
+    announcer: JoinHandle<()>,
+}
+
+impl Drop for Halt {
+    fn drop(&mut self) {
+        self.halt.store(true, Ordering::Relaxed);
+        self.announcer.abort();
+    }
 }
 
 /// The state of one receiving thread.

@@ -40,7 +40,7 @@ pub struct Settings {
     #[arg(long, env = "FERROLB_INTERFACES")]
     pub interfaces: Option<String>,
     /// Repeat one gratuitous ARP / unsolicited NA per held address this often (default: off).
-    #[arg(long, env = "FERROLB_GARP_REFRESH", value_parser = parse_duration)]
+    #[arg(long, env = "FERROLB_GARP_REFRESH", value_parser = parse_refresh)]
     pub garp_refresh: Option<Duration>,
     /// What to do while etcd cannot be reached.
     #[arg(long, env = "FERROLB_ON_ETCD_LOSS", value_enum, default_value_t = OnEtcdLoss::Hold)]
@@ -59,6 +59,16 @@ pub struct Labels(pub BTreeMap<String, String>);
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 100ms, 1s, 2m)"))
+}
+
+fn parse_refresh(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < Duration::from_secs(1) {
+        return Err(
+            "must be at least 1s (each refresh sends one announcement per held address)".into(),
+        );
+    }
+    Ok(d)
 }
 
 fn parse_labels(text: &str) -> Result<Labels, String> {
@@ -129,6 +139,10 @@ mod tests {
         assert!(parse(&["--labels", "nonsense"]).is_err());
         assert!(parse(&["--claim-stagger", "soon"]).is_err());
         assert!(parse(&["--lease-ttl", "1"]).is_err());
+        assert!(
+            parse(&["--garp-refresh", "0s"]).is_err(),
+            "a zero refresh would never stop sending"
+        );
         assert!(
             parse(&["--etcd-cert", "c.pem"]).is_err(),
             "a certificate needs its key"

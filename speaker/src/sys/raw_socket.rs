@@ -223,7 +223,9 @@ impl RawSocket {
                 self.fd.as_raw_fd(),
                 frame.as_ptr().cast::<libc::c_void>(),
                 frame.len(),
-                0,
+                // Never block, even on a socket made blocking for reads: a stalled interface
+                // must not stall the caller (an answer that cannot be queued is dropped).
+                libc::MSG_DONTWAIT,
             )
         };
         let sent = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
