@@ -205,3 +205,84 @@ pub fn watch_changes(resp: &etcd_client::WatchResponse) -> Vec<KeyChange> {
         })
         .collect()
 }
+
+/// What the keepalive task last learned about the lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Renewed; etcd keeps it until `until` unless renewed again.
+    Alive {
+        /// When the lease ends without another renewal.
+        until: tokio::time::Instant,
+    },
+    /// etcd says the lease no longer exists.
+    Expired,
+    /// Renewals failed or went unanswered; the lease may still be alive until the last `until`.
+    Failed(String),
+}
+
+/// Keeps a lease alive from a task of its own, so that slow work in the owner's loop never delays
+/// a renewal. Dropping it stops the renewals.
+#[derive(Debug)]
+pub struct Keepalive {
+    task: tokio::task::JoinHandle<()>,
+    /// The lease's state, updated after every answer.
+    pub state: tokio::sync::watch::Receiver<LeaseState>,
+}
+
+impl Drop for Keepalive {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts renewing `lease` every `interval` (a third of the TTL, say). The state starts as alive
+/// for `ttl` from now; a renewal without an answer within two intervals is a failure.
+pub async fn keep_alive(
+    client: &mut Client,
+    lease: i64,
+    ttl: std::time::Duration,
+    interval: std::time::Duration,
+) -> anyhow::Result<Keepalive> {
+    let (mut keeper, mut answers) = client.lease_keep_alive(lease).await?;
+    let now = tokio::time::Instant::now();
+    let (tx, state) = tokio::sync::watch::channel(LeaseState::Alive { until: now + ttl });
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut answered = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if answered.elapsed() > interval * 2 {
+                        let _ = tx.send(LeaseState::Failed(format!("no keepalive answer for {:?}", answered.elapsed())));
+                        return;
+                    }
+                    if let Err(e) = keeper.keep_alive().await {
+                        let _ = tx.send(LeaseState::Failed(format!("sending a keepalive: {e}")));
+                        return;
+                    }
+                }
+                answer = answers.message() => match answer {
+                    Ok(Some(a)) if a.ttl() > 0 => {
+                        answered = tokio::time::Instant::now();
+                        let secs = u64::try_from(a.ttl()).unwrap_or(0);
+                        let _ = tx.send(LeaseState::Alive { until: answered + std::time::Duration::from_secs(secs) });
+                    }
+                    Ok(Some(_)) => {
+                        let _ = tx.send(LeaseState::Expired);
+                        return;
+                    }
+                    Ok(None) => {
+                        let _ = tx.send(LeaseState::Failed("the keepalive stream ended".into()));
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(LeaseState::Failed(format!("keepalive: {e}")));
+                        return;
+                    }
+                },
+            }
+        }
+    });
+    Ok(Keepalive { task, state })
+}

@@ -24,6 +24,7 @@ use anyhow::Context;
 use ferrolb_core::election::{self, Situation, Step};
 use ferrolb_core::layout::{Claim, InterfaceInfo, Keys, Registration};
 use ferrolb_core::respond::HeldSet;
+use ferrolb_etcd::LeaseState;
 use regex::Regex;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -70,7 +71,8 @@ pub struct Controller {
     options: etcd_client::ConnectOptions,
     etcd: Option<Etcd>,
     lease: Option<i64>,
-    last_keepalive: Option<Instant>,
+    /// When the lease ends unless renewed, as last confirmed by etcd.
+    lease_until: Option<Instant>,
     world: World,
     unclaimed_since: HashMap<IpAddr, Instant>,
     next_wake: Option<Instant>,
@@ -118,7 +120,7 @@ impl Controller {
             options,
             etcd: None,
             lease: None,
-            last_keepalive: None,
+            lease_until: None,
             world: World::default(),
             unclaimed_since: HashMap::new(),
             next_wake: None,
@@ -180,13 +182,14 @@ impl Controller {
             // An error here means etcd did not answer: the lease may well be alive. Only etcd
             // saying so ends it.
             Some(id) => match bounded(step, "lease status", etcd.alive(id)).await {
-                Ok(alive) => Some((id, alive)),
+                Ok(remaining) => Some((id, remaining)),
                 Err(e) => return SessionEnd::Failed(e),
             },
             None => None,
         };
         let lease = match alive {
-            Some((id, true)) => {
+            Some((id, Some(remaining))) => {
+                self.lease_until = Some(Instant::now() + remaining);
                 info!(lease = id, "connected; lease still alive, claims kept");
                 id
             }
@@ -204,7 +207,9 @@ impl Controller {
             }
         };
         self.lease = Some(lease);
-        self.last_keepalive = Some(Instant::now());
+        if self.lease_until.is_none_or(|u| u <= Instant::now()) {
+            self.lease_until = Some(Instant::now() + self.settings.ttl());
+        }
         self.metrics.lease_alive.set(1);
         self.metrics.etcd_connected.set(1);
         self.etcd = Some(etcd.clone());
@@ -233,12 +238,13 @@ impl Controller {
         }
         self.yielded.clear();
         let mut watch = bounded(step, "watch", etcd.watch(revision + 1)).await?;
-        let (mut keeper, mut keepalives) = bounded(step, "keepalive", async {
-            Ok(etcd.client.lease_keep_alive(lease).await?)
-        })
+        // Renewals run in a task of their own: slow claims or releases never delay them.
+        let mut keepalive = bounded(
+            step,
+            "keepalive",
+            ferrolb_etcd::keep_alive(&mut etcd.client, lease, self.settings.ttl(), step),
+        )
         .await?;
-        let mut keepalive_tick = tokio::time::interval(step);
-        keepalive_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut interface_tick = tokio::time::interval(Duration::from_secs(1));
         interface_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         self.reconcile(etcd, lease).await?;
@@ -246,6 +252,7 @@ impl Controller {
             let wake = self
                 .next_wake
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let release_at = self.release_at();
             tokio::select! {
                 _ = stopped(shutdown) => return Err(SessionEnd::Shutdown),
                 msg = watch.message() => {
@@ -259,20 +266,26 @@ impl Controller {
                         }
                     }
                 }
-                _ = keepalive_tick.tick() => {
-                    let silent = self.last_keepalive.map_or(Duration::MAX, |t| t.elapsed());
-                    if silent > step * 2 {
-                        return Err(anyhow::anyhow!("no keepalive answer for {silent:?}").into());
+                changed = keepalive.state.changed() => {
+                    if changed.is_err() {
+                        return Err(anyhow::anyhow!("the keepalive task ended").into());
                     }
-                    keeper.keep_alive().await?;
+                    let state = keepalive.state.borrow_and_update().clone();
+                    match state {
+                        LeaseState::Alive { until } => self.lease_until = Some(until),
+                        LeaseState::Expired => {
+                            self.lease_lost("etcd says the lease has expired");
+                            return Err(anyhow::anyhow!("lease {lease} expired").into());
+                        }
+                        LeaseState::Failed(why) => return Err(anyhow::anyhow!(why).into()),
+                    }
                 }
-                resp = keepalives.message() => {
-                    let resp = resp?.ok_or_else(|| anyhow::anyhow!("the keepalive stream ended"))?;
-                    if resp.ttl() <= 0 {
-                        self.lease_lost("etcd says the lease has expired");
-                        return Err(anyhow::anyhow!("lease {lease} expired").into());
-                    }
-                    self.last_keepalive = Some(Instant::now());
+                _ = tokio::time::sleep_until(release_at.unwrap_or(wake)), if release_at.is_some() => {
+                    // Renewals stalled while etcd still looked reachable: the same rule as when
+                    // it is not (`--on-etcd-loss release`).
+                    warn!("no lease renewal; stopping answering before the lease can expire (--on-etcd-loss release)");
+                    self.publish(HeldSet::default());
+                    return Err(anyhow::anyhow!("lease renewals stalled").into());
                 }
                 _ = interface_tick.tick() => {
                     if self.refresh_interfaces() {
@@ -286,15 +299,20 @@ impl Controller {
         }
     }
 
+    /// With `--on-etcd-loss release`: when to stop answering, a margin before the lease can
+    /// have expired (a third of the TTL, at most a second).
+    fn release_at(&self) -> Option<Instant> {
+        let margin = (self.settings.ttl() / 3).min(Duration::from_secs(1));
+        match self.settings.on_etcd_loss {
+            OnEtcdLoss::Release => self.lease_until.map(|u| u - margin),
+            OnEtcdLoss::Hold => None,
+        }
+    }
+
     /// Waits out one retry interval while etcd is away; true when shutdown was asked for.
     async fn wait_for_etcd(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
         let retry = Instant::now() + self.settings.keepalive_interval();
-        let ttl = self.settings.ttl();
-        let margin = (ttl / 3).min(Duration::from_secs(1));
-        let release_at = match (self.settings.on_etcd_loss, self.last_keepalive) {
-            (OnEtcdLoss::Release, Some(t)) => Some(t + ttl.saturating_sub(margin)),
-            _ => None,
-        };
+        let release_at = self.release_at();
         loop {
             if let Some(at) = release_at {
                 if Instant::now() >= at && !self.held_tx.borrow().is_empty() {
@@ -354,6 +372,7 @@ impl Controller {
             "lease lost; no longer answering for any address"
         );
         self.lease = None;
+        self.lease_until = None;
         self.unclaimed_since.clear();
         self.metrics.lease_alive.set(0);
         self.publish(HeldSet::default());

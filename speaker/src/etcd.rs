@@ -3,6 +3,7 @@
 //! still on this speaker's lease, both in one transaction, so etcd alone decides who holds what.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, PutOptions, Txn, TxnOp, WatchStream,
@@ -43,8 +44,10 @@ impl Etcd {
     }
 
     /// Whether the lease is still alive in etcd.
-    pub async fn alive(&mut self, lease: i64) -> anyhow::Result<bool> {
-        Ok(self.client.lease_time_to_live(lease, None).await?.ttl() > 0)
+    /// The lease's remaining time to live, or `None` when it has expired.
+    pub async fn alive(&mut self, lease: i64) -> anyhow::Result<Option<Duration>> {
+        let ttl = self.client.lease_time_to_live(lease, None).await?.ttl();
+        Ok((ttl > 0).then(|| Duration::from_secs(u64::try_from(ttl).unwrap_or(0))))
     }
 
     /// Ends the lease now: every key on it (registration, claims) is deleted at once.
