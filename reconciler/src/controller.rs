@@ -21,7 +21,7 @@ use ferrolb_core::alloc::{ServiceKey, ServiceRequest};
 use ferrolb_core::announce::NodeInfo;
 use ferrolb_core::config::{Config, Report};
 use ferrolb_core::layout::{ConfigStatus, Keys, PoolUse};
-use ferrolb_etcd::bounded;
+use ferrolb_etcd::{LeaseState, bounded};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
@@ -117,6 +117,8 @@ pub struct Reconciler {
     services: Option<(String, Vec<ServiceRequest>)>,
     services_error: Option<String>,
     lease: Option<i64>,
+    /// The lease renewals' state, read live (the renewals run in their own task).
+    lease_state: Option<watch::Receiver<LeaseState>>,
     observed: Observed,
     synced: bool,
     status_tx: watch::Sender<StatusView>,
@@ -173,6 +175,7 @@ impl Reconciler {
             services: None,
             services_error: None,
             lease: None,
+            lease_state: None,
             observed: Observed::default(),
             synced: false,
             status_tx,
@@ -445,16 +448,19 @@ impl Reconciler {
             }
         }
         let mut watch = bounded(step, "watch", store.watch(revision + 1)).await?;
-        let (mut keeper, mut keepalives) = bounded(step, "keepalive", async {
-            Ok(store.client.lease_keep_alive(lease).await?)
-        })
+        // Renewals run in a task of their own, so a long round (many status writes, a slow
+        // fetch) never lets the lease lapse.
+        let ttl = Duration::from_secs(u64::try_from(self.settings.lease_ttl).unwrap_or(3));
+        let mut keepalive = bounded(
+            step,
+            "keepalive",
+            ferrolb_etcd::keep_alive(&mut store.client, lease, ttl, step),
+        )
         .await?;
+        self.lease_state = Some(keepalive.state.clone());
         self.synced = true;
-        let mut keepalive_tick = tokio::time::interval(step);
-        keepalive_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut resync = tokio::time::interval(RESYNC);
         resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_keepalive = tokio::time::Instant::now();
         loop {
             if self.observed.leader.is_none()
                 && bounded(step, "campaign", store.campaign(&self.identity, lease)).await?
@@ -476,18 +482,16 @@ impl Reconciler {
                         }
                     }
                 }
-                _ = keepalive_tick.tick() => {
-                    if last_keepalive.elapsed() > step * 2 {
-                        return Err(anyhow::anyhow!("no keepalive answer for {:?}", last_keepalive.elapsed()).into());
+                changed = keepalive.state.changed() => {
+                    if changed.is_err() {
+                        return Err(anyhow::anyhow!("the keepalive task ended").into());
                     }
-                    keeper.keep_alive().await?;
-                }
-                resp = keepalives.message() => {
-                    let resp = resp?.ok_or_else(|| anyhow::anyhow!("the keepalive stream ended"))?;
-                    if resp.ttl() <= 0 {
-                        return Err(anyhow::anyhow!("lease {lease} expired").into());
+                    let state = keepalive.state.borrow_and_update().clone();
+                    match state {
+                        LeaseState::Alive { .. } => {}
+                        LeaseState::Expired => return Err(anyhow::anyhow!("lease {lease} expired").into()),
+                        LeaseState::Failed(why) => return Err(anyhow::anyhow!(why).into()),
                     }
-                    last_keepalive = tokio::time::Instant::now();
                 }
                 Some(()) = changed(config_watch) => {
                     if let Some(w) = config_watch.as_mut() {
@@ -670,6 +674,22 @@ impl Reconciler {
         let Some(cluster) = &self.cluster else {
             return;
         };
+        // Writes to Kubernetes are not fenced by etcd: only a leader whose lease surely lasts a
+        // while longer may make them, and it checks again as the round goes on.
+        let step = self.settings.step();
+        let state = self.lease_state.clone();
+        let leading = || {
+            state.as_ref().is_some_and(|rx| match &*rx.borrow() {
+                LeaseState::Alive { until } => {
+                    until.saturating_duration_since(tokio::time::Instant::now()) > step
+                }
+                _ => false,
+            })
+        };
+        if !leading() {
+            warn!("lease renewal overdue: not writing to Kubernetes this round");
+            return;
+        }
         let (writes, mut notes) = feedback::statuses(requests, &p.decisions, &mut self.failed);
         notes.extend(feedback::node_assignments(
             &self.observed.claims,
@@ -677,6 +697,10 @@ impl Reconciler {
             &mut self.assigned,
         ));
         for w in &writes {
+            if !leading() {
+                warn!("lease renewal overdue: stopping this round's status writes");
+                return;
+            }
             match cluster.write_status(&w.key, &w.ips).await {
                 Ok(()) => {
                     self.metrics.kubernetes_writes.inc();
