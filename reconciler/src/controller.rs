@@ -257,6 +257,9 @@ impl Reconciler {
             Ok(Ok(fetched)) => {
                 self.git_backoff = Duration::ZERO;
                 self.git_due = tokio::time::Instant::now() + interval;
+                if fetched.path_missing {
+                    warn!(commit = %fetched.commit, path = %self.settings.git_path.display(), "--git-path is not in the commit: an empty configuration (no pools)");
+                }
                 let report = ferrolb_core::config::load(
                     fetched
                         .files

@@ -48,6 +48,8 @@ pub struct Fetched {
     /// The configuration files under the path (names relative to the repository's root), with
     /// oversized ones cut after `MAX_FILE_BYTES + 1` bytes so that validation refuses them.
     pub files: Vec<SourceFile>,
+    /// `--git-path` is not in the commit (read as an empty configuration).
+    pub path_missing: bool,
 }
 
 /// Why a fetch failed; the configuration in force stays.
@@ -59,14 +61,6 @@ pub enum GitError {
     /// The reference is neither a branch, a tag nor a commit of the remote.
     #[error("git: {0:?} is not a branch, tag or commit of the remote")]
     UnknownRef(String),
-    /// `--git-path` is not a directory in that commit.
-    #[error("git: {path} is not a directory in commit {commit}")]
-    NoPath {
-        /// The path.
-        path: String,
-        /// The commit.
-        commit: String,
-    },
     /// The fetch did not finish in time.
     #[error("git: the fetch did not finish within {0:?}")]
     Timeout(std::time::Duration),
@@ -162,18 +156,24 @@ impl GitSource {
         let id = commit.id().to_string();
         let root = commit.tree()?;
         let prefix = normalized(&self.path);
+        // A path that is not in the commit is an empty configuration: deleting every pool file
+        // deletes the directory too, since Git does not keep empty directories, and deleting
+        // every pool is a valid change.
         let tree = if prefix.is_empty() {
-            root
+            Some(root)
         } else {
             root.get_path(Path::new(&prefix))
                 .ok()
                 .filter(|e| e.kind() == Some(ObjectType::Tree))
                 .and_then(|e| e.to_object(&repo).ok())
                 .and_then(|o| o.into_tree().ok())
-                .ok_or_else(|| GitError::NoPath {
-                    path: prefix.clone(),
-                    commit: id.clone(),
-                })?
+        };
+        let Some(tree) = tree else {
+            return Ok(Fetched {
+                commit: id,
+                files: Vec::new(),
+                path_missing: true,
+            });
         };
         let mut found: Vec<(String, git2::Oid)> = Vec::new();
         tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
@@ -207,7 +207,11 @@ impl GitSource {
             };
             files.push(SourceFile { name, bytes });
         }
-        Ok(Fetched { commit: id, files })
+        Ok(Fetched {
+            commit: id,
+            files,
+            path_missing: false,
+        })
     }
 }
 

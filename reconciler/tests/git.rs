@@ -260,3 +260,34 @@ fn an_unreachable_remote_keeps_the_configuration_in_force() {
         s["config_error"].is_null()
     });
 }
+
+#[test]
+fn a_commit_deleting_every_pool_is_a_valid_change_that_withdraws_the_addresses() {
+    let etcd = Etcd::start().expect("etcd");
+    let root = tempfile::tempdir().expect("tempdir");
+    let repo = Repo::new(root.path());
+    let first = repo.push("lab.yaml", POOLS);
+    let r = start(&etcd, &repo, root.path(), "1s");
+    r.wait("first commit", Duration::from_secs(10), |s| {
+        s["revision"] == first.as_str()
+    });
+    let end = Instant::now() + Duration::from_secs(5);
+    while web_ip(&etcd).is_none() {
+        assert!(Instant::now() < end, "web not announced\n{}", r.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::remove_file(repo.work.join("pools/lab.yaml")).expect("rm");
+    git(&repo.work, &["add", "-A"]);
+    git(&repo.work, &["commit", "-q", "-m", "remove every pool"]);
+    git(&repo.work, &["push", "-q", "origin", "HEAD:main"]);
+    r.wait(
+        "the empty configuration in force",
+        Duration::from_secs(5),
+        |s| s["revision"] != first.as_str() && s["config_error"].is_null(),
+    );
+    let end = Instant::now() + Duration::from_secs(5);
+    while web_ip(&etcd).is_some() {
+        assert!(Instant::now() < end, "web still announced\n{}", r.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
