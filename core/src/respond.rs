@@ -12,8 +12,10 @@ use std::time::Duration;
 
 /// Requests per second always answered for any one requester (the bucket's size and refill).
 pub const RATE_PER_SECOND: u32 = 100;
-/// Requesters tracked at once; past that, idle ones are forgotten, and while the table is still
-/// full of active requesters, new requesters are not answered (a flood from random addresses).
+/// Requesters tracked at once. Past that, idle ones are forgotten first; if the table is still
+/// full (a flood from made-up addresses), some entry makes room for the newcomer. Memory stays
+/// bounded, and a real requester is still answered in the middle of such a flood: refusing
+/// newcomers would refuse it too, since it cannot be told apart from the flood.
 pub const MAX_REQUESTERS: usize = 16_384;
 
 /// What arrived.
@@ -102,7 +104,9 @@ impl RateLimiter {
         if !self.buckets.contains_key(&requester) && self.buckets.len() >= MAX_REQUESTERS {
             self.forget_idle(now);
             if self.buckets.len() >= MAX_REQUESTERS {
-                return false;
+                if let Some(victim) = self.buckets.keys().next().copied() {
+                    self.buckets.remove(&victim);
+                }
             }
         }
         let b = self.buckets.entry(requester).or_insert(Bucket {
@@ -312,10 +316,10 @@ mod tests {
             assert!(l.allow(mac(), Duration::ZERO));
         }
         assert!(
-            !l.allow(mac(), Duration::from_millis(500)),
-            "table full of active requesters"
+            l.allow(mac(), Duration::from_millis(500)),
+            "a newcomer is still answered when the table is full"
         );
-        assert_eq!(l.len(), MAX_REQUESTERS);
+        assert_eq!(l.len(), MAX_REQUESTERS, "memory stays bounded");
         assert!(
             l.allow(mac(), Duration::from_secs(2)),
             "idle ones are forgotten"

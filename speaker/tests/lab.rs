@@ -422,3 +422,90 @@ fn a_holder_cut_off_from_etcd_yields_to_the_new_holder() {
         assert_eq!(c.arp(ip), [c.mac_of(&second)], "{}", c.logs());
     }
 }
+
+#[test]
+fn a_flood_of_requests_and_malformed_frames_does_not_stop_legitimate_answers() {
+    require_root!();
+    let mut c = Cluster::start(2, &[]);
+    let ip = IpAddr::V4(c.lab.vip4(11));
+    c.announce(ip, "");
+    let holder = c
+        .wait_holder(ip, Duration::from_secs(10), |h| h.is_some())
+        .expect("holder");
+    let IpAddr::V4(target) = ip else {
+        unreachable!()
+    };
+    let ifindex: u32 = c
+        .lab
+        .exec_ok(Host::Client, ["cat", "/sys/class/net/eth0/ifindex"])
+        .expect("ifindex")
+        .trim()
+        .parse()
+        .expect("number");
+    let ns = std::path::PathBuf::from("/run/netns").join(c.lab.ns(Host::Client));
+    let source = c.lab.ip(Host::Client).octets();
+    // A hostile host: for three seconds, about 50,000 frames a second: requests from thousands
+    // of made-up MACs and frames of every broken shape.
+    let flood = std::thread::spawn(move || {
+        ferrolb_speaker::sys::enter_netns(&ns).expect("enter the client namespace");
+        let sock = ferrolb_speaker::sys::RawSocket::open(ifindex, 0x0806).expect("raw socket");
+        let end = Instant::now() + Duration::from_secs(3);
+        let mut sent = 0u64;
+        while Instant::now() < end {
+            let n = sent.to_be_bytes();
+            let mac = [0x02, 0xee, n[4], n[5], n[6], n[7]];
+            let mut req = vec![0xff; 6];
+            req.extend_from_slice(&mac);
+            req.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+            req.extend_from_slice(&mac);
+            req.extend_from_slice(&source);
+            req.extend_from_slice(&[0; 6]);
+            req.extend_from_slice(&target.octets());
+            let _ = sock.send(&req);
+            // Broken: cut short, wrong sizes, garbage after a valid header.
+            let cut = (sent as usize) % req.len();
+            let _ = sock.send(&req[..cut.max(14)]);
+            let mut bad = req.clone();
+            bad[18] = 0x09;
+            bad[19] = (sent % 256) as u8;
+            let _ = sock.send(&bad);
+            sent += 3;
+            if sent % 48 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        sent
+    });
+    let start = Instant::now();
+    let mut answered = 0;
+    let mut asked = 0;
+    while start.elapsed() < Duration::from_secs(3) {
+        asked += 1;
+        if c.arp(ip) == [c.mac_of(&holder)] {
+            answered += 1;
+        }
+    }
+    let sent = flood.join().expect("flood thread");
+    assert!(sent > 10_000, "the flood sent only {sent} frames");
+    assert_eq!(
+        answered,
+        asked,
+        "a legitimate requester went unanswered during the flood\n{}",
+        c.logs()
+    );
+    let speaker = c.speaker(Cluster::node_index(&holder));
+    assert!(speaker.is_running(), "the speaker survived");
+    let text = c
+        .lab
+        .exec_ok(
+            Host::Node(Cluster::node_index(&holder)),
+            ["curl", "-sf", "http://127.0.0.1:7472/metrics"],
+        )
+        .expect("metrics");
+    let malformed: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ferrolb_speaker_malformed_frames_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(malformed > 0.0, "broken frames are counted\n{text}");
+}
