@@ -1,6 +1,9 @@
-//! The etcd connection both ferrolb daemons share: the `--etcd-*` flags (each also read from an
-//! environment variable), TLS with CA verification and client certificates, username and
-//! password from a file, and request timeouts.
+//! What both ferrolb daemons share: the etcd connection — the `--etcd-*` flags (each also read
+//! from an environment variable), TLS with CA verification and client certificates, username and
+//! password from a file, request timeouts, listing and watching a prefix, lease renewals — and,
+//! in [`daemon`], process start-up and shutdown.
+
+pub mod daemon;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -85,6 +88,16 @@ impl EtcdArgs {
             .map(String::as_str)
             .filter(|e| plaintext_remote(e))
             .collect()
+    }
+
+    /// Logs a warning for each [`plaintext_remote`](Self::plaintext_remote) endpoint and returns
+    /// how many there are, for the daemons' gauges.
+    pub fn warn_plaintext(&self) -> i64 {
+        let plaintext = self.plaintext_remote();
+        for e in &plaintext {
+            tracing::warn!(endpoint = %e, "etcd over plain HTTP to another host: use TLS (--etcd-cacert, --etcd-cert, --etcd-key)");
+        }
+        i64::try_from(plaintext.len()).unwrap_or(i64::MAX)
     }
 
     /// Connects (the client reconnects by itself afterwards).

@@ -31,7 +31,6 @@ pub mod store;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::info;
 
@@ -53,13 +52,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let identity = identity();
     info!(%identity, endpoints = ?settings.etcd.etcd_endpoints, "starting");
     let metrics = Arc::new(Metrics::default());
-    let plaintext = settings.etcd.plaintext_remote();
-    for e in &plaintext {
-        tracing::warn!(endpoint = %e, "etcd over plain HTTP to another host: use TLS (--etcd-cacert, --etcd-cert, --etcd-key)");
-    }
     metrics
         .etcd_plaintext_endpoints
-        .set(i64::try_from(plaintext.len()).unwrap_or(i64::MAX));
+        .set(settings.etcd.warn_plaintext());
     let (stop_tx, stop_rx) = watch::channel(false);
     let (status_tx, status_rx) = watch::channel(StatusView::default());
     let (hook, hooks) = if settings.config_git.is_some() {
@@ -102,40 +97,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         hook,
         stop_rx.clone(),
     ));
-    let mut control = tokio::spawn(reconciler.run(stop_rx));
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let early = tokio::select! {
-        _ = term.recv() => { info!("SIGTERM: stopping"); None }
-        _ = int.recv() => { info!("SIGINT: stopping"); None }
-        r = &mut control => {
-            // Its result is taken here: `finish` must not wait for it again.
-            return r.context("controller task").and_then(|r| r).context("controller stopped");
-        }
-        r = &mut http => Some(match r {
-            Ok(Ok(())) => Err(anyhow::anyhow!("the HTTP listener stopped")),
-            Ok(Err(e)) => Err(anyhow::Error::new(e).context("the HTTP listener failed")),
-            Err(e) => Err(anyhow::Error::new(e).context("the HTTP task")),
-        }),
-    };
-    let _ = stop_tx.send(true);
-    let outcome = finish(control, early).await;
+    let control = tokio::spawn(reconciler.run(stop_rx));
+    let outcome = ferrolb_etcd::daemon::supervise(control, &mut http, &stop_tx).await;
     http.abort();
     outcome
-}
-
-/// Lets the controller finish its graceful stop (stop answering or writing, then end the lease)
-/// whatever ended the run, within a few seconds; the first error wins.
-async fn finish(
-    control: tokio::task::JoinHandle<anyhow::Result<()>>,
-    early: Option<anyhow::Result<()>>,
-) -> anyhow::Result<()> {
-    let stopped = match tokio::time::timeout(std::time::Duration::from_secs(3), control).await {
-        Ok(r) => r.context("controller task").and_then(|r| r),
-        Err(_) => Err(anyhow::anyhow!("the controller did not stop within 3 s")),
-    };
-    match early {
-        Some(Err(e)) => Err(e),
-        _ => stopped,
-    }
 }

@@ -32,7 +32,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use ferrolb_core::respond::HeldSet;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
@@ -45,13 +44,9 @@ use crate::settings::Settings;
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     info!(node = %settings.node_name, endpoints = ?settings.etcd.etcd_endpoints, prefix = %settings.etcd.etcd_prefix, "starting");
     let metrics = Arc::new(Metrics::default());
-    let plaintext = settings.etcd.plaintext_remote();
-    for e in &plaintext {
-        tracing::warn!(endpoint = %e, "etcd over plain HTTP to another host: use TLS (--etcd-cacert, --etcd-cert, --etcd-key)");
-    }
     metrics
         .etcd_plaintext_endpoints
-        .set(i64::try_from(plaintext.len()).unwrap_or(i64::MAX));
+        .set(settings.etcd.warn_plaintext());
     let healthy = Arc::new(AtomicBool::new(true));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (held_tx, held_rx) = watch::channel(Arc::new(HeldSet::default()));
@@ -74,7 +69,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         events_rx,
         metrics.clone(),
     )?;
-    let mut control = tokio::spawn(controller.run(stop_rx.clone()));
+    let control = tokio::spawn(controller.run(stop_rx.clone()));
     // The responders stop after the controller, which first empties the held set.
     let (responders_stop_tx, responders_stop_rx) = watch::channel(false);
     let responders = tokio::spawn(responder::supervise(
@@ -88,42 +83,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         responders_stop_rx,
     ));
 
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let result = tokio::select! {
-        _ = term.recv() => { info!("SIGTERM: stopping"); None }
-        _ = int.recv() => { info!("SIGINT: stopping"); None }
-        r = &mut control => {
-            // Its result is taken here: `finish` must not wait for it again.
-            return r.context("controller task").and_then(|r| r).context("controller stopped");
-        }
-        r = &mut http => Some(match r {
-            Ok(Ok(())) => Err(anyhow::anyhow!("the HTTP listener stopped")),
-            Ok(Err(e)) => Err(anyhow::Error::new(e).context("the HTTP listener failed")),
-            Err(e) => Err(anyhow::Error::new(e).context("the HTTP task")),
-        }),
-    };
+    let outcome = ferrolb_etcd::daemon::supervise(control, &mut http, &stop_tx).await;
     healthy.store(false, Ordering::Relaxed);
-    let _ = stop_tx.send(true);
-    let outcome = finish(control, result).await;
     let _ = responders_stop_tx.send(true);
     let _ = responders.await;
     http.abort();
     outcome
-}
-
-/// Lets the controller finish its graceful stop (stop answering or writing, then end the lease)
-/// whatever ended the run, within a few seconds; the first error wins.
-async fn finish(
-    control: tokio::task::JoinHandle<anyhow::Result<()>>,
-    early: Option<anyhow::Result<()>>,
-) -> anyhow::Result<()> {
-    let stopped = match tokio::time::timeout(std::time::Duration::from_secs(3), control).await {
-        Ok(r) => r.context("controller task").and_then(|r| r),
-        Err(_) => Err(anyhow::anyhow!("the controller did not stop within 3 s")),
-    };
-    match early {
-        Some(Err(e)) => Err(e),
-        _ => stopped,
-    }
 }
