@@ -201,9 +201,17 @@ pub async fn watch_prefix(
         .await?)
 }
 
-/// The changes one watch response carries.
-pub fn watch_changes(resp: &etcd_client::WatchResponse) -> Vec<KeyChange> {
-    resp.events()
+/// The changes one watch message carries; an error when the watch failed, ended or was canceled
+/// (the caller starts a new session, listing again).
+pub fn watch_changes(
+    msg: Result<Option<etcd_client::WatchResponse>, etcd_client::Error>,
+) -> anyhow::Result<Vec<KeyChange>> {
+    let resp = msg?.ok_or_else(|| anyhow::anyhow!("the watch stream ended"))?;
+    if resp.canceled() {
+        anyhow::bail!("the watch was canceled: {}", resp.cancel_reason());
+    }
+    Ok(resp
+        .events()
         .iter()
         .filter_map(|ev| {
             let kv = ev.kv()?;
@@ -216,7 +224,7 @@ pub fn watch_changes(resp: &etcd_client::WatchResponse) -> Vec<KeyChange> {
                 value,
             })
         })
-        .collect()
+        .collect())
 }
 
 /// What the keepalive task last learned about the lease.

@@ -475,11 +475,7 @@ impl Reconciler {
             tokio::select! {
                 _ = stopped(shutdown) => return Err(SessionEnd::Shutdown),
                 msg = watch.message() => {
-                    let resp = msg?.ok_or_else(|| anyhow::anyhow!("the watch stream ended"))?;
-                    if resp.canceled() {
-                        return Err(anyhow::anyhow!("the watch was canceled: {}", resp.cancel_reason()).into());
-                    }
-                    for c in store::changes(&resp) {
+                    for c in store::changes(msg)? {
                         if let Err(e) = self.observed.apply_change(&self.keys, &c) {
                             warn!(error = %e, "skipping an unreadable key");
                         }

@@ -256,11 +256,7 @@ impl Controller {
             tokio::select! {
                 _ = stopped(shutdown) => return Err(SessionEnd::Shutdown),
                 msg = watch.message() => {
-                    let resp = msg?.ok_or_else(|| anyhow::anyhow!("the watch stream ended"))?;
-                    if resp.canceled() {
-                        return Err(anyhow::anyhow!("the watch was canceled: {}", resp.cancel_reason()).into());
-                    }
-                    for c in etcd::changes(&resp) {
+                    for c in etcd::changes(msg)? {
                         if let Err(e) = self.world.apply(&self.keys, &c) {
                             warn!(error = %e, "skipping an unreadable key");
                         }

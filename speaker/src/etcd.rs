@@ -104,12 +104,14 @@ impl Etcd {
     }
 }
 
-/// The changes in one watch response.
-pub fn changes(resp: &etcd_client::WatchResponse) -> Vec<Change> {
-    ferrolb_etcd::watch_changes(resp)
+/// The changes in one watch message; an error when the watch failed, ended or was canceled.
+pub fn changes(
+    msg: Result<Option<etcd_client::WatchResponse>, etcd_client::Error>,
+) -> anyhow::Result<Vec<Change>> {
+    Ok(ferrolb_etcd::watch_changes(msg)?
         .into_iter()
         .map(Change::from)
-        .collect()
+        .collect())
 }
 
 pub use ferrolb_etcd::bounded;
