@@ -124,15 +124,7 @@ impl Bench {
     }
 
     fn holder(&self, ip: IpAddr) -> Option<String> {
-        let out = self
-            .etcd
-            .ctl(&[
-                "get",
-                &format!("/ferrolb/claims/{ip}"),
-                "--print-value-only",
-            ])
-            .ok()?;
-        let v: serde_json::Value = serde_json::from_str(out.trim()).ok()?;
+        let v = self.etcd.get_json(&format!("/ferrolb/claims/{ip}"))?;
         v["node"].as_str().map(str::to_string)
     }
 

@@ -216,11 +216,7 @@ fn a_broken_configuration_changes_nothing_and_says_why() {
         &POOLS.replace("10.250.0.100-10.250.0.103", "10.250.0.100/33"),
     );
     let status = wait_for("the error in etcd", Duration::from_secs(5), &logs, || {
-        let out = s
-            .etcd
-            .ctl(&["get", "/ferrolb/reconciler/config", "--print-value-only"])
-            .ok()?;
-        let v: serde_json::Value = serde_json::from_str(out.trim()).ok()?;
+        let v = s.etcd.get_json("/ferrolb/reconciler/config")?;
         v["error"].as_str().map(str::to_string)
     });
     assert!(

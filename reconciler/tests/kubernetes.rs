@@ -97,14 +97,7 @@ fn wait(what: &str, log: &dyn Fn() -> String, f: impl Fn() -> bool) {
 }
 
 fn announcement_nodes(etcd: &Etcd, ip: &str) -> Option<Value> {
-    let out = etcd
-        .ctl(&[
-            "get",
-            &format!("/ferrolb/announcements/{ip}"),
-            "--print-value-only",
-        ])
-        .ok()?;
-    let v: Value = serde_json::from_str(out.trim()).ok()?;
+    let v = etcd.get_json(&format!("/ferrolb/announcements/{ip}"))?;
     Some(v["nodes"].clone())
 }
 

@@ -69,28 +69,12 @@ impl Cluster {
 
     /// The node holding the claim on `ip`, from etcd.
     fn holder(&self, ip: IpAddr) -> Option<String> {
-        let out = self
-            .etcd
-            .ctl(&[
-                "get",
-                &format!("/ferrolb/claims/{ip}"),
-                "--print-value-only",
-            ])
-            .ok()?;
-        let v: serde_json::Value = serde_json::from_str(out.trim()).ok()?;
+        let v = self.etcd.get_json(&format!("/ferrolb/claims/{ip}"))?;
         v["node"].as_str().map(str::to_string)
     }
 
     fn claim_since(&self, ip: IpAddr) -> Option<String> {
-        let out = self
-            .etcd
-            .ctl(&[
-                "get",
-                &format!("/ferrolb/claims/{ip}"),
-                "--print-value-only",
-            ])
-            .ok()?;
-        let v: serde_json::Value = serde_json::from_str(out.trim()).ok()?;
+        let v = self.etcd.get_json(&format!("/ferrolb/claims/{ip}"))?;
         v["since"].as_str().map(str::to_string)
     }
 

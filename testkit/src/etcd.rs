@@ -327,6 +327,12 @@ impl Etcd {
         ctl_at(self.netns.as_deref(), &self.ctl_endpoint(), args)
     }
 
+    /// The JSON value stored at `key`; `None` when the key is missing, unreadable or not JSON.
+    pub fn get_json(&self, key: &str) -> Option<serde_json::Value> {
+        let out = self.ctl(&["get", key, "--print-value-only"]).ok()?;
+        serde_json::from_str(out.trim()).ok()
+    }
+
     /// The URL `ctl` uses: loopback, reachable from where `ctl` runs.
     fn ctl_endpoint(&self) -> String {
         url(Ipv4Addr::LOCALHOST, self.client_port)
