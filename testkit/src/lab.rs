@@ -493,10 +493,33 @@ impl Lab {
     }
 
     /// Sends one ICMP echo request from `from` to `addr` and waits up to a second; whether an
-    /// answer came.
+    /// answer came. Use it to show that traffic is cut; to show that it flows, use
+    /// [`reaches`](Self::reaches), which allows for a link that is still coming up.
     pub fn ping(&self, from: Host, addr: impl Into<IpAddr>) -> Result<bool> {
         let addr = addr.into().to_string();
         let output = self.exec(from, ["ping", "-n", "-c", "1", "-W", "1", addr.as_str()])?;
+        Ok(output.status.success())
+    }
+
+    /// Whether `from` gets an answer from `addr` within five seconds: echo requests every 200 ms
+    /// until the first reply. A link just set up, or a neighbour entry that failed while the link
+    /// was down, can lose the first requests on a loaded machine.
+    pub fn reaches(&self, from: Host, addr: impl Into<IpAddr>) -> Result<bool> {
+        let addr = addr.into().to_string();
+        let output = self.exec(
+            from,
+            [
+                "ping",
+                "-n",
+                "-c",
+                "1",
+                "-i",
+                "0.2",
+                "-w",
+                "5",
+                addr.as_str(),
+            ],
+        )?;
         Ok(output.status.success())
     }
 

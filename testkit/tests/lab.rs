@@ -31,8 +31,8 @@ fn the_client_reaches_node1_by_ping_arp_and_ndp() {
         lab.mac(node1),
         "the configured MAC is the live one"
     );
-    assert!(lab.ping(Host::Client, lab.ip(node1)).expect("ping"));
-    assert!(lab.ping(Host::Client, lab.ip6(node1)).expect("ping6"));
+    assert!(lab.reaches(Host::Client, lab.ip(node1)).expect("ping"));
+    assert!(lab.reaches(Host::Client, lab.ip6(node1)).expect("ping6"));
 
     let macs = lab
         .arping(Host::Client, lab.ip(node1), Duration::from_millis(500))
@@ -113,9 +113,9 @@ fn links_blackholes_and_firewalls_cut_traffic_and_come_back() {
     lab.set_link(Host::Node(2), false).expect("link down");
     assert!(!lab.ping(Host::Client, node2).expect("ping"));
     lab.set_link(Host::Node(2), true).expect("link up");
-    assert!(lab.ping(Host::Client, node2).expect("ping"));
+    assert!(lab.reaches(Host::Client, node2).expect("ping"));
     assert!(
-        lab.ping(Host::Client, lab.ip6(Host::Node(2)))
+        lab.reaches(Host::Client, lab.ip6(Host::Node(2)))
             .expect("ping6"),
         "IPv6 addresses survive a link down"
     );
@@ -123,7 +123,7 @@ fn links_blackholes_and_firewalls_cut_traffic_and_come_back() {
     lab.blackhole(Host::Client, node2).expect("blackhole");
     assert!(!lab.ping(Host::Client, node2).expect("ping"));
     lab.unblackhole(Host::Client, node2).expect("unblackhole");
-    assert!(lab.ping(Host::Client, node2).expect("ping"));
+    assert!(lab.reaches(Host::Client, node2).expect("ping"));
 
     lab.nft(
         Host::Node(2),
@@ -132,11 +132,12 @@ fn links_blackholes_and_firewalls_cut_traffic_and_come_back() {
     .expect("nft");
     assert!(!lab.ping(Host::Client, node2).expect("ping"));
     assert!(
-        lab.ping(Host::Client, lab.ip(Host::Node(1))).expect("ping"),
+        lab.reaches(Host::Client, lab.ip(Host::Node(1)))
+            .expect("ping"),
         "the rule is node2's alone"
     );
     lab.nft(Host::Node(2), "flush ruleset").expect("flush");
-    assert!(lab.ping(Host::Client, node2).expect("ping"));
+    assert!(lab.reaches(Host::Client, node2).expect("ping"));
 }
 
 #[test]
