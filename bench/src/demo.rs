@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use ferrolb_testkit::{Etcd, Host, Lab, LabProcess, Signal};
@@ -159,12 +159,6 @@ impl Demo {
             .find(|i| self.lab.mac(Host::Node(*i)) == mac)
             .map_or_else(|| mac.to_string(), |i| format!("node{i}"))
     }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Runs the demo.
@@ -439,7 +433,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
     });
     std::thread::sleep(Duration::from_millis(700));
-    let killed_at = unix_now();
+    let killed_at = crate::unix_now();
     if let Some(s) = demo.speakers.get(&old_i) {
         s.signal(Signal::Kill)?;
     }

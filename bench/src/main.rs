@@ -12,7 +12,9 @@
 //! `ferrolb-lab-bench reconciler` measures how fast pool changes reach etcd (files, Git, webhook).
 
 mod demo;
+mod faults;
 mod kube;
+mod monitor;
 mod probe;
 mod reconciler;
 mod scenarios;
@@ -44,6 +46,10 @@ enum Command {
     Reconciler(reconciler::Args),
     /// The reconciler against the fake Kubernetes API with many Services.
     Kube(kube::Args),
+    /// The client of the fault suite (runs inside the client namespace).
+    Monitor(monitor::Args),
+    /// The fault suite: scenarios that must lose nothing, and the reliability report.
+    Faults(faults::Args),
     /// Gather every benchmark's figures into target/bench-results.json and print a summary.
     Summary(summary::Args),
 }
@@ -68,6 +74,13 @@ pub struct RunArgs {
     pub out: PathBuf,
 }
 
+/// Now, in seconds since the Unix epoch (the lab's processes share the clock).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -78,6 +91,8 @@ fn main() -> ExitCode {
         Command::Reconciler(args) => reconciler::run(&args),
         Command::Kube(args) => kube::run(&args),
         Command::Summary(args) => summary::run(&args),
+        Command::Monitor(args) => monitor::run(&args),
+        Command::Faults(args) => faults::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

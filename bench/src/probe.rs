@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ferrolb_core::wire::{self, ArpOperation, Frame};
@@ -73,12 +73,6 @@ struct FloodLine {
     seconds: f64,
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 fn requester(k: u16) -> [u8; 6] {
     let b = k.to_be_bytes();
     [0x02, 0xbb, 0, 0, b[0], b[1]]
@@ -139,7 +133,7 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
                     got = socket.recv(&mut buf) => {
                         let (n, outgoing) = got?;
                         if let (false, Some(mac)) = (outgoing, reply_from(&buf[..n.min(buf.len())], args.target)) {
-                            serde_json::to_writer(&mut out, &ReplyLine { t: unix_now(), mac: mac.to_string() })?;
+                            serde_json::to_writer(&mut out, &ReplyLine { t: crate::unix_now(), mac: mac.to_string() })?;
                             writeln!(out)?;
                             out.flush()?;
                         }

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use ferrolb_testkit::{Etcd, Host, Lab, LabProcess, Signal};
@@ -80,12 +80,6 @@ struct Bench {
     speakers: Vec<LabProcess>,
     speaker_bin: PathBuf,
     ttl: u32,
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Bench {
@@ -187,7 +181,7 @@ impl Bench {
                 .collect::<Vec<(f64, String)>>()
         });
         std::thread::sleep(Duration::from_millis(800));
-        let t_signal = unix_now();
+        let t_signal = crate::unix_now();
         self.speakers[old_i - 1].signal(signal)?;
         let new = self.wait_holder(IpAddr::V4(ip), Duration::from_secs(15), |h| h != old)?;
         std::thread::sleep(Duration::from_millis(500));

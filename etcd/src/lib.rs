@@ -161,6 +161,8 @@ pub struct KeyChange {
     pub key: Vec<u8>,
     /// The value and the lease it is attached to (0: none); `None` when the key was deleted.
     pub value: Option<(Vec<u8>, i64)>,
+    /// The revision of the change: the key's modification revision, or that of its deletion.
+    pub revision: i64,
 }
 
 /// Everything under `prefix`, and the revision it was read at (watch from the next one).
@@ -178,6 +180,7 @@ pub async fn list_prefix(
         .map(|kv| KeyChange {
             key: kv.key().to_vec(),
             value: Some((kv.value().to_vec(), kv.lease())),
+            revision: kv.mod_revision(),
         })
         .collect();
     Ok((kvs, revision))
@@ -222,6 +225,7 @@ pub fn watch_changes(
             Some(KeyChange {
                 key: kv.key().to_vec(),
                 value,
+                revision: kv.mod_revision(),
             })
         })
         .collect())

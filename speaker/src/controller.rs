@@ -549,18 +549,31 @@ impl Controller {
                 interfaces,
                 since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             };
-            let won = bounded(step, "claim", etcd.claim(ip, &claim, lease))
+            let outcome = bounded(step, "claim", etcd.claim(ip, &claim, lease))
                 .await
                 .inspect_err(|_| self.etcd_error("claim"))?;
-            if won {
-                info!(%ip, rank, interfaces = ?claim.interfaces, "claim");
-                self.metrics.claims_won.inc();
-                self.world
-                    .claims
-                    .insert(ip, crate::world::HeldClaim { claim, lease });
-            } else {
-                debug!(%ip, rank, "another node claimed first");
-                self.metrics.claims_lost.inc();
+            match outcome {
+                etcd::ClaimOutcome::Won { revision } => {
+                    info!(%ip, rank, interfaces = ?claim.interfaces, "claim");
+                    self.metrics.claims_won.inc();
+                    self.world.claims.insert(
+                        ip,
+                        crate::world::HeldClaim {
+                            claim,
+                            lease,
+                            revision,
+                        },
+                    );
+                }
+                etcd::ClaimOutcome::Lost { current } => {
+                    debug!(%ip, rank, "another node claimed first");
+                    self.metrics.claims_lost.inc();
+                    if let Some(c) = current
+                        && let Err(e) = self.world.apply(&self.keys, &c)
+                    {
+                        warn!(error = %e, "skipping an unreadable key");
+                    }
+                }
             }
         }
         Ok(())

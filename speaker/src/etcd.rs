@@ -81,17 +81,38 @@ impl Etcd {
         ferrolb_etcd::watch_prefix(&mut self.client, &prefix, revision).await
     }
 
-    /// Creates the claim on `ip` if nobody holds it; true when this speaker won.
-    pub async fn claim(&mut self, ip: IpAddr, claim: &Claim, lease: i64) -> anyhow::Result<bool> {
+    /// Creates the claim on `ip` if nobody holds it. When it exists already, the transaction
+    /// reads it instead, so the speaker learns who won without waiting for its watch.
+    pub async fn claim(
+        &mut self,
+        ip: IpAddr,
+        claim: &Claim,
+        lease: i64,
+    ) -> anyhow::Result<ClaimOutcome> {
         let key = self.keys.claim(ip);
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(
-                key,
+                key.clone(),
                 layout::encode(claim),
                 Some(PutOptions::new().with_lease(lease)),
-            )]);
-        Ok(self.client.txn(txn).await?.succeeded())
+            )])
+            .or_else([TxnOp::get(key, None)]);
+        let resp = self.client.txn(txn).await?;
+        let revision = resp.header().map_or(0, |h| h.revision());
+        if resp.succeeded() {
+            return Ok(ClaimOutcome::Won { revision });
+        }
+        let current = resp.op_responses().into_iter().find_map(|op| match op {
+            etcd_client::TxnOpResponse::Get(get) => get.kvs().first().map(|kv| Change::Put {
+                key: kv.key().to_vec(),
+                value: kv.value().to_vec(),
+                lease: kv.lease(),
+                revision: kv.mod_revision(),
+            }),
+            _ => None,
+        });
+        Ok(ClaimOutcome::Lost { current })
     }
 
     /// Deletes the claim on `ip` if it is still on `lease`; true when it was.
@@ -102,6 +123,22 @@ impl Etcd {
             .and_then([TxnOp::delete(key, None)]);
         Ok(self.client.txn(txn).await?.succeeded())
     }
+}
+
+/// How a claim transaction ended.
+#[derive(Debug)]
+pub enum ClaimOutcome {
+    /// This speaker holds the address now; its claim was written at `revision`.
+    Won {
+        /// The revision of the write.
+        revision: i64,
+    },
+    /// Someone else holds it: `current` is their claim as the transaction read it (`None` if it
+    /// was gone again by then).
+    Lost {
+        /// The claim that won.
+        current: Option<Change>,
+    },
 }
 
 /// The changes in one watch message; an error when the watch failed, ended or was canceled.

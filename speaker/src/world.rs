@@ -13,6 +13,8 @@ pub struct HeldClaim {
     pub claim: Claim,
     /// The lease the key is attached to.
     pub lease: i64,
+    /// The etcd revision that wrote it: older news of the key is ignored.
+    pub revision: i64,
 }
 
 /// One change seen in etcd.
@@ -26,11 +28,15 @@ pub enum Change {
         value: Vec<u8>,
         /// The lease the key is attached to (0: none).
         lease: i64,
+        /// The key's modification revision.
+        revision: i64,
     },
     /// A key was deleted (or its lease ended).
     Delete {
         /// The key.
         key: Vec<u8>,
+        /// The revision of the deletion.
+        revision: i64,
     },
 }
 
@@ -41,8 +47,12 @@ impl From<ferrolb_etcd::KeyChange> for Change {
                 key: c.key,
                 value,
                 lease,
+                revision: c.revision,
             },
-            None => Change::Delete { key: c.key },
+            None => Change::Delete {
+                key: c.key,
+                revision: c.revision,
+            },
         }
     }
 }
@@ -78,10 +88,19 @@ impl World {
     /// Applies one change; keys outside the layout are ignored. On an unreadable value the old
     /// entry is removed (a broken announcement must not keep being answered) and the error is
     /// returned for logging.
+    ///
+    /// A claim older than the one known is ignored: the speaker learns of its own claims (and of
+    /// the claims that beat it) from its transactions, before the watch delivers the changes
+    /// that came earlier, such as the deletion of the previous holder's claim.
     pub fn apply(&mut self, keys: &Keys, change: &Change) -> Result<(), Unreadable> {
-        let (key, put) = match change {
-            Change::Put { key, value, lease } => (key.as_slice(), Some((value, *lease))),
-            Change::Delete { key } => (key.as_slice(), None),
+        let (key, put, revision) = match change {
+            Change::Put {
+                key,
+                value,
+                lease,
+                revision,
+            } => (key.as_slice(), Some((value, *lease)), *revision),
+            Change::Delete { key, revision } => (key.as_slice(), None, *revision),
         };
         if let Some(ip) = keys.ip_in(&keys.announcements(), key) {
             self.announcements.remove(&ip);
@@ -96,10 +115,20 @@ impl World {
                 self.announcements.insert(ip, a);
             }
         } else if let Some(ip) = keys.ip_in(&keys.claims(), key) {
+            if self.claims.get(&ip).is_some_and(|c| c.revision > revision) {
+                return Ok(());
+            }
             self.claims.remove(&ip);
             if let Some((value, lease)) = put {
                 let claim: Claim = layout::decode("claim", key, value)?;
-                self.claims.insert(ip, HeldClaim { claim, lease });
+                self.claims.insert(
+                    ip,
+                    HeldClaim {
+                        claim,
+                        lease,
+                        revision,
+                    },
+                );
             }
         } else if let Some(node) = keys.node_in(key) {
             self.speakers.remove(&node);
@@ -127,17 +156,53 @@ mod tests {
     use super::*;
 
     fn put(key: &str, value: &str, lease: i64) -> Change {
+        put_at(key, value, lease, 0)
+    }
+
+    fn put_at(key: &str, value: &str, lease: i64, revision: i64) -> Change {
         Change::Put {
             key: key.as_bytes().to_vec(),
             value: value.as_bytes().to_vec(),
             lease,
+            revision,
         }
     }
 
     fn del(key: &str) -> Change {
+        del_at(key, 0)
+    }
+
+    fn del_at(key: &str, revision: i64) -> Change {
         Change::Delete {
             key: key.as_bytes().to_vec(),
+            revision,
         }
+    }
+
+    #[test]
+    fn older_news_of_a_claim_does_not_undo_a_newer_one() {
+        let keys = Keys::new("/ferrolb");
+        let key = "/ferrolb/claims/10.0.0.5";
+        let claim = |n: &str| format!(r#"{{"node":"{n}","interfaces":["eth0"],"since":"x"}}"#);
+        let mut w = World::default();
+        // This speaker's own claim, written at revision 30 (learned from its transaction).
+        w.apply(&keys, &put_at(key, &claim("b"), 2, 30))
+            .expect("valid");
+        // The watch, behind, still brings the old holder's claim and its deletion.
+        w.apply(&keys, &put_at(key, &claim("a"), 1, 10))
+            .expect("valid");
+        w.apply(&keys, &del_at(key, 29)).expect("valid");
+        assert_eq!(
+            w.claims
+                .get(&"10.0.0.5".parse().expect("ip"))
+                .map(|c| c.claim.node.as_str()),
+            Some("b")
+        );
+        // Then its own write, and later changes, apply as usual.
+        w.apply(&keys, &put_at(key, &claim("b"), 2, 30))
+            .expect("valid");
+        w.apply(&keys, &del_at(key, 31)).expect("valid");
+        assert!(w.claims.is_empty());
     }
 
     #[test]
