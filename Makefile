@@ -2,9 +2,9 @@
 # runs, `make bench` and `make bench-lab` the benchmarks.
 CARGO ?= cargo
 
-.PHONY: demo test deps lint unit bench bench-lab fuzz validate-examples
+.PHONY: demo test deps lint unit faults faults-long bench bench-lab fuzz validate-examples
 
-test: lint unit
+test: lint unit faults
 
 # The whole system in a lab of network namespaces on this machine (root): etcd, the reconciler
 # on examples/, three speakers, a client; shows who answers, fails one node over, cleans up.
@@ -21,6 +21,19 @@ lint: deps
 
 unit: deps
 	$(CARGO) test --workspace --locked
+
+# The fault suite, short variants (root, about 4 minutes): etcd outages, a holder cut off, crash
+# rounds, reconciler failover, pool repository and Kubernetes API faults, an ARP flood, a
+# three-member etcd losing quorum. Skipped (with a message) when not root.
+faults: deps
+	$(CARGO) build --workspace --bins --locked
+	@if [ "$$(id -u)" = 0 ]; then ./target/debug/ferrolb-lab-bench faults; \
+	else echo "make faults: skipped, the network lab needs root"; fi
+
+# The long variants (root, about 10 minutes, release build); writes docs/RELIABILITY.md.
+faults-long: deps
+	$(CARGO) build --release --workspace --bins --locked
+	./target/release/ferrolb-lab-bench faults --long --report docs/RELIABILITY.md
 
 validate-examples:
 	$(CARGO) run --quiet --bin ferrolb -- validate --strict examples/pools

@@ -6,6 +6,7 @@
 pub mod daemon;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -100,13 +101,46 @@ impl EtcdArgs {
         i64::try_from(plaintext.len()).unwrap_or(i64::MAX)
     }
 
-    /// Connects (the client reconnects by itself afterwards).
+    /// Connects to one endpoint that answers, trying them in turn from the one after the
+    /// endpoint of the previous call, so that a session that failed on a dead member starts the
+    /// next on another. (A client over all endpoints at once keeps sending some requests to a
+    /// dead member, and every such request ends the session.) When none answers, connects over
+    /// all of them and lets the caller's first request fail.
     pub async fn connect(&self, options: ConnectOptions) -> anyhow::Result<Client> {
+        let n = self.etcd_endpoints.len();
+        if n > 1 {
+            let first = NEXT_ENDPOINT.fetch_add(1, Ordering::Relaxed);
+            for k in 0..n {
+                let endpoint = &self.etcd_endpoints[(first + k) % n];
+                let attempt = async {
+                    let mut c = Client::connect([endpoint], Some(options.clone())).await?;
+                    c.status().await?;
+                    Ok::<Client, etcd_client::Error>(c)
+                };
+                match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
+                    Ok(Ok(client)) => {
+                        NEXT_ENDPOINT.store((first + k + 1) % n, Ordering::Relaxed);
+                        return Ok(client);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(%endpoint, error = %e, "etcd endpoint not answering")
+                    }
+                    Err(_) => tracing::debug!(%endpoint, "etcd endpoint not answering in time"),
+                }
+            }
+        }
         Client::connect(&self.etcd_endpoints, Some(options))
             .await
             .context("connecting to etcd")
     }
 }
+
+/// Where the next [`EtcdArgs::connect`] starts trying endpoints: one past the last that worked,
+/// since a new connection is only asked for when the session on it failed.
+static NEXT_ENDPOINT: AtomicUsize = AtomicUsize::new(0);
+
+/// How long one endpoint may take to connect and answer a status request.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Whether `endpoint` is plain HTTP (or has no scheme) to a host other than loopback.
 pub fn plaintext_remote(endpoint: &str) -> bool {

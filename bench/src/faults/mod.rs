@@ -554,8 +554,8 @@ impl World {
         Ok(f(&s))
     }
 
-    /// Why the world is not settled: an address without a claim, or answered (in the newest
-    /// answered round at least 150 ms old) by anything but its claim holder's MAC alone.
+    /// Why the world is not settled: an address without a claim, or not answered by its claim
+    /// holder's MAC alone in the newest round at least 150 ms old.
     fn unsettled(&self) -> anyhow::Result<Option<String>> {
         let claims = self.claims()?;
         let before = crate::unix_now() - 0.15;

@@ -117,16 +117,14 @@ impl Observations {
         a
     }
 
-    /// The MACs that answered `ip` in the newest round sent at or before `before` that anyone
-    /// answered; empty when none did.
+    /// The MACs that answered `ip` in the newest round sent at or before `before` (empty when
+    /// nobody did).
     pub fn current_macs(&self, ip: Ipv4Addr, before: f64) -> BTreeSet<String> {
         self.rounds
             .iter()
             .rev()
-            .filter(|(_, t)| **t <= before)
-            .take(20)
+            .find(|(_, t)| **t <= before)
             .map(|(r, t)| self.answers(*r, *t, ip).map(str::to_string).collect())
-            .find(|macs: &BTreeSet<String>| !macs.is_empty())
             .unwrap_or_default()
     }
 
