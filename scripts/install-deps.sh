@@ -20,6 +20,7 @@ packages=(
   curl            # etcd health checks inside lab namespaces
   procps          # kill(1) and sysctl(8) used by the testkit
   openssl         # certificates for the etcd TLS tests
+  openssh-server  # sshd (and ssh-keygen) for the live Git-over-SSH test; not started as a service
 )
 
 # kubectl reads the fake API server in the reconciler's tests; Debian's kubernetes-client only

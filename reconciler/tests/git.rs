@@ -291,3 +291,162 @@ fn a_commit_deleting_every_pool_is_a_valid_change_that_withdraws_the_addresses()
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A real OpenSSH server on a free loopback port, serving the bare repositories under a
+/// directory to one client key; killed on drop.
+struct SshServer {
+    child: std::process::Child,
+    port: u16,
+    host_key_pub: String,
+}
+
+impl Drop for SshServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keygen(path: &Path) {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ecdsa", "-N", "", "-f"])
+        .arg(path)
+        .output()
+        .expect("ssh-keygen");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl SshServer {
+    /// Starts `sshd` accepting `client_pub`; needs root (sshd's privilege separation).
+    fn start(root: &Path, client_pub: &Path) -> SshServer {
+        let host_key = root.join("host_key");
+        keygen(&host_key);
+        std::fs::create_dir_all("/run/sshd").expect("privilege separation directory");
+        let port = common::free_port();
+        let config = root.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+                 PermitRootLogin prohibit-password\nStrictModes no\nPidFile {}\n",
+                host_key.display(),
+                client_pub.display(),
+                root.join("sshd.pid").display()
+            ),
+        )
+        .expect("write sshd_config");
+        let child = Command::new("/usr/sbin/sshd")
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&config)
+            .stderr(std::fs::File::create(root.join("sshd.log")).expect("log"))
+            .spawn()
+            .expect("start sshd");
+        let end = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < end, "sshd did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let host_key_pub = std::fs::read_to_string(host_key.with_extension("pub"))
+            .expect("host key")
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        SshServer {
+            child,
+            port,
+            host_key_pub,
+        }
+    }
+}
+
+/// The reconciler on `url` over SSH with `client_key`, checking host keys against `known_hosts`.
+fn start_ssh(
+    etcd: &Etcd,
+    root: &Path,
+    name: &str,
+    url: &str,
+    client_key: &Path,
+    known_hosts: &str,
+) -> Reconciler {
+    let services = root.join("services");
+    std::fs::create_dir_all(&services).expect("mkdir");
+    std::fs::write(services.join("web.yaml"), SERVICE).expect("write");
+    let known = root.join(format!("{name}-known_hosts"));
+    std::fs::write(&known, known_hosts).expect("write");
+    let a = common::args(&[
+        "--config-git",
+        url,
+        "--git-ref",
+        "main",
+        "--git-path",
+        "pools",
+        "--git-interval",
+        "1s",
+        "--git-cache",
+        root.join(format!("{name}-cache")).to_str().expect("path"),
+        "--git-ssh-key",
+        client_key.to_str().expect("path"),
+        "--git-known-hosts",
+        known.to_str().expect("path"),
+        "--services",
+        services.to_str().expect("path"),
+        "--etcd-endpoints",
+        &etcd.endpoints(),
+        "--lease-ttl",
+        "2",
+    ]);
+    Reconciler::spawn(&a, root, name)
+}
+
+#[test]
+fn over_ssh_a_known_host_key_is_fetched_and_an_unknown_one_refused() {
+    ferrolb_testkit::require_root!();
+    let root = tempfile::tempdir().expect("tempdir");
+    let repo = Repo::new(root.path());
+    let first = repo.push("lab.yaml", POOLS);
+    let client_key = root.path().join("client_key");
+    keygen(&client_key);
+    let ssh = SshServer::start(root.path(), &client_key.with_extension("pub"));
+    let url = format!("ssh://root@127.0.0.1:{}{}", ssh.port, repo.remote.display());
+    let listed = format!("[127.0.0.1]:{} {}\n", ssh.port, ssh.host_key_pub);
+
+    // Another host's key under the right name: the fetch is refused, nothing is applied.
+    let etcd_wrong = Etcd::start().expect("etcd");
+    let other = root.path().join("other_host_key");
+    keygen(&other);
+    let other_pub = std::fs::read_to_string(other.with_extension("pub")).expect("key");
+    let other_pub: Vec<&str> = other_pub.split_whitespace().take(2).collect();
+    let wrong = format!("[127.0.0.1]:{} {}\n", ssh.port, other_pub.join(" "));
+    let r = start_ssh(&etcd_wrong, root.path(), "wrong", &url, &client_key, &wrong);
+    r.wait("the host key refused", Duration::from_secs(15), |s| {
+        s["config_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("hostkey") || e.contains("host key"))
+    });
+    assert!(
+        web_ip(&etcd_wrong).is_none(),
+        "nothing applied\n{}",
+        r.log()
+    );
+    drop(r);
+
+    // The server's own key: fetched and applied.
+    let etcd = Etcd::start().expect("etcd");
+    let r = start_ssh(&etcd, root.path(), "right", &url, &client_key, &listed);
+    r.wait("the commit over SSH", Duration::from_secs(15), |s| {
+        s["revision"] == first.as_str() && s["config_error"].is_null()
+    });
+    let end = Instant::now() + Duration::from_secs(5);
+    while web_ip(&etcd).is_none() {
+        assert!(Instant::now() < end, "web not announced\n{}", r.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
