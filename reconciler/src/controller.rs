@@ -464,6 +464,10 @@ impl Reconciler {
         self.synced = true;
         let mut resync = tokio::time::interval(RESYNC);
         resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // A standby also looks at the leader key itself every renewal interval: its watch was
+        // seen to report the key's deletion seconds late (fault suite, scenario 6).
+        let mut leader_check = tokio::time::interval(step);
+        leader_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             if self.observed.leader.is_none()
                 && bounded(step, "campaign", store.campaign(&self.identity, lease)).await?
@@ -475,10 +479,14 @@ impl Reconciler {
             tokio::select! {
                 _ = stopped(shutdown) => return Err(SessionEnd::Shutdown),
                 msg = watch.message() => {
+                    let had_leader = self.observed.leader.is_some();
                     for c in store::changes(msg)? {
                         if let Err(e) = self.observed.apply_change(&self.keys, &c) {
                             warn!(error = %e, "skipping an unreadable key");
                         }
+                    }
+                    if had_leader && self.observed.leader.is_none() {
+                        info!("the leader key is gone; campaigning");
                     }
                 }
                 changed = keepalive.state.changed() => {
@@ -519,6 +527,13 @@ impl Reconciler {
                 _ = resync.tick() => {
                     self.reload_config();
                     self.reload_services();
+                }
+                _ = leader_check.tick(), if !self.is_leader(lease) => {
+                    if !bounded(step, "leader check", store.leader_exists()).await?
+                        && self.observed.leader.take().is_some()
+                    {
+                        info!("the leader key is gone; campaigning");
+                    }
                 }
             }
         }

@@ -120,6 +120,18 @@ impl Store {
         Ok(self.client.txn(txn).await?.succeeded())
     }
 
+    /// Whether the leader key exists now (a linearizable read).
+    pub async fn leader_exists(&mut self) -> anyhow::Result<bool> {
+        let resp = self
+            .client
+            .get(
+                self.keys.reconciler_leader(),
+                Some(etcd_client::GetOptions::new().with_count_only()),
+            )
+            .await?;
+        Ok(resp.count() > 0)
+    }
+
     fn fence(&self, lease: i64) -> Compare {
         Compare::lease(self.keys.reconciler_leader(), CompareOp::Equal, lease)
     }

@@ -50,6 +50,14 @@ impl Etcd {
         Ok((ttl > 0).then(|| Duration::from_secs(u64::try_from(ttl).unwrap_or(0))))
     }
 
+    /// Whether `node`'s registration is still on `lease`, by a linearizable read: it needs a
+    /// quorum, so unlike a lease status from a member cut off from the others, its "no" means the
+    /// lease is gone.
+    pub async fn registered_on(&mut self, node: &str, lease: i64) -> anyhow::Result<bool> {
+        let resp = self.client.get(self.keys.speaker(node), None).await?;
+        Ok(resp.kvs().first().is_some_and(|kv| kv.lease() == lease))
+    }
+
     /// Ends the lease now: every key on it (registration, claims) is deleted at once.
     pub async fn revoke(&mut self, lease: i64) -> anyhow::Result<()> {
         self.client.lease_revoke(lease).await?;
