@@ -21,6 +21,7 @@ packages=(
   procps          # kill(1) and sysctl(8) used by the testkit
   openssl         # certificates for the etcd TLS tests
   openssh-server  # sshd (and ssh-keygen) for the live Git-over-SSH test; not started as a service
+  python3         # the HTTPS Git server of the live Git-over-HTTPS test
 )
 
 # kubectl reads the fake API server in the reconciler's tests; Debian's kubernetes-client only

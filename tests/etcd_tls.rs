@@ -214,6 +214,17 @@ fn a_user_and_a_password_from_a_file_authenticate() {
         &["--etcd-username", "root", "--etcd-password-file", "bad"],
     );
     assert_eq!(bad.status.code(), Some(2));
+    for out in [&ok, &bad] {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !text.contains("s3cret") && !text.contains("guess"),
+            "a password was printed: {text}"
+        );
+    }
     let none = status(dir.path(), &etcd.endpoints(), &[]);
     assert_eq!(
         none.status.code(),

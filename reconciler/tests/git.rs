@@ -450,3 +450,216 @@ fn over_ssh_a_known_host_key_is_fetched_and_an_unknown_one_refused() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A Git smart-HTTP server over TLS (Python's http.server in front of `git http-backend`) that
+/// asks for HTTP basic authentication with one token; killed on drop.
+struct HttpsServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for HttpsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const GIT_HTTPS_SERVER: &str = r#"
+import base64, http.server, os, ssl, subprocess, sys
+root, port, cert, key, token = sys.argv[1:6]
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self): self.git()
+    def do_POST(self): self.git()
+    def body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            data = b""
+            while True:
+                size = int(self.rfile.readline().strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+    def git(self):
+        body = self.body()
+        auth = self.headers.get("Authorization", "")
+        given = base64.b64decode(auth[6:]).decode().split(":", 1)[-1] if auth.startswith("Basic ") else None
+        if given != token:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        path, _, query = self.path.partition("?")
+        env = dict(os.environ, GIT_PROJECT_ROOT=root, GIT_HTTP_EXPORT_ALL="1", PATH_INFO=path,
+                   QUERY_STRING=query, REQUEST_METHOD=self.command, REMOTE_USER="ferrolb",
+                   CONTENT_TYPE=self.headers.get("Content-Type", ""), CONTENT_LENGTH=str(len(body)))
+        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
+        head, _, content = out.partition(b"\r\n\r\n")
+        status, headers = 200, []
+        for line in head.decode().split("\r\n"):
+            k, _, v = line.partition(":")
+            if k.lower() == "status":
+                status = int(v.split()[0])
+            elif k:
+                headers.append((k, v.strip()))
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
+    def log_message(self, *args):
+        pass
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", int(port)), Handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#;
+
+fn sh(dir: &Path, script: &str) {
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl HttpsServer {
+    /// Serves the repositories under `root` with a certificate for 127.0.0.1 signed by
+    /// `root/ca.crt` (made here), to callers presenting `token`.
+    fn start(root: &Path, token: &str) -> HttpsServer {
+        sh(
+            root,
+            "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=ferrolb-git-ca -keyout ca.key -out ca.crt 2>/dev/null && \
+             printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n' > ext.cnf && \
+             openssl req -newkey rsa:2048 -nodes -subj /CN=git -keyout https.key -out https.csr 2>/dev/null && \
+             openssl x509 -req -in https.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out https.crt 2>/dev/null",
+        );
+        std::fs::write(root.join("server.py"), GIT_HTTPS_SERVER).expect("write");
+        let port = common::free_port();
+        let child = Command::new("python3")
+            .arg(root.join("server.py"))
+            .arg(root)
+            .arg(port.to_string())
+            .arg(root.join("https.crt"))
+            .arg(root.join("https.key"))
+            .arg(token)
+            .stderr(std::fs::File::create(root.join("https.log")).expect("log"))
+            .spawn()
+            .expect("start the HTTPS server");
+        let end = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < end, "the HTTPS server did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        HttpsServer { child, port }
+    }
+}
+
+/// The reconciler on `url` with the token in `token_file`; `ca` as OpenSSL's trust store when
+/// given (the system's otherwise).
+fn start_https(
+    etcd: &Etcd,
+    root: &Path,
+    name: &str,
+    url: &str,
+    token_file: &Path,
+    ca: Option<&Path>,
+) -> Reconciler {
+    let services = root.join("services");
+    std::fs::create_dir_all(&services).expect("mkdir");
+    std::fs::write(services.join("web.yaml"), SERVICE).expect("write");
+    let a = common::args(&[
+        "--config-git",
+        url,
+        "--git-ref",
+        "main",
+        "--git-path",
+        "pools",
+        "--git-interval",
+        "1s",
+        "--git-cache",
+        root.join(format!("{name}-cache")).to_str().expect("path"),
+        "--git-token-file",
+        token_file.to_str().expect("path"),
+        "--services",
+        services.to_str().expect("path"),
+        "--etcd-endpoints",
+        &etcd.endpoints(),
+        "--lease-ttl",
+        "2",
+    ]);
+    let env: Vec<(&str, &Path)> = ca.map(|c| ("SSL_CERT_FILE", c)).into_iter().collect();
+    Reconciler::spawn_with_env(&a, root, name, &env)
+}
+
+#[test]
+fn over_https_a_trusted_server_and_the_right_token_are_needed() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let repo = Repo::new(root.path());
+    let first = repo.push("lab.yaml", POOLS);
+    let https = HttpsServer::start(root.path(), "t0ken");
+    let url = format!("https://127.0.0.1:{}/remote.git", https.port);
+    let ca = root.path().join("ca.crt");
+    let right = root.path().join("token");
+    std::fs::write(&right, "t0ken\n").expect("write");
+    let wrong = root.path().join("wrong-token");
+    std::fs::write(&wrong, "guess\n").expect("write");
+    let refused = |name: &str, token: &Path, ca: Option<&Path>, what: &str| {
+        let etcd = Etcd::start().expect("etcd");
+        let r = start_https(&etcd, root.path(), name, &url, token, ca);
+        r.wait(what, Duration::from_secs(15), |s| {
+            !s["config_error"].is_null() && s["revision"].is_null()
+        });
+        assert!(
+            web_ip(&etcd).is_none(),
+            "{what}: nothing applied\n{}",
+            r.log()
+        );
+        r.status()["config_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    // A certificate from a CA the machine does not trust: refused.
+    let e = refused(
+        "untrusted",
+        &right,
+        None,
+        "an untrusted certificate refused",
+    );
+    assert!(e.contains("certificate") || e.contains("SSL"), "{e}");
+    // A trusted server, the wrong token: refused.
+    let e = refused("bad-token", &wrong, Some(&ca), "a wrong token refused");
+    assert!(!e.contains("certificate"), "{e}");
+
+    let etcd = Etcd::start().expect("etcd");
+    let r = start_https(&etcd, root.path(), "right", &url, &right, Some(&ca));
+    r.wait("the commit over HTTPS", Duration::from_secs(15), |s| {
+        s["revision"] == first.as_str() && s["config_error"].is_null()
+    });
+    let end = Instant::now() + Duration::from_secs(5);
+    while web_ip(&etcd).is_none() {
+        assert!(Instant::now() < end, "web not announced\n{}", r.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for name in ["untrusted", "bad-token", "right"] {
+        let log = std::fs::read_to_string(root.path().join(format!("{name}.log"))).expect("log");
+        assert!(
+            !log.contains("t0ken") && !log.contains("guess"),
+            "a token was logged by {name}:\n{log}"
+        );
+    }
+}

@@ -26,9 +26,20 @@ impl Reconciler {
     /// Starts the reconciler with `args` plus `--listen` on a free port; stderr goes to
     /// `dir/<name>.log`.
     pub fn spawn(args: &[String], dir: &Path, name: &str) -> Reconciler {
+        Self::spawn_with_env(args, dir, name, &[])
+    }
+
+    /// [`spawn`](Self::spawn) with extra environment variables.
+    pub fn spawn_with_env(
+        args: &[String],
+        dir: &Path,
+        name: &str,
+        env: &[(&str, &Path)],
+    ) -> Reconciler {
         let port = free_port();
         let log = dir.join(format!("{name}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_ferrolb-reconciler"))
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .args(args)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::null())
