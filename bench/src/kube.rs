@@ -12,6 +12,8 @@ use ferrolb_testkit::kubeapi::FakeApiServer;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::procstat::cpu_seconds;
+
 /// Arguments of `kube`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Args {
@@ -52,15 +54,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 =
-        f.get(11).context("utime")?.parse::<f64>()? + f.get(12).context("stime")?.parse::<f64>()?;
-    Ok(ticks / 100.0)
 }
 
 fn start(
@@ -139,14 +132,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     eprintln!("{} Services created", args.services);
-    let me = std::process::id().to_string();
+    let me = std::process::id();
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let own0 = cpu_seconds(&me)?;
+    let own0 = cpu_seconds(me)?;
     let started = Instant::now();
     let r = start(&bin, &api, &etcd, &pools, port)?;
-    let pid = r.0.id().to_string();
+    let pid = r.0.id();
     let expected = args.services as usize;
     while api.writes("services", Some("status")) < expected {
         if started.elapsed() > Duration::from_secs(300) {
@@ -160,8 +153,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut results = Results {
         services: args.services,
         sync_seconds: started.elapsed().as_secs_f64(),
-        reconciler_cpu_seconds: cpu_seconds(&pid)?,
-        fake_server_cpu_seconds: cpu_seconds(&me)? - own0,
+        reconciler_cpu_seconds: cpu_seconds(pid)?,
+        fake_server_cpu_seconds: cpu_seconds(me)? - own0,
         ..Results::default()
     };
     std::thread::sleep(Duration::from_secs(3));

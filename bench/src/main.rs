@@ -16,6 +16,7 @@ mod faults;
 mod kube;
 mod monitor;
 mod probe;
+mod procstat;
 mod reconciler;
 mod scenarios;
 mod summary;

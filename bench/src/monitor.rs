@@ -63,9 +63,9 @@ pub enum Event {
 }
 
 /// The requester MAC of round `r`.
-fn requester(r: u32) -> [u8; 6] {
+fn requester(r: u32) -> wire::MacAddr {
     let b = r.to_be_bytes();
-    [0x02, 0xbc, b[0], b[1], b[2], b[3]]
+    wire::MacAddr([0x02, 0xbc, b[0], b[1], b[2], b[3]])
 }
 
 /// The round a requester MAC belongs to.
@@ -96,18 +96,6 @@ fn classify(frame: &[u8], targets: &[Ipv4Addr], t: f64) -> Option<Event> {
             t,
         }),
     }
-}
-
-fn request(from: [u8; 6], source: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
-    let mut f = Vec::with_capacity(42);
-    f.extend_from_slice(&[0xff; 6]);
-    f.extend_from_slice(&from);
-    f.extend_from_slice(&[0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01]);
-    f.extend_from_slice(&from);
-    f.extend_from_slice(&source.octets());
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&target.octets());
-    f
 }
 
 type Out = Arc<Mutex<std::io::Stdout>>;
@@ -191,7 +179,7 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
                 emit(&out, &Event::Round { r: round, t: crate::unix_now() });
                 let from = requester(round);
                 for target in &args.targets {
-                    socket.send(&request(from, args.source, *target)).await?;
+                    socket.send(&wire::arp_request(from, args.source, *target)).await?;
                 }
             }
             got = socket.recv(&mut buf) => {
@@ -228,7 +216,7 @@ mod tests {
     fn replies_name_their_round_and_unasked_announcements_are_gratuitous() {
         let ip = Ipv4Addr::new(10, 250, 0, 100);
         let mac = [0x02, 0, 0, 0, 0, 1];
-        let got = classify(&reply(ip, mac, requester(70_000), 2), &[ip], 1.5);
+        let got = classify(&reply(ip, mac, requester(70_000).0, 2), &[ip], 1.5);
         assert_eq!(
             got,
             Some(Event::Reply {
@@ -242,7 +230,7 @@ mod tests {
         assert!(matches!(garp, Some(Event::Garp { .. })), "{garp:?}");
         let other = Ipv4Addr::new(10, 250, 0, 101);
         assert_eq!(
-            classify(&reply(other, mac, requester(1), 2), &[ip], 1.0),
+            classify(&reply(other, mac, requester(1).0, 2), &[ip], 1.0),
             None
         );
         assert_eq!(classify(&[0u8; 10], &[ip], 1.0), None);

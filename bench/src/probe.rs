@@ -73,22 +73,9 @@ struct FloodLine {
     seconds: f64,
 }
 
-fn requester(k: u16) -> [u8; 6] {
+fn requester(k: u16) -> wire::MacAddr {
     let b = k.to_be_bytes();
-    [0x02, 0xbb, 0, 0, b[0], b[1]]
-}
-
-/// A broadcast who-has request.
-fn request(from: [u8; 6], source: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
-    let mut f = Vec::with_capacity(42);
-    f.extend_from_slice(&[0xff; 6]);
-    f.extend_from_slice(&from);
-    f.extend_from_slice(&[0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01]);
-    f.extend_from_slice(&from);
-    f.extend_from_slice(&source.octets());
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&target.octets());
-    f
+    wire::MacAddr([0x02, 0xbb, 0, 0, b[0], b[1]])
 }
 
 /// The answerer's MAC when `frame` is an ARP reply for `target`.
@@ -128,7 +115,7 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
                 tokio::select! {
                     _ = tick.tick() => {
                         k = (k + 1) % args.requesters.max(1);
-                        socket.send(&request(requester(k), args.source, args.target)).await?;
+                        socket.send(&wire::arp_request(requester(k), args.source, args.target)).await?;
                     }
                     got = socket.recv(&mut buf) => {
                         let (n, outgoing) = got?;
@@ -146,7 +133,7 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
                 let from = requester(u16::try_from(i % 50).unwrap_or(0));
                 let sent = Instant::now();
                 socket
-                    .send(&request(from, args.source, args.target))
+                    .send(&wire::arp_request(from, args.source, args.target))
                     .await?;
                 let rtt = tokio::time::timeout(Duration::from_millis(100), async {
                     loop {
@@ -177,7 +164,7 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
             let (mut sent, mut replies) = (0u64, 0u64);
             let mut k = 0u16;
             let frames: HashMap<u16, Vec<u8>> = (0..args.requesters.max(1))
-                .map(|r| (r, request(requester(r), args.source, args.target)))
+                .map(|r| (r, wire::arp_request(requester(r), args.source, args.target)))
                 .collect();
             while Instant::now() < end {
                 tokio::select! {

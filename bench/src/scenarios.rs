@@ -243,26 +243,6 @@ impl Bench {
             .collect())
     }
 
-    fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the ')'.
-        let utime: u64 = fields.get(11).context("utime")?.parse()?;
-        let stime: u64 = fields.get(12).context("stime")?.parse()?;
-        Ok(utime + stime)
-    }
-
-    fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .context("VmRSS")
-    }
-
     fn etcd_writes(&self) -> anyhow::Result<f64> {
         let url = format!("http://127.0.0.1:{}/metrics", self.etcd.client_port());
         let text = self
@@ -290,15 +270,6 @@ impl Bench {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0))
     }
-}
-
-fn clk_tck() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 fn speaker_next_to(exe: &Path) -> PathBuf {
@@ -371,10 +342,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 
     // CPU: idle for 10 s, then 10 s at 10,000 requests a second from 200 requesters.
     let pid = b.speakers[holder_i - 1].pid();
-    let tck = clk_tck();
-    let t0 = Bench::cpu_ticks(pid)?;
+    let tck = crate::procstat::clk_tck();
+    let t0 = crate::procstat::cpu_ticks(pid)?;
     std::thread::sleep(Duration::from_secs(10));
-    let t1 = Bench::cpu_ticks(pid)?;
+    let t1 = crate::procstat::cpu_ticks(pid)?;
     r.idle_cpu_percent = (t1 - t0) as f64 / tck / 10.0 * 100.0;
     let started = Instant::now();
     let out = b
@@ -392,7 +363,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         ])?
         .wait_with_output()?;
     let seconds = started.elapsed().as_secs_f64();
-    let t2 = Bench::cpu_ticks(pid)?;
+    let t2 = crate::procstat::cpu_ticks(pid)?;
     r.flood_cpu_percent = (t2 - t1) as f64 / tck / seconds * 100.0;
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     let probe_secs = summary["seconds"].as_f64().unwrap_or(seconds);
@@ -405,7 +376,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 
     // Memory: node1's speaker before and after it holds 1,000 addresses (100 IPv4, 900 IPv6).
     let pid1 = b.speakers[0].pid();
-    r.rss_idle_kib = Bench::rss_kib(pid1)?;
+    r.rss_idle_kib = crate::procstat::memory_kib(pid1)?.1;
     let s = b.lab.subnet();
     for k in 1..VIP4_FOR_RSS {
         b.announce(IpAddr::V4(b.lab.vip4(k)), r#""node1""#)?;
@@ -422,7 +393,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(6));
-    r.rss_1000_kib = Bench::rss_kib(pid1)?;
+    r.rss_1000_kib = crate::procstat::memory_kib(pid1)?.1;
     eprintln!(
         "resident memory: {} KiB idle, {} KiB with 1,000 addresses",
         r.rss_idle_kib, r.rss_1000_kib

@@ -367,21 +367,21 @@ impl SshServer {
     }
 }
 
-/// The reconciler on `url` over SSH with `client_key`, checking host keys against `known_hosts`.
-fn start_ssh(
+/// The reconciler on `url` (every second) with the credentials in `auth` and extra environment
+/// variables; the Service `web` in file mode.
+fn start_remote(
     etcd: &Etcd,
     root: &Path,
     name: &str,
     url: &str,
-    client_key: &Path,
-    known_hosts: &str,
+    auth: &[&str],
+    env: &[(&str, &Path)],
 ) -> Reconciler {
     let services = root.join("services");
     std::fs::create_dir_all(&services).expect("mkdir");
     std::fs::write(services.join("web.yaml"), SERVICE).expect("write");
-    let known = root.join(format!("{name}-known_hosts"));
-    std::fs::write(&known, known_hosts).expect("write");
-    let a = common::args(&[
+    let cache = root.join(format!("{name}-cache"));
+    let mut a = common::args(&[
         "--config-git",
         url,
         "--git-ref",
@@ -391,11 +391,7 @@ fn start_ssh(
         "--git-interval",
         "1s",
         "--git-cache",
-        root.join(format!("{name}-cache")).to_str().expect("path"),
-        "--git-ssh-key",
-        client_key.to_str().expect("path"),
-        "--git-known-hosts",
-        known.to_str().expect("path"),
+        cache.to_str().expect("path"),
         "--services",
         services.to_str().expect("path"),
         "--etcd-endpoints",
@@ -403,7 +399,28 @@ fn start_ssh(
         "--lease-ttl",
         "2",
     ]);
-    Reconciler::spawn(&a, root, name)
+    a.extend(common::args(auth));
+    Reconciler::spawn_with_env(&a, root, name, env)
+}
+
+/// The reconciler on `url` over SSH with `client_key`, checking host keys against `known_hosts`.
+fn start_ssh(
+    etcd: &Etcd,
+    root: &Path,
+    name: &str,
+    url: &str,
+    client_key: &Path,
+    known_hosts: &str,
+) -> Reconciler {
+    let known = root.join(format!("{name}-known_hosts"));
+    std::fs::write(&known, known_hosts).expect("write");
+    let auth = [
+        "--git-ssh-key",
+        client_key.to_str().expect("path"),
+        "--git-known-hosts",
+        known.to_str().expect("path"),
+    ];
+    start_remote(etcd, root, name, url, &auth, &[])
 }
 
 #[test]
@@ -578,31 +595,9 @@ fn start_https(
     token_file: &Path,
     ca: Option<&Path>,
 ) -> Reconciler {
-    let services = root.join("services");
-    std::fs::create_dir_all(&services).expect("mkdir");
-    std::fs::write(services.join("web.yaml"), SERVICE).expect("write");
-    let a = common::args(&[
-        "--config-git",
-        url,
-        "--git-ref",
-        "main",
-        "--git-path",
-        "pools",
-        "--git-interval",
-        "1s",
-        "--git-cache",
-        root.join(format!("{name}-cache")).to_str().expect("path"),
-        "--git-token-file",
-        token_file.to_str().expect("path"),
-        "--services",
-        services.to_str().expect("path"),
-        "--etcd-endpoints",
-        &etcd.endpoints(),
-        "--lease-ttl",
-        "2",
-    ]);
+    let auth = ["--git-token-file", token_file.to_str().expect("path")];
     let env: Vec<(&str, &Path)> = ca.map(|c| ("SSL_CERT_FILE", c)).into_iter().collect();
-    Reconciler::spawn_with_env(&a, root, name, &env)
+    start_remote(etcd, root, name, url, &auth, &env)
 }
 
 #[test]

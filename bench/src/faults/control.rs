@@ -11,7 +11,8 @@ use ferrolb_testkit::Etcd;
 use ferrolb_testkit::kubeapi::{FakeApiServer, Matcher};
 use serde_json::{Value, json};
 
-use super::{Outcome, Settings, TTL, World, memory_kib, pairs, pools, services};
+use super::{Outcome, Settings, TTL, World, pairs, pools, services};
+use crate::procstat::memory_kib;
 
 fn now() -> f64 {
     crate::unix_now()

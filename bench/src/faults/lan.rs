@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use ferrolb_testkit::Host;
 
-use super::{
-    CONTINUOUS_MS, Outcome, Rng, Settings, Store, TTL, World, cpu_seconds, memory_kib, node_index,
-};
+use super::{CONTINUOUS_MS, Outcome, Rng, Settings, Store, TTL, World, node_index};
+use crate::procstat::{cpu_seconds, memory_kib};
 use crate::scenarios::Stats;
 
 fn now() -> f64 {
@@ -366,15 +365,10 @@ fn flood_frames(
     while Instant::now() < end {
         for _ in 0..17 {
             let n = sent.to_be_bytes();
-            let mac = [0x02, 0xee, n[4], n[5], n[6], n[7]];
-            let mut req = vec![0xff; 6];
-            req.extend_from_slice(&mac);
-            req.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
-            req.extend_from_slice(&mac);
-            req.extend_from_slice(&source.octets());
-            req.extend_from_slice(&[0; 6]);
-            req.extend_from_slice(&target.octets());
-            let cut = (sent as usize) % req.len();
+            let mac = ferrolb_core::wire::MacAddr([0x02, 0xee, n[4], n[5], n[6], n[7]]);
+            let req = ferrolb_core::wire::arp_request(mac, source, target);
+            // Cut anywhere inside the 42 bytes that matter (the rest is padding).
+            let cut = (sent as usize) % 42;
             let mut bad = req.clone();
             bad[15] = 0x09;
             bad[19] = (sent % 256) as u8;

@@ -679,30 +679,6 @@ impl World {
     }
 }
 
-/// Resident memory (peak and current), KiB, of `pid`.
-fn memory_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("{name} of {pid}"))
-    };
-    Ok((field("VmHWM:")?, field("VmRSS:")?))
-}
-
-/// CPU time of `pid` so far, seconds.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let utime: u64 = fields.get(11).context("utime")?.parse()?;
-    let stime: u64 = fields.get(12).context("stime")?.parse()?;
-    Ok((utime + stime) as f64 / 100.0)
-}
-
 /// A small deterministic random number generator (xorshift64*), for reproducible choices.
 struct Rng(u64);
 

@@ -27,6 +27,20 @@ pub fn arp_reply(our_mac: MacAddr, our_ip: Ipv4Addr, to_mac: MacAddr, to_ip: Ipv
     )
 }
 
+/// A broadcast ARP request from `from_mac`/`from_ip` asking who has `target` (target MAC zero).
+pub fn arp_request(from_mac: MacAddr, from_ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    arp_frame(
+        MacAddr::BROADCAST,
+        ArpRepr {
+            operation: ArpOperation::Request,
+            sender_mac: from_mac,
+            sender_ip: from_ip,
+            target_mac: MacAddr([0; 6]),
+            target_ip: target,
+        },
+    )
+}
+
 /// A gratuitous ARP request announcing that `ip` is at `mac`: broadcast, sender and target IP both
 /// `ip`, target MAC broadcast (as MetalLB sends it).
 pub fn gratuitous_arp_request(mac: MacAddr, ip: Ipv4Addr) -> Vec<u8> {
@@ -147,12 +161,32 @@ mod tests {
         let ip = Ipv4Addr::new(192, 0, 2, 240);
         for frame in [
             arp_reply(OUR_MAC, ip, MacAddr([0x52, 0x54, 0, 0x12, 0x34, 0x56]), ip),
+            arp_request(OUR_MAC, ip, Ipv4Addr::new(192, 0, 2, 1)),
             gratuitous_arp_request(OUR_MAC, ip),
             gratuitous_arp_reply(OUR_MAC, ip),
         ] {
             assert_eq!(frame.len(), 60);
             assert!(frame[42..].iter().all(|&b| b == 0));
         }
+    }
+
+    #[test]
+    fn a_request_is_a_broadcast_who_has() {
+        let (from, target) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 240));
+        let Ok(Frame::Arp { eth, arp }) = parse_frame(&arp_request(OUR_MAC, from, target)) else {
+            panic!("not ARP");
+        };
+        assert_eq!((eth.dst, eth.src), (MacAddr::BROADCAST, OUR_MAC));
+        assert_eq!(
+            arp,
+            ArpRepr {
+                operation: ArpOperation::Request,
+                sender_mac: OUR_MAC,
+                sender_ip: from,
+                target_mac: MacAddr([0; 6]),
+                target_ip: target,
+            }
+        );
     }
 
     #[test]

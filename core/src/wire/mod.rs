@@ -7,7 +7,7 @@
 //!                                        │                           ──▶ Frame::NeighborAdvert
 //!                                        └─ anything else ──────────▶ Frame::Other
 //!
-//!  arp_reply, gratuitous_arp_*, neighbor_advert, unsolicited_neighbor_advert ──▶ Vec<u8>
+//!  arp_reply, arp_request, gratuitous_arp_*, neighbor_advert, unsolicited_neighbor_advert ──▶ Vec<u8>
 //! ```
 //!
 //! Each protocol has two halves, after smoltcp's `wire` module:
@@ -45,7 +45,7 @@ pub mod ndisc;
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use build::{
-    arp_reply, gratuitous_arp_reply, gratuitous_arp_request, neighbor_advert,
+    arp_reply, arp_request, gratuitous_arp_reply, gratuitous_arp_request, neighbor_advert,
     unsolicited_neighbor_advert,
 };
 pub use ethernet::{EtherType, EthernetFrame, EthernetRepr};
