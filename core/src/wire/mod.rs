@@ -32,12 +32,14 @@
 //! - [`ndisc`]: Neighbor Solicitation and Advertisement, with their link-layer address options.
 //! - [`frame`]: [`parse_frame`] and the received-message checks.
 //! - [`build`]: the frames the speaker sends.
+//! - [`heartbeat`]: the speakers' liveness frames (EtherType 0x88b5), optionally signed.
 
 pub mod arp;
 pub mod build;
 mod bytes;
 pub mod ethernet;
 pub mod frame;
+pub mod heartbeat;
 pub mod icmpv6;
 pub mod ipv6;
 mod mac;
