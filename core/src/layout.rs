@@ -6,6 +6,7 @@
 //! P/claims/<ip>            Claim          created only if absent, attached to the holder's lease
 //! P/reconciler/leader      identity       `<hostname>/<pid>` of the leader, plain text, on its lease
 //! P/reconciler/config      ConfigStatus   the configuration revision in force and its last error
+//! P/suspects/<node>/<obs>  Suspicion      observer <obs> hears no heartbeat from <node>; on <obs>'s lease
 //! ```
 //!
 //! `P` is `--etcd-prefix` (default `/ferrolb`). Values are JSON. Readers ignore fields they do not
@@ -88,6 +89,26 @@ impl Keys {
             .ok()
     }
 
+    /// `P/suspects/`.
+    pub fn suspects(&self) -> String {
+        format!("{}/suspects/", self.prefix)
+    }
+
+    /// `P/suspects/<node>/<observer>`.
+    pub fn suspect(&self, node: &str, observer: &str) -> String {
+        format!("{}{node}/{observer}", self.suspects())
+    }
+
+    /// The suspected node and the observer of a `suspect()` key.
+    pub fn suspect_in(&self, key: &[u8]) -> Option<(String, String)> {
+        let rest = std::str::from_utf8(key)
+            .ok()?
+            .strip_prefix(&self.suspects())?;
+        let (node, observer) = rest.split_once('/')?;
+        (!node.is_empty() && !observer.is_empty() && !observer.contains('/'))
+            .then(|| (node.to_string(), observer.to_string()))
+    }
+
     /// The node name at the end of a `speakers()` key.
     pub fn node_in(&self, key: &[u8]) -> Option<String> {
         let rest = std::str::from_utf8(key)
@@ -146,6 +167,14 @@ pub struct Claim {
     /// When it took the address (RFC 3339).
     #[serde(default)]
     pub since: String,
+}
+
+/// `P/suspects/<node>/<observer>`: the observer has heard no heartbeat from the node on `lease`
+/// for `--suspect-after`. On the observer's lease, so it ends with the observer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspicion {
+    /// The suspected node's lease: the one to end.
+    pub lease: i64,
 }
 
 /// `P/reconciler/config`: the configuration in force.
@@ -220,6 +249,13 @@ mod tests {
         assert_eq!(k.announcement(ip), "/ferrolb/announcements/10.0.0.5");
         assert_eq!(k.claim(ip), "/ferrolb/claims/10.0.0.5");
         assert_eq!(k.reconciler_leader(), "/ferrolb/reconciler/leader");
+        assert_eq!(k.suspect("n1", "n2"), "/ferrolb/suspects/n1/n2");
+        assert_eq!(
+            k.suspect_in(b"/ferrolb/suspects/n1/n2"),
+            Some(("n1".into(), "n2".into()))
+        );
+        assert_eq!(k.suspect_in(b"/ferrolb/suspects/n1"), None);
+        assert_eq!(k.suspect_in(b"/ferrolb/suspects/n1/n2/x"), None);
         assert_eq!(k.ip_in(&k.claims(), b"/ferrolb/claims/10.0.0.5"), Some(ip));
         assert_eq!(k.ip_in(&k.claims(), b"/ferrolb/claims/junk"), None);
         assert_eq!(

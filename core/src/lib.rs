@@ -33,6 +33,7 @@ pub mod config;
 pub mod diag;
 pub mod election;
 pub mod layout;
+pub mod liveness;
 pub mod load;
 pub mod net;
 pub mod respond;
