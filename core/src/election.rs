@@ -234,6 +234,7 @@ mod tests {
                             name: "eth0".into(),
                             mac: "02:00:00:00:00:01".into(),
                         }],
+                        heartbeats: false,
                     },
                 )
             })

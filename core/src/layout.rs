@@ -138,6 +138,9 @@ pub struct Registration {
     /// The interfaces it may announce on now.
     #[serde(default)]
     pub interfaces: Vec<InterfaceInfo>,
+    /// Whether it sends heartbeats: only then may the others suspect it when none comes.
+    #[serde(default)]
+    pub heartbeats: bool,
 }
 
 /// `P/announcements/<ip>`: an address to be answered for.

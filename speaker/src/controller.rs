@@ -15,7 +15,7 @@
 //! expired (`release`). The loop retries etcd every TTL/3 and, when the lease survived (etcd
 //! extends leases across a restart), carries on with the same claims: nothing moves.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +23,9 @@ use std::time::Duration;
 use anyhow::Context;
 use ferrolb_core::election::{self, Situation, Step};
 use ferrolb_core::layout::{Claim, InterfaceInfo, Keys, Registration};
+use ferrolb_core::liveness::{self, Liveness};
 use ferrolb_core::respond::HeldSet;
+use ferrolb_core::wire::heartbeat::{HeartbeatRepr, held_digest};
 use ferrolb_etcd::LeaseState;
 use regex::Regex;
 use tokio::sync::{mpsc, watch};
@@ -31,6 +33,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use crate::etcd::{self, Etcd, bounded};
+use crate::heartbeat::Beat;
 use crate::metrics::{Metrics, OpLabels};
 use crate::settings::{OnEtcdLoss, Settings};
 use crate::sys::interfaces::{self, Interface};
@@ -46,6 +49,8 @@ pub enum LocalEvent {
         /// The other MAC, for the log.
         mac: String,
     },
+    /// A heartbeat from another node.
+    Heartbeat(HeartbeatRepr),
 }
 
 /// Why a session with etcd ended.
@@ -85,6 +90,15 @@ pub struct Controller {
     interfaces_tx: watch::Sender<Vec<Interface>>,
     events: mpsc::Receiver<LocalEvent>,
     metrics: Arc<Metrics>,
+    /// What the heartbeats say.
+    beat_tx: watch::Sender<Beat>,
+    /// Heartbeats heard, on the controller's clock (`started`).
+    liveness: Liveness,
+    started: Instant,
+    /// Since when each (holder, lease) has been watched, on the same clock.
+    watching: HashMap<(String, i64), Duration>,
+    /// Leases this node has ended, so it asks once.
+    revoked: HashSet<i64>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -105,6 +119,7 @@ impl Controller {
         interfaces_tx: watch::Sender<Vec<Interface>>,
         events: mpsc::Receiver<LocalEvent>,
         metrics: Arc<Metrics>,
+        beat_tx: watch::Sender<Beat>,
     ) -> anyhow::Result<Self> {
         let interfaces_regex = settings
             .interfaces
@@ -131,6 +146,11 @@ impl Controller {
             interfaces_tx,
             events,
             metrics,
+            beat_tx,
+            liveness: Liveness::default(),
+            started: Instant::now(),
+            watching: HashMap::new(),
+            revoked: HashSet::new(),
         })
     }
 
@@ -217,6 +237,7 @@ impl Controller {
             }
         };
         self.lease = Some(lease);
+        self.beat_tx.send_modify(|b| b.lease = Some(lease));
         if self.lease_until.is_none_or(|u| u <= Instant::now()) {
             self.lease_until = Some(Instant::now() + self.settings.ttl());
         }
@@ -257,6 +278,13 @@ impl Controller {
         .await?;
         let mut interface_tick = tokio::time::interval(Duration::from_secs(1));
         interface_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let heartbeats = self.settings.heartbeats();
+        let mut detect_tick = tokio::time::interval(if heartbeats {
+            self.settings.heartbeat_interval
+        } else {
+            Duration::from_secs(3600)
+        });
+        detect_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         self.reconcile(etcd, lease).await?;
         loop {
             let wake = self
@@ -271,7 +299,15 @@ impl Controller {
                             warn!(error = %e, "skipping an unreadable key");
                         }
                     }
+                    // The registration lives on the lease: gone means the lease was ended, by
+                    // the others when they heard no heartbeat (a false suspicion, if we are
+                    // here to see it). Stop answering at once and come back as a newcomer.
+                    if !self.world.speakers.contains_key(&self.settings.node_name) {
+                        self.lease_lost("this node's lease was ended in etcd");
+                        return Err(anyhow::anyhow!("lease {lease} ended").into());
+                    }
                 }
+                _ = detect_tick.tick(), if heartbeats => self.detect(etcd, lease).await?,
                 changed = keepalive.state.changed() => {
                     if changed.is_err() {
                         return Err(anyhow::anyhow!("the keepalive task ended").into());
@@ -345,6 +381,9 @@ impl Controller {
 
     fn local_event(&mut self, ev: LocalEvent, connected: bool) {
         match ev {
+            LocalEvent::Heartbeat(hb) => {
+                self.liveness.heard(&hb, self.started.elapsed());
+            }
             LocalEvent::ForeignAnnouncement { ip, mac } => {
                 if connected {
                     // etcd decides while it answers: our claim stands; the other host is wrong.
@@ -379,6 +418,7 @@ impl Controller {
         );
         self.lease = None;
         self.lease_until = None;
+        self.beat_tx.send_modify(|b| b.lease = None);
         self.unclaimed_since.clear();
         self.metrics.lease_alive.set(0);
         self.publish(HeldSet::default());
@@ -427,6 +467,7 @@ impl Controller {
                     mac: format_mac(i.mac),
                 })
                 .collect(),
+            heartbeats: self.settings.heartbeats(),
         }
     }
 
@@ -448,10 +489,101 @@ impl Controller {
             .inc();
     }
 
+    /// Heartbeat failure detection: suspects the holders of addresses this node may answer for
+    /// that have gone unheard for `--suspect-after`, records and withdraws its suspicions in
+    /// etcd, and ends a suspect's lease when enough live speakers agree and this node is the one
+    /// to act (`ferrolb_core::liveness`).
+    async fn detect(&mut self, etcd: &mut Etcd, lease: i64) -> anyhow::Result<()> {
+        let now = self.started.elapsed();
+        let step = self.settings.keepalive_interval();
+        let me = self.settings.node_name.clone();
+        let mut holders: BTreeMap<String, i64> = BTreeMap::new();
+        for (ip, c) in &self.world.claims {
+            let Some(ann) = self.world.announcements.get(ip) else {
+                continue;
+            };
+            let heartbeats = self
+                .world
+                .speakers
+                .get(&c.claim.node)
+                .is_some_and(|r| r.heartbeats);
+            let eligible = ann.nodes.is_empty() || ann.nodes.contains(&me);
+            if c.claim.node != me && heartbeats && eligible {
+                holders.insert(c.claim.node.clone(), c.lease);
+            }
+        }
+        self.watching
+            .retain(|(node, l), _| holders.get(node) == Some(l));
+        let suspect_after = self.settings.suspect_after();
+        let mut suspected: BTreeMap<String, i64> = BTreeMap::new();
+        for (node, l) in &holders {
+            let since = *self.watching.entry((node.clone(), *l)).or_insert(now);
+            let last = self.liveness.last_heard(node, *l);
+            if liveness::is_suspect(last, since, now, suspect_after) {
+                suspected.insert(node.clone(), *l);
+            }
+        }
+        let speakers = &self.world.speakers;
+        self.liveness
+            .retain(|n| speakers.contains_key(n) || holders.contains_key(n));
+        self.metrics
+            .suspected
+            .set(i64::try_from(suspected.len()).unwrap_or(i64::MAX));
+        let mine: BTreeMap<String, i64> = self
+            .world
+            .suspects
+            .iter()
+            .filter_map(|(n, obs)| obs.get(&me).map(|l| (n.clone(), *l)))
+            .collect();
+        for (node, l) in &suspected {
+            if mine.get(node) != Some(l) {
+                info!(%node, lease = l, silent_for = ?suspect_after, "suspect: no heartbeat");
+                bounded(step, "suspect", etcd.suspect(node, &me, *l, lease)).await?;
+            }
+        }
+        for node in mine.keys().filter(|n| !suspected.contains_key(*n)) {
+            info!(%node, "suspicion withdrawn");
+            bounded(step, "unsuspect", etcd.unsuspect(node, &me)).await?;
+        }
+        let live: BTreeSet<String> = self.world.speakers.keys().cloned().collect();
+        for (node, l) in &suspected {
+            let mut agreeing: BTreeSet<String> = self
+                .world
+                .suspects
+                .get(node)
+                .map(|obs| {
+                    obs.iter()
+                        .filter(|(_, sl)| *sl == l)
+                        .map(|(o, _)| o.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            agreeing.insert(me.clone());
+            let acts = liveness::revoker(node, &agreeing, &live, self.settings.suspect_quorum)
+                == Some(me.as_str());
+            if acts && self.revoked.insert(*l) {
+                warn!(%node, lease = l, agreeing = ?agreeing, "ending the lease of a holder no heartbeat comes from");
+                match bounded(step, "revoke", etcd.revoke(*l)).await {
+                    Ok(()) => {
+                        self.metrics.leases_revoked.inc();
+                    }
+                    Err(e) => debug!(%node, error = %e, "could not end the lease (already gone?)"),
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn publish(&self, held: HeldSet) {
         self.metrics
             .held_addresses
             .set(i64::try_from(held.len()).unwrap_or(i64::MAX));
+        let digest = held_digest(held.addresses());
+        self.beat_tx.send_if_modified(|b| {
+            let changed = b.digest != digest;
+            b.digest = digest;
+            changed
+        });
         self.held_tx.send_if_modified(|current| {
             if **current == held {
                 false

@@ -58,6 +58,36 @@ impl Etcd {
         Ok(resp.kvs().first().is_some_and(|kv| kv.lease() == lease))
     }
 
+    /// Records that `observer` (this node, on `lease`) hears nothing from `node` on
+    /// `suspected_lease`.
+    pub async fn suspect(
+        &mut self,
+        node: &str,
+        observer: &str,
+        suspected_lease: i64,
+        lease: i64,
+    ) -> anyhow::Result<()> {
+        let value = layout::encode(&layout::Suspicion {
+            lease: suspected_lease,
+        });
+        self.client
+            .put(
+                self.keys.suspect(node, observer),
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Withdraws `observer`'s suspicion of `node`.
+    pub async fn unsuspect(&mut self, node: &str, observer: &str) -> anyhow::Result<()> {
+        self.client
+            .delete(self.keys.suspect(node, observer), None)
+            .await?;
+        Ok(())
+    }
+
     /// Ends the lease now: every key on it (registration, claims) is deleted at once.
     pub async fn revoke(&mut self, lease: i64) -> anyhow::Result<()> {
         self.client.lease_revoke(lease).await?;

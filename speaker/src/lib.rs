@@ -21,6 +21,7 @@
 
 pub mod controller;
 pub mod etcd;
+pub mod heartbeat;
 pub mod metrics;
 pub mod responder;
 pub mod settings;
@@ -52,6 +53,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (held_tx, held_rx) = watch::channel(Arc::new(HeldSet::default()));
     let (interfaces_tx, interfaces_rx) = watch::channel(Vec::new());
     let (events_tx, events_rx) = mpsc::channel(256);
+    let (beat_tx, beat_rx) = watch::channel(heartbeat::Beat::default());
+    let heartbeat = match settings.heartbeats() {
+        true => Some((
+            beat_rx,
+            heartbeat::Config {
+                node: settings.node_name.clone(),
+                interval: settings.heartbeat_interval,
+                key: settings.heartbeat_key()?.map(Into::into),
+            },
+        )),
+        false => None,
+    };
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -68,6 +81,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         interfaces_tx,
         events_rx,
         metrics.clone(),
+        beat_tx,
     )?;
     let control = tokio::spawn(controller.run(stop_rx.clone()));
     // The responders stop after the controller, which first empties the held set.
@@ -79,6 +93,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             events: events_tx,
             metrics,
             refresh: settings.garp_refresh,
+            heartbeat,
         },
         responders_stop_rx,
     ));

@@ -65,6 +65,16 @@ pub struct Metrics {
     pub etcd_connected: Gauge,
     /// Endpoints reached over plain HTTP on another host (0 is the safe value).
     pub etcd_plaintext_endpoints: Gauge,
+    /// Heartbeats sent (all interfaces).
+    pub heartbeats_sent: Counter,
+    /// Heartbeats heard from other nodes.
+    pub heartbeats_heard: Counter,
+    /// Heartbeat frames ignored: broken, or unsigned or wrongly signed when a key is set.
+    pub heartbeats_refused: Counter,
+    /// Holders this node suspects now.
+    pub suspected: Gauge,
+    /// Leases of silent holders this node ended.
+    pub leases_revoked: Counter,
 }
 
 impl Metrics {
@@ -126,6 +136,31 @@ impl Metrics {
             "etcd_plaintext_endpoints",
             "etcd endpoints reached over plain HTTP on another host",
             self.etcd_plaintext_endpoints.clone(),
+        );
+        r.register(
+            "heartbeats_sent",
+            "Heartbeats sent",
+            self.heartbeats_sent.clone(),
+        );
+        r.register(
+            "heartbeats_heard",
+            "Heartbeats heard from other nodes",
+            self.heartbeats_heard.clone(),
+        );
+        r.register(
+            "heartbeats_refused",
+            "Heartbeat frames ignored (broken, or not signed with the key)",
+            self.heartbeats_refused.clone(),
+        );
+        r.register(
+            "suspected_holders",
+            "Holders this node hears no heartbeat from",
+            self.suspected.clone(),
+        );
+        r.register(
+            "leases_revoked",
+            "Leases of silent holders this node ended",
+            self.leases_revoked.clone(),
         );
         r
     }

@@ -39,6 +39,11 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// `--garp-refresh`.
     pub refresh: Option<Duration>,
+    /// Heartbeats: what to say, and the settings (none: heartbeats off).
+    pub heartbeat: Option<(
+        watch::Receiver<crate::heartbeat::Beat>,
+        crate::heartbeat::Config,
+    )>,
 }
 
 /// Runs one responder per usable interface until `stop` turns true.
@@ -157,13 +162,30 @@ async fn respond(
     drop(done_tx);
     // Whatever ends this future (its result, or the supervisor aborting it), the threads stop
     // and the announcer ends with it.
+    let mut heartbeats = match shared.heartbeat.clone() {
+        Some((beat, config)) => tokio::spawn(crate::heartbeat::run(
+            iface.clone(),
+            config,
+            beat,
+            shared.events.clone(),
+            shared.metrics.clone(),
+            stop.clone(),
+        )),
+        None => tokio::spawn(std::future::pending()),
+    };
     let _guard = Halt {
         halt: halt.clone(),
         announcer: tokio::spawn(announce(iface, shared, arp, ip6, stop.clone())),
+        heartbeats: heartbeats.abort_handle(),
     };
     let result = tokio::select! {
         _ = stopped(&mut stop) => Ok(()),
         Some(e) = done_rx.recv() => Err(e),
+        ended = &mut heartbeats => match ended {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(std::io::Error::other(format!("heartbeats: {e}"))),
+        },
     };
     halt.store(true, Ordering::Relaxed);
     // The threads notice the flag within one receive timeout.
@@ -187,16 +209,18 @@ impl Drop for Ended {
     }
 }
 
-/// Stops an interface's receiving threads and announcer when dropped.
+/// Stops an interface's receiving threads, announcer and heartbeats when dropped.
 struct Halt {
     halt: Arc<AtomicBool>,
     announcer: JoinHandle<()>,
+    heartbeats: tokio::task::AbortHandle,
 }
 
 impl Drop for Halt {
     fn drop(&mut self) {
         self.halt.store(true, Ordering::Relaxed);
         self.announcer.abort();
+        self.heartbeats.abort();
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -51,6 +52,21 @@ pub struct Settings {
     /// Address of the HTTP listener for /metrics and /healthz.
     #[arg(long, env = "FERROLB_LISTEN", default_value = "0.0.0.0:7472")]
     pub listen: SocketAddr,
+    /// How often to send a heartbeat on each interface (0s: no heartbeats, and failures are
+    /// detected by lease expiry alone).
+    #[arg(long, env = "FERROLB_HEARTBEAT_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// How long a holder may go unheard before this speaker suspects it (default: 3 intervals).
+    #[arg(long, env = "FERROLB_SUSPECT_AFTER", value_parser = parse_duration)]
+    pub suspect_after: Option<Duration>,
+    /// How many live speakers must suspect a holder before its lease is ended (or all the others,
+    /// when fewer).
+    #[arg(long, env = "FERROLB_SUSPECT_QUORUM", default_value_t = 2)]
+    pub suspect_quorum: usize,
+    /// A file holding the key heartbeats are signed with (HMAC-SHA256); with it, unsigned or
+    /// wrongly signed heartbeats are ignored. Without it, any host on the segment can send them.
+    #[arg(long, env = "FERROLB_HEARTBEAT_KEY_FILE")]
+    pub heartbeat_key_file: Option<PathBuf>,
 }
 
 /// Node labels.
@@ -90,6 +106,31 @@ impl Settings {
         Duration::from_millis(u64::try_from(self.lease_ttl).unwrap_or(3) * 1000 / 3)
     }
 
+    /// Whether heartbeats are on.
+    pub fn heartbeats(&self) -> bool {
+        !self.heartbeat_interval.is_zero()
+    }
+
+    /// How long a holder may stay unheard: `--suspect-after`, or three heartbeat intervals.
+    pub fn suspect_after(&self) -> Duration {
+        self.suspect_after
+            .unwrap_or(self.heartbeat_interval.saturating_mul(3))
+    }
+
+    /// The heartbeat key, read from `--heartbeat-key-file` (surrounding whitespace trimmed).
+    pub fn heartbeat_key(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        let Some(path) = &self.heartbeat_key_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("reading --heartbeat-key-file {}: {e}", path.display()))?;
+        let key = text.trim_ascii().to_vec();
+        if key.is_empty() {
+            anyhow::bail!("--heartbeat-key-file {} is empty", path.display());
+        }
+        Ok(Some(key))
+    }
+
     /// The lease TTL as a duration.
     pub fn ttl(&self) -> Duration {
         Duration::from_secs(u64::try_from(self.lease_ttl).unwrap_or(3))
@@ -118,6 +159,10 @@ mod tests {
         assert_eq!(s.listen.port(), 7472);
         assert_eq!(s.keepalive_interval(), Duration::from_secs(1));
         assert!(s.garp_refresh.is_none());
+        assert_eq!(s.heartbeat_interval, Duration::from_millis(100));
+        assert_eq!(s.suspect_after(), Duration::from_millis(300));
+        assert_eq!(s.suspect_quorum, 2);
+        assert!(s.heartbeats() && s.heartbeat_key().expect("no file").is_none());
     }
 
     #[test]

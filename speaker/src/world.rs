@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use ferrolb_core::layout::{self, Announcement, Claim, Keys, Registration};
+use ferrolb_core::layout::{self, Announcement, Claim, Keys, Registration, Suspicion};
 
 /// A claim and the lease it lives on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +66,8 @@ pub struct World {
     pub claims: BTreeMap<IpAddr, HeldClaim>,
     /// Live speakers.
     pub speakers: BTreeMap<String, Registration>,
+    /// Suspicions: suspected node → observer → the suspected lease.
+    pub suspects: BTreeMap<String, BTreeMap<String, i64>>,
 }
 
 /// Something in etcd that could not be read; the key is skipped.
@@ -130,6 +132,15 @@ impl World {
                     },
                 );
             }
+        } else if let Some((node, observer)) = keys.suspect_in(key) {
+            let entry = self.suspects.entry(node.clone()).or_default();
+            entry.remove(&observer);
+            if let Some((value, _)) = put {
+                let s: Suspicion = layout::decode("suspicion", key, value)?;
+                entry.insert(observer, s.lease);
+            } else if entry.is_empty() {
+                self.suspects.remove(&node);
+            }
         } else if let Some(node) = keys.node_in(key) {
             self.speakers.remove(&node);
             if let Some((value, _)) = put {
@@ -177,6 +188,26 @@ mod tests {
             key: key.as_bytes().to_vec(),
             revision,
         }
+    }
+
+    #[test]
+    fn suspicions_are_kept_per_suspect_and_observer() {
+        let keys = Keys::new("/ferrolb");
+        let mut w = World::default();
+        w.apply(&keys, &put("/ferrolb/suspects/a/b", r#"{"lease":7}"#, 3))
+            .expect("valid");
+        w.apply(&keys, &put("/ferrolb/suspects/a/c", r#"{"lease":7}"#, 4))
+            .expect("valid");
+        assert_eq!(w.suspects["a"].len(), 2);
+        w.apply(&keys, &del("/ferrolb/suspects/a/b"))
+            .expect("valid");
+        w.apply(&keys, &del("/ferrolb/suspects/a/c"))
+            .expect("valid");
+        assert!(w.suspects.is_empty());
+        assert!(
+            w.apply(&keys, &put("/ferrolb/suspects/a/b", "{", 3))
+                .is_err()
+        );
     }
 
     #[test]

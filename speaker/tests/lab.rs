@@ -39,11 +39,12 @@ impl Cluster {
             &node,
             "--etcd-endpoints",
             &endpoints,
-            "--lease-ttl",
-            TTL,
             "--listen",
             "127.0.0.1:7472",
         ];
+        if !extra.contains(&"--lease-ttl") {
+            args.extend_from_slice(&["--lease-ttl", TTL]);
+        }
         args.extend_from_slice(extra);
         self.lab
             .spawn(Host::Node(i), args, &format!("speaker-{node}"))
@@ -161,7 +162,8 @@ fn every_address_is_answered_by_exactly_its_holder() {
 #[test]
 fn a_crashed_holder_is_replaced_within_the_lease_ttl() {
     require_root!();
-    let mut c = Cluster::start(3, &[]);
+    // Leases alone: heartbeats would notice the crash first.
+    let mut c = Cluster::start(3, &["--heartbeat-interval", "0s"]);
     let ip = IpAddr::V4(c.lab.vip4(1));
     c.announce(ip, "");
     let first = c
@@ -492,4 +494,50 @@ fn a_flood_of_requests_and_malformed_frames_does_not_stop_legitimate_answers() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0);
     assert!(malformed > 0.0, "broken frames are counted\n{text}");
+}
+
+/// A holder that dies (`Signal::Kill`) or freezes (`Signal::Stop`) under a 30 s lease: only the
+/// heartbeats can make its address move within 10 s. Returns the cluster, the old and the new
+/// holder.
+fn heartbeats_replace(signal: Signal) -> (Cluster, IpAddr, String, String) {
+    let mut c = Cluster::start(3, &["--lease-ttl", "30"]);
+    let ip = IpAddr::V4(c.lab.vip4(2));
+    c.announce(ip, "");
+    let first = c
+        .wait_holder(ip, Duration::from_secs(10), |h| h.is_some())
+        .expect("holder");
+    // Every speaker hears the others before the fault.
+    std::thread::sleep(Duration::from_secs(1));
+    c.speaker(Cluster::node_index(&first))
+        .signal(signal)
+        .expect("signal");
+    let second = c
+        .wait_holder(ip, Duration::from_secs(10), |h| {
+            h.is_some_and(|h| h != first)
+        })
+        .expect("a new holder long before the 30 s lease could expire");
+    (c, ip, first, second)
+}
+
+#[test]
+fn heartbeats_replace_a_killed_holder_long_before_its_lease_ends() {
+    require_root!();
+    let (c, ip, _, second) = heartbeats_replace(Signal::Kill);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(c.arp(ip), [c.mac_of(&second)], "{}", c.logs());
+}
+
+#[test]
+fn a_frozen_holder_is_replaced_and_stays_silent_when_it_wakes() {
+    require_root!();
+    let (mut c, ip, first, second) = heartbeats_replace(Signal::Stop);
+    c.speaker(Cluster::node_index(&first))
+        .signal(Signal::Cont)
+        .expect("continue");
+    // The woken holder finds its lease ended and comes back as a newcomer: the address stays
+    // where it went, answered by one MAC.
+    for _ in 0..6 {
+        assert_eq!(c.arp(ip), [c.mac_of(&second)], "{}", c.logs());
+    }
+    assert_eq!(c.holder(ip).as_deref(), Some(second.as_str()));
 }
