@@ -41,6 +41,8 @@ enum Command {
     Serve(demo::ServeArgs),
     /// Build a lab and run every measurement.
     Run(RunArgs),
+    /// Failover after SIGKILL, SIGSTOP and interface-down, leases only and with heartbeats.
+    Failover(scenarios::FailoverArgs),
     /// The client side of a measurement (runs inside the client namespace).
     Probe(probe::Args),
     /// How fast configuration changes (files, git push, webhook) reach etcd.
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Serve(args) => demo::serve(&args),
         Command::Run(args) => scenarios::run(&args),
+        Command::Failover(args) => scenarios::failover(&args),
         Command::Probe(args) => probe::run(&args),
         Command::Reconciler(args) => reconciler::run(&args),
         Command::Kube(args) => kube::run(&args),

@@ -1,5 +1,6 @@
 //! The measurements of `ferrolb-lab-bench run`.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -80,6 +81,17 @@ struct Bench {
     speakers: Vec<LabProcess>,
     speaker_bin: PathBuf,
     ttl: u32,
+    /// Further speaker flags.
+    extra: Vec<String>,
+}
+
+/// What a failover trial does to the holder.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Sends it a signal (Kill: a crash; Stop: a freeze; Term: a clean stop).
+    Signal(Signal),
+    /// Takes its node's interface down.
+    LinkDown,
 }
 
 impl Bench {
@@ -88,21 +100,21 @@ impl Bench {
         let ttl = self.ttl.to_string();
         let endpoints = self.etcd.endpoints();
         let bin = self.speaker_bin.to_string_lossy().into_owned();
-        Ok(self.lab.spawn(
-            Host::Node(i),
-            [
-                bin.as_str(),
-                "--node-name",
-                &node,
-                "--etcd-endpoints",
-                &endpoints,
-                "--lease-ttl",
-                &ttl,
-                "--listen",
-                "127.0.0.1:7472",
-            ],
-            &format!("speaker-{node}.log"),
-        )?)
+        let mut args = vec![
+            bin.as_str(),
+            "--node-name",
+            &node,
+            "--etcd-endpoints",
+            &endpoints,
+            "--lease-ttl",
+            &ttl,
+            "--listen",
+            "127.0.0.1:7472",
+        ];
+        args.extend(self.extra.iter().map(String::as_str));
+        Ok(self
+            .lab
+            .spawn(Host::Node(i), args, &format!("speaker-{node}.log"))?)
     }
 
     fn put(&self, key: &str, value: &str) -> anyhow::Result<()> {
@@ -157,7 +169,7 @@ impl Bench {
     }
 
     /// One failover trial: returns the client-observed outage in milliseconds.
-    fn failover_trial(&mut self, ip: Ipv4Addr, signal: Signal) -> anyhow::Result<f64> {
+    fn failover_trial(&mut self, ip: Ipv4Addr, fault: Fault) -> anyhow::Result<f64> {
         let old = self.wait_holder(IpAddr::V4(ip), Duration::from_secs(15), |_| true)?;
         let old_i = Self::index(&old)?;
         let old_mac = self.lab.mac(Host::Node(old_i));
@@ -182,7 +194,10 @@ impl Bench {
         });
         std::thread::sleep(Duration::from_millis(800));
         let t_signal = crate::unix_now();
-        self.speakers[old_i - 1].signal(signal)?;
+        match fault {
+            Fault::Signal(signal) => self.speakers[old_i - 1].signal(signal)?,
+            Fault::LinkDown => self.lab.set_link(Host::Node(old_i), false)?,
+        }
         let new = self.wait_holder(IpAddr::V4(ip), Duration::from_secs(15), |h| h != old)?;
         std::thread::sleep(Duration::from_millis(500));
         let _ = child.kill();
@@ -208,8 +223,16 @@ impl Bench {
                 new_mac
             );
         }
-        // Restart the stopped speaker; claims are sticky, so the address stays where it is.
-        let _ = self.speakers[old_i - 1].wait_timeout(Duration::from_secs(2));
+        // Restart the old speaker (after its clean exit, or killing it); claims are sticky, so
+        // the address stays where it is.
+        match fault {
+            Fault::Signal(Signal::Term) => {
+                let _ = self.speakers[old_i - 1].wait_timeout(Duration::from_secs(2));
+            }
+            Fault::LinkDown => self.lab.set_link(Host::Node(old_i), true)?,
+            Fault::Signal(_) => {}
+        }
+        let _ = self.speakers[old_i - 1].kill();
         self.speakers[old_i - 1] = self.spawn_speaker(old_i)?;
         std::thread::sleep(Duration::from_millis(800));
         // The client was cut off from its last answer by the old holder to its first answer by
@@ -295,6 +318,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         speakers: Vec::new(),
         speaker_bin,
         ttl: args.lease_ttl,
+        extra: Vec::new(),
     };
     for i in 1..=3 {
         let s = b.spawn_speaker(i)?;
@@ -310,14 +334,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 
     let mut crash = Vec::new();
     for t in 0..args.trials {
-        let ms = b.failover_trial(vip, Signal::Kill)?;
+        let ms = b.failover_trial(vip, Fault::Signal(Signal::Kill))?;
         eprintln!("crash failover trial {}: {ms:.0} ms", t + 1);
         crash.push(ms);
     }
     r.crash_failover = Stats::of(crash);
     let mut graceful = Vec::new();
     for t in 0..args.trials {
-        let ms = b.failover_trial(vip, Signal::Term)?;
+        let ms = b.failover_trial(vip, Fault::Signal(Signal::Term))?;
         eprintln!("graceful handover trial {}: {ms:.0} ms", t + 1);
         graceful.push(ms);
     }
@@ -464,4 +488,88 @@ fn table(r: &Results) -> String {
         r.etcd_writes_per_minute
     ));
     t
+}
+
+/// Arguments of `failover`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct FailoverArgs {
+    /// Trials of each fault and mode.
+    #[arg(long, default_value_t = 20)]
+    pub trials: u32,
+    /// The speakers' lease TTL, in seconds.
+    #[arg(long, default_value_t = 2)]
+    pub lease_ttl: u32,
+    /// The speaker binary (default: next to this one).
+    #[arg(long)]
+    pub speaker: Option<PathBuf>,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "target/bench-results/failover.json")]
+    pub out: PathBuf,
+}
+
+/// Client-observed outage after SIGKILL, SIGSTOP and interface-down of the holder, with leases
+/// alone and with heartbeats (the defaults), in one run.
+pub fn failover(args: &FailoverArgs) -> anyhow::Result<()> {
+    if !ferrolb_testkit::is_root() {
+        bail!("the lab benchmark needs root (network namespaces and raw sockets)");
+    }
+    let speaker_bin = match &args.speaker {
+        Some(p) => p.clone(),
+        None => speaker_next_to(&std::env::current_exe()?),
+    };
+    let modes: [(&str, &[&str]); 2] = [
+        ("leases only", &["--heartbeat-interval", "0s"]),
+        ("heartbeats (defaults)", &[]),
+    ];
+    let faults = [
+        ("SIGKILL", Fault::Signal(Signal::Kill)),
+        ("SIGSTOP", Fault::Signal(Signal::Stop)),
+        ("interface down", Fault::LinkDown),
+    ];
+    let mut results: BTreeMap<String, BTreeMap<String, Stats>> = BTreeMap::new();
+    for (mode, extra) in modes {
+        let lab = Lab::new(3)?;
+        let etcd = lab.start_etcd()?;
+        let mut b = Bench {
+            lab,
+            etcd,
+            speakers: Vec::new(),
+            speaker_bin: speaker_bin.clone(),
+            ttl: args.lease_ttl,
+            extra: extra.iter().map(ToString::to_string).collect(),
+        };
+        for i in 1..=3 {
+            let s = b.spawn_speaker(i)?;
+            b.speakers.push(s);
+        }
+        let vip = b.lab.vip4(0);
+        b.announce(IpAddr::V4(vip), "")?;
+        b.wait_holder(IpAddr::V4(vip), Duration::from_secs(15), |_| true)?;
+        for (name, fault) in faults {
+            let mut samples = Vec::new();
+            for t in 0..args.trials {
+                let ms = b.failover_trial(vip, fault)?;
+                eprintln!("{mode}, {name}, trial {}: {ms:.0} ms", t + 1);
+                samples.push(ms);
+            }
+            results
+                .entry(mode.to_string())
+                .or_default()
+                .insert(name.to_string(), Stats::of(samples));
+        }
+    }
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&results)?)?;
+    println!("| mode | fault | trials | median | max |\n| --- | --- | --- | --- | --- |");
+    for (mode, by) in &results {
+        for (fault, st) in by {
+            println!(
+                "| {mode} | {fault} | {} | {:.0} ms | {:.0} ms |",
+                st.n, st.median_ms, st.max_ms
+            );
+        }
+    }
+    Ok(())
 }

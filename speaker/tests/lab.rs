@@ -541,3 +541,63 @@ fn a_frozen_holder_is_replaced_and_stays_silent_when_it_wakes() {
     }
     assert_eq!(c.holder(ip).as_deref(), Some(second.as_str()));
 }
+
+#[test]
+fn a_holder_whose_heartbeats_are_dropped_moves_once_and_returns_as_a_newcomer() {
+    require_root!();
+    let c = Cluster::start(3, &["--lease-ttl", "30"]);
+    let ip = IpAddr::V4(c.lab.vip4(3));
+    c.announce(ip, "");
+    let first = c
+        .wait_holder(ip, Duration::from_secs(10), |h| h.is_some())
+        .expect("holder");
+    std::thread::sleep(Duration::from_secs(1));
+    let node = Host::Node(Cluster::node_index(&first));
+    // The lease the node's registration is on (none while it has no registration).
+    let registration = |c: &Cluster| {
+        let out = c
+            .etcd
+            .ctl(&["get", &format!("/ferrolb/speakers/{first}"), "-w", "json"])
+            .expect("get");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        v["kvs"][0]["lease"].as_i64()
+    };
+    let before = registration(&c).expect("registered");
+    // Its heartbeats stop for a second; etcd and ARP still flow: a false suspicion.
+    c.lab
+        .nft(
+            node,
+            "table netdev hb {\n chain out {\n type filter hook egress device \"eth0\" priority 0;\n ether type 0x88b5 drop\n }\n}\n",
+        )
+        .expect("drop heartbeats");
+    let second = c
+        .wait_holder(ip, Duration::from_secs(10), |h| {
+            h.is_some_and(|h| h != first)
+        })
+        .expect("the unheard holder's address moves");
+    std::thread::sleep(Duration::from_millis(700));
+    c.lab.nft(node, "flush ruleset").expect("heartbeats back");
+    // It registers again on a new lease, and the address stays with its new holder, answered
+    // by one MAC.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if registration(&c).is_some_and(|l| l != before) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new registration\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..5 {
+        assert_eq!(c.arp(ip), [c.mac_of(&second)], "{}", c.logs());
+    }
+    assert_eq!(c.holder(ip).as_deref(), Some(second.as_str()));
+    assert!(
+        c.logs().contains("this node's lease was ended in etcd"),
+        "{}",
+        c.logs()
+    );
+}
