@@ -13,6 +13,7 @@
 
 mod demo;
 mod faults;
+mod heartbeats;
 mod kube;
 mod monitor;
 mod probe;
@@ -43,6 +44,10 @@ enum Command {
     Run(RunArgs),
     /// Failover after SIGKILL, SIGSTOP and interface-down, leases only and with heartbeats.
     Failover(scenarios::FailoverArgs),
+    /// False revocations under random frame loss on the bridge.
+    Soak(heartbeats::SoakArgs),
+    /// What heartbeats from 99 other nodes cost a speaker.
+    Hbcost(heartbeats::CostArgs),
     /// The client side of a measurement (runs inside the client namespace).
     Probe(probe::Args),
     /// How fast configuration changes (files, git push, webhook) reach etcd.
@@ -91,6 +96,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => demo::serve(&args),
         Command::Run(args) => scenarios::run(&args),
         Command::Failover(args) => scenarios::failover(&args),
+        Command::Soak(args) => heartbeats::soak(&args),
+        Command::Hbcost(args) => heartbeats::cost(&args),
         Command::Probe(args) => probe::run(&args),
         Command::Reconciler(args) => reconciler::run(&args),
         Command::Kube(args) => kube::run(&args),

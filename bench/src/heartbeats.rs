@@ -1,0 +1,250 @@
+//! Heartbeat benchmarks: `soak` (false revocations under random frame loss on the bridge) and
+//! `hbcost` (what heartbeats from 99 other nodes cost a speaker, against one without them).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ferrolb_core::wire::MacAddr;
+use ferrolb_core::wire::heartbeat::HeartbeatRepr;
+use ferrolb_testkit::{Etcd, Host, Lab, LabProcess};
+use serde::Serialize;
+
+use crate::procstat::cpu_seconds;
+
+/// Arguments of `soak`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SoakArgs {
+    /// How long each setting runs, in minutes.
+    #[arg(long, default_value_t = 10.0)]
+    pub minutes: f64,
+    /// Percent of all frames the bridge drops, at random.
+    #[arg(long, default_value_t = 5)]
+    pub loss: u32,
+    /// The directory holding the ferrolb binaries (default: next to this one).
+    #[arg(long)]
+    pub bin: Option<PathBuf>,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "target/bench-results/soak.json")]
+    pub out: PathBuf,
+}
+
+/// Arguments of `hbcost`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct CostArgs {
+    /// How long each measurement runs, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
+    /// The directory holding the ferrolb binaries (default: next to this one).
+    #[arg(long)]
+    pub bin: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+struct SoakResult {
+    setting: String,
+    minutes: f64,
+    loss_percent: u32,
+    leases_revoked: u64,
+    heartbeats_sent: u64,
+}
+
+fn bin_dir(bin: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match bin {
+        Some(b) => Ok(b.clone()),
+        None => Ok(std::env::current_exe()?
+            .parent()
+            .context("no directory")?
+            .to_path_buf()),
+    }
+}
+
+fn spawn_speaker(
+    lab: &Lab,
+    etcd: &Etcd,
+    bin: &std::path::Path,
+    i: usize,
+    extra: &[&str],
+) -> anyhow::Result<LabProcess> {
+    let exe = bin.join("ferrolb-speaker").to_string_lossy().into_owned();
+    let node = format!("node{i}");
+    let endpoints = etcd.endpoints();
+    let mut args = vec![
+        exe.as_str(),
+        "--node-name",
+        &node,
+        "--etcd-endpoints",
+        &endpoints,
+        "--lease-ttl",
+        "3",
+        "--listen",
+        "127.0.0.1:7472",
+    ];
+    args.extend_from_slice(extra);
+    Ok(lab.spawn(Host::Node(i), args, &format!("speaker-{node}.log"))?)
+}
+
+/// The sum of a counter over the speakers of `nodes` nodes.
+fn counter(lab: &Lab, nodes: usize, name: &str) -> u64 {
+    (1..=nodes)
+        .filter_map(|i| {
+            lab.exec_ok(
+                Host::Node(i),
+                ["curl", "-s", "http://127.0.0.1:7472/metrics"],
+            )
+            .ok()
+        })
+        .filter_map(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// Runs `soak`.
+pub fn soak(args: &SoakArgs) -> anyhow::Result<()> {
+    if !ferrolb_testkit::is_root() {
+        bail!("the soak needs root (network namespaces and raw sockets)");
+    }
+    let bin = bin_dir(&args.bin)?;
+    let settings: [(&str, &[&str]); 2] = [
+        ("defaults (100 ms, suspect after 300 ms)", &[]),
+        (
+            "aggressive (50 ms, suspect after 100 ms)",
+            &["--heartbeat-interval", "50ms", "--suspect-after", "100ms"],
+        ),
+    ];
+    let mut results = Vec::new();
+    for (name, extra) in settings {
+        let lab = Lab::new(3)?;
+        let etcd = lab.start_etcd()?;
+        let speakers: Vec<LabProcess> = (1..=3)
+            .map(|i| spawn_speaker(&lab, &etcd, &bin, i, extra))
+            .collect::<anyhow::Result<_>>()?;
+        for k in 0..30 {
+            let ip = IpAddr::V4(lab.vip4(k));
+            etcd.ctl(&[
+                "put",
+                &format!("/ferrolb/announcements/{ip}"),
+                &format!(r#"{{"ip":"{ip}","services":["soak/{k}"]}}"#),
+            ])?;
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        // Every frame through the bridge, heartbeats and etcd traffic alike, is dropped with
+        // probability `loss` percent.
+        let rule = format!(
+            "table bridge loss {{\n chain forward {{\n type filter hook forward priority 0;\n numgen random mod 100 < {} drop\n }}\n}}\n",
+            args.loss
+        );
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", lab.switch_ns(), "nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped());
+        let mut child = cmd.spawn()?;
+        {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .context("nft stdin")?
+                .write_all(rule.as_bytes())?;
+        }
+        if !child.wait()?.success() {
+            bail!("nft refused the loss rule");
+        }
+        let revoked0 = counter(&lab, 3, "ferrolb_speaker_leases_revoked_total");
+        let sent0 = counter(&lab, 3, "ferrolb_speaker_heartbeats_sent_total");
+        let start = Instant::now();
+        std::thread::sleep(Duration::from_secs_f64(args.minutes * 60.0));
+        let r = SoakResult {
+            setting: name.into(),
+            minutes: start.elapsed().as_secs_f64() / 60.0,
+            loss_percent: args.loss,
+            leases_revoked: counter(&lab, 3, "ferrolb_speaker_leases_revoked_total") - revoked0,
+            heartbeats_sent: counter(&lab, 3, "ferrolb_speaker_heartbeats_sent_total") - sent0,
+        };
+        eprintln!(
+            "{name}: {} false revocations in {:.1} min at {} % loss ({} heartbeats sent)",
+            r.leases_revoked, r.minutes, r.loss_percent, r.heartbeats_sent
+        );
+        results.push(r);
+        drop(speakers);
+    }
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&results)?)?;
+    Ok(())
+}
+
+/// Runs `hbcost`: a speaker on node1 hears heartbeats from 99 simulated nodes (10 a second each,
+/// sent from the client); its CPU with heartbeats on, then with them off, in one run.
+pub fn cost(args: &CostArgs) -> anyhow::Result<()> {
+    if !ferrolb_testkit::is_root() {
+        bail!("hbcost needs root (network namespaces and raw sockets)");
+    }
+    let bin = bin_dir(&args.bin)?;
+    let lab = Lab::new(1)?;
+    let etcd = lab.start_etcd()?;
+    let ifindex: u32 = lab
+        .exec_ok(Host::Client, ["cat", "/sys/class/net/eth0/ifindex"])?
+        .trim()
+        .parse()
+        .context("ifindex")?;
+    let ns = PathBuf::from("/run/netns").join(lab.ns(Host::Client));
+    for (name, extra) in [
+        ("heartbeats on", &[][..]),
+        ("heartbeats off", &["--heartbeat-interval", "0s"][..]),
+    ] {
+        let mut speaker = spawn_speaker(&lab, &etcd, &bin, 1, extra)?;
+        std::thread::sleep(Duration::from_secs(2));
+        let pid = speaker.pid();
+        let cpu0 = cpu_seconds(pid)?;
+        let t0 = Instant::now();
+        let seconds = args.seconds;
+        let ns2 = ns.clone();
+        let sent = std::thread::spawn(move || simulate(&ns2, ifindex, 99, seconds))
+            .join()
+            .map_err(|_| anyhow::anyhow!("the sender panicked"))??;
+        let cpu = (cpu_seconds(pid)? - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
+        println!(
+            "{name}: {cpu:.2} % of a core while hearing {:.0} heartbeats a second from 99 nodes",
+            sent as f64 / t0.elapsed().as_secs_f64()
+        );
+        speaker.kill()?;
+    }
+    Ok(())
+}
+
+/// Sends heartbeats for `nodes` made-up nodes, ten a second each, for `seconds`.
+fn simulate(ns: &std::path::Path, ifindex: u32, nodes: u16, seconds: u64) -> anyhow::Result<u64> {
+    ferrolb_speaker::sys::enter_netns(ns)?;
+    let sock = ferrolb_speaker::sys::RawSocket::open(ifindex, 0x88b5)?;
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut seq = 0u64;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        seq += 1;
+        for k in 0..nodes {
+            let b = k.to_be_bytes();
+            let hb = HeartbeatRepr {
+                node: format!("sim-{k}"),
+                lease: i64::from(k) + 1,
+                seq,
+                digest: [0; 8],
+            };
+            if let Some(frame) = hb.frame(MacAddr([0x02, 0xdd, 0, 0, b[0], b[1]]), None)
+                && sock.send(&frame).is_ok()
+            {
+                sent += 1;
+            }
+        }
+        let due = start + Duration::from_millis(100 * seq);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    Ok(sent)
+}
