@@ -499,8 +499,10 @@ fn a_flood_of_requests_and_malformed_frames_does_not_stop_legitimate_answers() {
 /// A holder that dies (`Signal::Kill`) or freezes (`Signal::Stop`) under a 30 s lease: only the
 /// heartbeats can make its address move within 10 s. Returns the cluster, the old and the new
 /// holder.
-fn heartbeats_replace(signal: Signal) -> (Cluster, IpAddr, String, String) {
-    let mut c = Cluster::start(3, &["--lease-ttl", "30"]);
+fn heartbeats_replace(signal: Signal, extra: &[&str]) -> (Cluster, IpAddr, String, String) {
+    let mut args = vec!["--lease-ttl", "30"];
+    args.extend_from_slice(extra);
+    let mut c = Cluster::start(3, &args);
     let ip = IpAddr::V4(c.lab.vip4(2));
     c.announce(ip, "");
     let first = c
@@ -522,7 +524,7 @@ fn heartbeats_replace(signal: Signal) -> (Cluster, IpAddr, String, String) {
 #[test]
 fn heartbeats_replace_a_killed_holder_long_before_its_lease_ends() {
     require_root!();
-    let (c, ip, _, second) = heartbeats_replace(Signal::Kill);
+    let (c, ip, _, second) = heartbeats_replace(Signal::Kill, &[]);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(c.arp(ip), [c.mac_of(&second)], "{}", c.logs());
 }
@@ -530,7 +532,7 @@ fn heartbeats_replace_a_killed_holder_long_before_its_lease_ends() {
 #[test]
 fn a_frozen_holder_is_replaced_and_stays_silent_when_it_wakes() {
     require_root!();
-    let (mut c, ip, first, second) = heartbeats_replace(Signal::Stop);
+    let (mut c, ip, first, second) = heartbeats_replace(Signal::Stop, &[]);
     c.speaker(Cluster::node_index(&first))
         .signal(Signal::Cont)
         .expect("continue");
@@ -599,5 +601,40 @@ fn a_holder_whose_heartbeats_are_dropped_moves_once_and_returns_as_a_newcomer() 
         c.logs().contains("this node's lease was ended in etcd"),
         "{}",
         c.logs()
+    );
+}
+
+#[test]
+fn signed_heartbeats_are_heard_and_replace_a_killed_holder() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("heartbeat.key");
+    std::fs::write(&key, "a shared secret\n").expect("write");
+    let key = key.to_str().expect("path").to_string();
+    let (c, ip, _, second) =
+        heartbeats_replace(Signal::Kill, &["--heartbeat-key-file", key.as_str()]);
+    assert_eq!(c.arp(ip), [c.mac_of(&second)], "{}", c.logs());
+    let metrics = c
+        .lab
+        .exec_ok(
+            Host::Node(Cluster::node_index(&second)),
+            ["curl", "-s", "http://127.0.0.1:7472/metrics"],
+        )
+        .expect("metrics");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(-1.0)
+    };
+    assert!(
+        value("ferrolb_speaker_heartbeats_heard_total") > 0.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        value("ferrolb_speaker_heartbeats_refused_total"),
+        0.0,
+        "{metrics}"
     );
 }
