@@ -93,31 +93,19 @@ impl Demo {
     }
 
     fn spawn_speaker(&self, i: usize) -> anyhow::Result<LabProcess> {
-        let node = format!("node{i}");
         let labels = if i == 3 {
             "node-role.example/edge=true"
         } else {
             ""
         };
-        let endpoints = self.etcd.endpoints();
-        let exe = self.exe("ferrolb-speaker");
-        Ok(self.lab.spawn(
-            Host::Node(i),
-            [
-                exe.as_str(),
-                "--node-name",
-                &node,
-                "--etcd-endpoints",
-                &endpoints,
-                "--lease-ttl",
-                "2",
-                "--listen",
-                "127.0.0.1:7472",
-                "--labels",
-                labels,
-            ],
-            &format!("speaker-{node}.log"),
-        )?)
+        crate::spawn_speaker(
+            &self.lab,
+            &self.bin.join("ferrolb-speaker"),
+            i,
+            &self.etcd.endpoints(),
+            2,
+            &["--labels", labels],
+        )
     }
 
     fn announcements(&self) -> BTreeMap<IpAddr, serde_json::Value> {

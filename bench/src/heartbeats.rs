@@ -67,22 +67,14 @@ fn spawn_speaker(
     i: usize,
     extra: &[&str],
 ) -> anyhow::Result<LabProcess> {
-    let exe = bin.join("ferrolb-speaker").to_string_lossy().into_owned();
-    let node = format!("node{i}");
-    let endpoints = etcd.endpoints();
-    let mut args = vec![
-        exe.as_str(),
-        "--node-name",
-        &node,
-        "--etcd-endpoints",
-        &endpoints,
-        "--lease-ttl",
-        "3",
-        "--listen",
-        "127.0.0.1:7472",
-    ];
-    args.extend_from_slice(extra);
-    Ok(lab.spawn(Host::Node(i), args, &format!("speaker-{node}.log"))?)
+    crate::spawn_speaker(
+        lab,
+        &bin.join("ferrolb-speaker"),
+        i,
+        &etcd.endpoints(),
+        3,
+        extra,
+    )
 }
 
 /// The sum of a counter over the speakers of `nodes` nodes.

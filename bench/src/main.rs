@@ -82,6 +82,36 @@ pub struct RunArgs {
     pub out: PathBuf,
 }
 
+/// Starts `ferrolb-speaker` (the binary at `exe`) on lab node `i` as `node<i>`, with the given
+/// etcd endpoints and lease TTL, its HTTP listener on 127.0.0.1:7472 inside the node, and
+/// `extra` flags; its log is `speaker-node<i>-<time>.log` in the lab's log directory.
+pub fn spawn_speaker(
+    lab: &ferrolb_testkit::Lab,
+    exe: &std::path::Path,
+    i: usize,
+    endpoints: &str,
+    ttl: u32,
+    extra: &[&str],
+) -> anyhow::Result<ferrolb_testkit::LabProcess> {
+    let node = format!("node{i}");
+    let exe = exe.to_string_lossy().into_owned();
+    let ttl = ttl.to_string();
+    let mut args = vec![
+        exe.as_str(),
+        "--node-name",
+        &node,
+        "--etcd-endpoints",
+        endpoints,
+        "--lease-ttl",
+        &ttl,
+        "--listen",
+        "127.0.0.1:7472",
+    ];
+    args.extend_from_slice(extra);
+    let log = format!("speaker-{node}-{}.log", unix_now());
+    Ok(lab.spawn(ferrolb_testkit::Host::Node(i), args, &log)?)
+}
+
 /// Now, in seconds since the Unix epoch (the lab's processes share the clock).
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now()

@@ -96,25 +96,15 @@ enum Fault {
 
 impl Bench {
     fn spawn_speaker(&self, i: usize) -> anyhow::Result<LabProcess> {
-        let node = format!("node{i}");
-        let ttl = self.ttl.to_string();
-        let endpoints = self.etcd.endpoints();
-        let bin = self.speaker_bin.to_string_lossy().into_owned();
-        let mut args = vec![
-            bin.as_str(),
-            "--node-name",
-            &node,
-            "--etcd-endpoints",
-            &endpoints,
-            "--lease-ttl",
-            &ttl,
-            "--listen",
-            "127.0.0.1:7472",
-        ];
-        args.extend(self.extra.iter().map(String::as_str));
-        Ok(self
-            .lab
-            .spawn(Host::Node(i), args, &format!("speaker-{node}.log"))?)
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        crate::spawn_speaker(
+            &self.lab,
+            &self.speaker_bin,
+            i,
+            &self.etcd.endpoints(),
+            self.ttl,
+            &extra,
+        )
     }
 
     fn put(&self, key: &str, value: &str) -> anyhow::Result<()> {

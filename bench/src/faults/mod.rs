@@ -420,25 +420,14 @@ impl World {
     }
 
     fn spawn_speaker(&self, i: usize) -> anyhow::Result<LabProcess> {
-        let node = format!("node{i}");
-        let exe = self.settings.exe("ferrolb-speaker");
-        let endpoints = self.endpoints();
-        let ttl = TTL.to_string();
-        Ok(self.lab.spawn(
-            Host::Node(i),
-            [
-                exe.as_str(),
-                "--node-name",
-                &node,
-                "--etcd-endpoints",
-                &endpoints,
-                "--lease-ttl",
-                &ttl,
-                "--listen",
-                "127.0.0.1:7472",
-            ],
-            &format!("speaker-{node}-{}.log", crate::unix_now()),
-        )?)
+        crate::spawn_speaker(
+            &self.lab,
+            &self.settings.bin.join("ferrolb-speaker"),
+            i,
+            &self.endpoints(),
+            TTL,
+            &[],
+        )
     }
 
     fn spawn_reconciler(&self, k: usize) -> anyhow::Result<LabProcess> {
