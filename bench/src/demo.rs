@@ -226,21 +226,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "starting the reconciler (file mode: examples/pools, examples/services) and three speakers",
     );
     let endpoints = format!("http://127.0.0.1:{}", demo.etcd.client_port());
-    let exe = demo.exe("ferrolb-reconciler");
-    let reconciler = demo.lab.spawn(
-        Host::Infra,
-        [
-            exe.as_str(),
-            "--config",
-            pools.to_str().context("path")?,
-            "--services",
-            services.to_str().context("path")?,
-            "--etcd-endpoints",
-            &endpoints,
-            "--listen",
-            "127.0.0.1:7473",
-        ],
-        "reconciler.log",
+    let reconciler = crate::spawn_reconciler(
+        &demo.lab,
+        &demo.bin.join("ferrolb-reconciler"),
+        &pools,
+        &services,
+        &endpoints,
+        "127.0.0.1:7473",
+        &[],
     )?;
     demo.others.push(reconciler);
     for i in 1..=3 {

@@ -112,6 +112,36 @@ pub fn spawn_speaker(
     Ok(lab.spawn(ferrolb_testkit::Host::Node(i), args, &log)?)
 }
 
+/// Starts `ferrolb-reconciler` (the binary at `exe`) in the lab's infrastructure namespace in
+/// file mode (`pools`, `services`), with the given etcd endpoints, HTTP listener and `extra`
+/// flags; its log is `reconciler-<listen>.log` in the lab's log directory.
+pub fn spawn_reconciler(
+    lab: &ferrolb_testkit::Lab,
+    exe: &std::path::Path,
+    pools: &std::path::Path,
+    services: &std::path::Path,
+    endpoints: &str,
+    listen: &str,
+    extra: &[&str],
+) -> anyhow::Result<ferrolb_testkit::LabProcess> {
+    use anyhow::Context;
+    let log = format!("reconciler-{}.log", listen.replace([':', '.'], "-"));
+    let exe = exe.to_string_lossy().into_owned();
+    let mut args = vec![
+        exe.as_str(),
+        "--config",
+        pools.to_str().context("path")?,
+        "--services",
+        services.to_str().context("path")?,
+        "--etcd-endpoints",
+        endpoints,
+        "--listen",
+        listen,
+    ];
+    args.extend_from_slice(extra);
+    Ok(lab.spawn(ferrolb_testkit::Host::Infra, args, &log)?)
+}
+
 /// Now, in seconds since the Unix epoch (the lab's processes share the clock).
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now()

@@ -11,9 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use ferrolb_core::wire::{self, ArpOperation, Frame};
-use ferrolb_speaker::sys::{AsyncRawSocket, ETH_P_ARP, interfaces};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -145,11 +143,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 async fn run_async(args: &Args) -> anyhow::Result<()> {
-    let iface = interfaces::list()?
-        .into_iter()
-        .find(|i| i.name == args.interface)
-        .with_context(|| format!("no interface {}", args.interface))?;
-    let socket = AsyncRawSocket::open(iface.index, ETH_P_ARP)?;
+    let socket = crate::probe::arp_socket(&args.interface)?;
     let out: Out = Arc::new(Mutex::new(std::io::stdout()));
     let mut loops = tokio::task::JoinSet::new();
     if args.http_port != 0 {

@@ -98,12 +98,17 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     rt.block_on(run_async(args))
 }
 
-async fn run_async(args: &Args) -> anyhow::Result<()> {
+/// A raw ARP socket on the interface named `name` (the probe's and the monitor's).
+pub fn arp_socket(name: &str) -> anyhow::Result<AsyncRawSocket> {
     let iface = interfaces::list()?
         .into_iter()
-        .find(|i| i.name == args.interface)
-        .with_context(|| format!("no interface {}", args.interface))?;
-    let socket = AsyncRawSocket::open(iface.index, ETH_P_ARP)?;
+        .find(|i| i.name == name)
+        .with_context(|| format!("no interface {name}"))?;
+    Ok(AsyncRawSocket::open(iface.index, ETH_P_ARP)?)
+}
+
+async fn run_async(args: &Args) -> anyhow::Result<()> {
+    let socket = arp_socket(&args.interface)?;
     let mut out = std::io::stdout().lock();
     let mut buf = vec![0u8; 2048];
     match args.mode {

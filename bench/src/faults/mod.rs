@@ -431,29 +431,16 @@ impl World {
     }
 
     fn spawn_reconciler(&self, k: usize) -> anyhow::Result<LabProcess> {
-        let exe = self.settings.exe("ferrolb-reconciler");
-        let pools = self.dir.path().join("pools");
-        let services = self.dir.path().join("services");
-        let endpoints = self.endpoints();
         let ttl = TTL.to_string();
-        let listen = format!("127.0.0.1:{}", 7473 + k);
-        Ok(self.lab.spawn(
-            Host::Infra,
-            [
-                exe.as_str(),
-                "--config",
-                pools.to_str().context("path")?,
-                "--services",
-                services.to_str().context("path")?,
-                "--etcd-endpoints",
-                &endpoints,
-                "--lease-ttl",
-                &ttl,
-                "--listen",
-                &listen,
-            ],
-            &format!("reconciler-{k}.log"),
-        )?)
+        crate::spawn_reconciler(
+            &self.lab,
+            &self.settings.bin.join("ferrolb-reconciler"),
+            &self.dir.path().join("pools"),
+            &self.dir.path().join("services"),
+            &self.endpoints(),
+            &format!("127.0.0.1:{}", 7473 + k),
+            &["--lease-ttl", &ttl],
+        )
     }
 
     /// An HTTP server on every node, and every address delivered locally there (kube-proxy's
