@@ -221,12 +221,26 @@ pub struct DecodeError {
     pub source: serde_json::Error,
 }
 
-/// Decodes a JSON value read from `key`.
+/// The largest value ferrolb reads from etcd: far above any real announcement (a shared address
+/// of 1,000 Services on 1,000 nodes is about 100 KiB), far below what could stall a daemon.
+pub const MAX_VALUE_BYTES: usize = 256 * 1024;
+
+/// Decodes a JSON value read from `key`; a value over [`MAX_VALUE_BYTES`] is refused unread.
 pub fn decode<T: for<'de> Deserialize<'de>>(
     what: &'static str,
     key: &[u8],
     value: &[u8],
 ) -> Result<T, DecodeError> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(DecodeError {
+            what,
+            key: String::from_utf8_lossy(key).into_owned(),
+            source: serde::de::Error::custom(format!(
+                "{} bytes, over the limit of {MAX_VALUE_BYTES}",
+                value.len()
+            )),
+        });
+    }
     serde_json::from_slice(value).map_err(|source| DecodeError {
         what,
         key: String::from_utf8_lossy(key).into_owned(),
@@ -243,6 +257,22 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_over_the_limit_are_refused_unread() {
+        let ip = r#""ip":"10.0.0.5""#;
+        let pad = "x".repeat(MAX_VALUE_BYTES);
+        let big = format!(r#"{{{ip},"services":["{pad}"]}}"#);
+        let err = decode::<Announcement>(
+            "announcement",
+            b"/ferrolb/announcements/10.0.0.5",
+            big.as_bytes(),
+        )
+        .expect_err("too big");
+        assert!(err.to_string().contains("over the limit"), "{err}");
+        let small = format!(r#"{{{ip},"services":["{}"]}}"#, "x".repeat(1000));
+        assert!(decode::<Announcement>("announcement", b"k", small.as_bytes()).is_ok());
+    }
 
     #[test]
     fn keys_follow_the_documented_layout() {

@@ -6,13 +6,25 @@
 //! the suspicion in etcd. When enough live observers agree ([`revoker`]), the first of them ends
 //! the suspect's lease, and the ordinary claim path moves its addresses. Heartbeats only shorten
 //! detection: claims on leases still decide who answers.
+//!
+//! What a host on the LAN can do with heartbeats of its own making is bounded here:
+//! - Only a heartbeat on the lease that etcd says a node is on now ([`Liveness::set_current`])
+//!   counts. A frame naming another lease (an older one, replayed after a restart, or a made-up
+//!   one) changes nothing, so it can never replace the view of the current lease.
+//! - Signed heartbeats (with `--heartbeat-key-file`) must raise the sequence number: a recorded
+//!   frame replayed on the same lease is ignored. Unsigned ones prove nothing about their
+//!   sequence number (anyone can write 2^64−1 into one), so it is not checked: every unsigned
+//!   heartbeat on the current lease counts as a sign of life.
+//!
+//! Together: a forged or replayed frame can at most make a node look alive a little longer
+//! (delaying a takeover until its lease expires), never make a live node look dead.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::wire::heartbeat::HeartbeatRepr;
 
-/// The last heartbeat heard from one node.
+/// The last heartbeat heard from one node on its current lease.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Heard {
     lease: i64,
@@ -20,21 +32,61 @@ struct Heard {
     at: Duration,
 }
 
+/// What became of one heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hearing {
+    /// A sign of life of the node on its current lease.
+    Counted,
+    /// Signed, on the current lease, but not newer than one already heard: a replay.
+    Replay,
+    /// Not on the lease etcd says the node is on (an older lease, a made-up one, or a node etcd
+    /// does not know).
+    NotCurrent,
+}
+
+impl Hearing {
+    /// The reason, for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hearing::Counted => "counted",
+            Hearing::Replay => "replay",
+            Hearing::NotCurrent => "not_current_lease",
+        }
+    }
+}
+
 /// What a speaker has heard from the others.
 #[derive(Clone, Debug, Default)]
 pub struct Liveness {
+    /// The lease each registered node is on, as etcd says.
+    current: BTreeMap<String, i64>,
     heard: BTreeMap<String, Heard>,
 }
 
 impl Liveness {
-    /// Records a heartbeat heard at `at`. A heartbeat that repeats or goes back on a sequence
-    /// number already heard for the same lease is ignored (a replay): false.
-    pub fn heard(&mut self, hb: &HeartbeatRepr, at: Duration) -> bool {
-        if let Some(h) = self.heard.get(&hb.node)
+    /// Tells which lease each node is on now (from the registrations in etcd). What was heard
+    /// on any other lease, or from nodes no longer listed, is forgotten.
+    pub fn set_current(&mut self, leases: BTreeMap<String, i64>) {
+        self.heard
+            .retain(|node, h| leases.get(node) == Some(&h.lease));
+        self.current = leases;
+    }
+
+    /// Records a heartbeat heard at `at`; `signed` says whether its signature was checked with
+    /// the shared key (a speaker with a key refuses unsigned frames before this).
+    pub fn heard(&mut self, hb: &HeartbeatRepr, at: Duration, signed: bool) -> Hearing {
+        if self.current.get(&hb.node) != Some(&hb.lease) {
+            return Hearing::NotCurrent;
+        }
+        if let Some(h) = self.heard.get_mut(&hb.node)
             && h.lease == hb.lease
-            && hb.seq <= h.seq
         {
-            return false;
+            if signed && hb.seq <= h.seq {
+                return Hearing::Replay;
+            }
+            h.seq = h.seq.max(hb.seq);
+            h.at = h.at.max(at);
+            return Hearing::Counted;
         }
         self.heard.insert(
             hb.node.clone(),
@@ -44,7 +96,7 @@ impl Liveness {
                 at,
             },
         );
-        true
+        Hearing::Counted
     }
 
     /// When `node` was last heard on `lease`.
@@ -53,11 +105,6 @@ impl Liveness {
             .get(node)
             .filter(|h| h.lease == lease)
             .map(|h| h.at)
-    }
-
-    /// Forgets the nodes `keep` rejects.
-    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
-        self.heard.retain(|n, _| keep(n));
     }
 }
 
@@ -113,12 +160,17 @@ mod tests {
         names.iter().map(|s| s.to_string()).collect()
     }
 
+    fn current(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
+        pairs.iter().map(|(n, l)| (n.to_string(), *l)).collect()
+    }
+
     #[test]
     fn a_holder_heard_every_interval_is_never_suspected() {
         let mut l = Liveness::default();
+        l.set_current(current(&[("a", 7)]));
         for k in 0..100u64 {
             let now = MS * (100 * u32::try_from(k).expect("small"));
-            assert!(l.heard(&hb("a", 7, k), now));
+            assert_eq!(l.heard(&hb("a", 7, k), now, true), Hearing::Counted);
             assert!(!is_suspect(
                 l.last_heard("a", 7),
                 Duration::ZERO,
@@ -131,30 +183,76 @@ mod tests {
     #[test]
     fn silence_for_three_intervals_is_suspect_and_not_before() {
         let mut l = Liveness::default();
-        l.heard(&hb("a", 7, 1), 1000 * MS);
+        l.set_current(current(&[("a", 7)]));
+        l.heard(&hb("a", 7, 1), 1000 * MS, false);
         let last = l.last_heard("a", 7);
         assert!(!is_suspect(last, Duration::ZERO, 1299 * MS, 300 * MS));
         assert!(is_suspect(last, Duration::ZERO, 1300 * MS, 300 * MS));
     }
 
     #[test]
-    fn a_new_lease_is_a_new_holder_and_replays_are_ignored() {
+    fn signed_replays_on_the_current_lease_are_ignored() {
         let mut l = Liveness::default();
-        assert!(l.heard(&hb("a", 7, 5), 100 * MS));
-        assert!(!l.heard(&hb("a", 7, 5), 200 * MS), "a repeat");
-        assert!(!l.heard(&hb("a", 7, 4), 200 * MS), "going back");
+        l.set_current(current(&[("a", 7)]));
+        assert_eq!(l.heard(&hb("a", 7, 5), 100 * MS, true), Hearing::Counted);
+        assert_eq!(l.heard(&hb("a", 7, 5), 200 * MS, true), Hearing::Replay);
+        assert_eq!(l.heard(&hb("a", 7, 4), 200 * MS, true), Hearing::Replay);
         assert_eq!(l.last_heard("a", 7), Some(100 * MS));
-        // The node came back on another lease: its old lease is no longer heard.
-        assert!(l.heard(&hb("a", 9, 1), 300 * MS));
+    }
+
+    #[test]
+    fn only_the_lease_etcd_knows_counts_and_a_new_one_forgets_the_old() {
+        let mut l = Liveness::default();
+        l.set_current(current(&[("a", 7)]));
+        assert_eq!(l.heard(&hb("a", 7, 1), 100 * MS, true), Hearing::Counted);
+        // A frame of another lease (an old one replayed, or made up) does not replace the view
+        // of the current one: the holder stays heard.
+        assert_eq!(
+            l.heard(&hb("a", 6, 99), 150 * MS, true),
+            Hearing::NotCurrent
+        );
+        assert_eq!(l.heard(&hb("a", 8, 1), 150 * MS, true), Hearing::NotCurrent);
+        assert_eq!(l.last_heard("a", 7), Some(100 * MS));
+        // Nodes etcd does not know are not tracked at all.
+        assert_eq!(
+            l.heard(&hb("z", 1, 1), 150 * MS, false),
+            Hearing::NotCurrent
+        );
+        assert_eq!(l.last_heard("z", 1), None);
+        // The node came back on lease 9: what was heard on 7 is gone, 9 starts afresh.
+        l.set_current(current(&[("a", 9)]));
         assert_eq!(l.last_heard("a", 7), None);
-        assert!(is_suspect(
-            l.last_heard("a", 7),
-            Duration::ZERO,
-            400 * MS,
-            300 * MS
-        ));
-        l.retain(|n| n != "a");
+        assert_eq!(l.heard(&hb("a", 9, 1), 300 * MS, true), Hearing::Counted);
+        assert_eq!(l.last_heard("a", 9), Some(300 * MS));
+        l.set_current(BTreeMap::new());
         assert_eq!(l.last_heard("a", 9), None);
+    }
+
+    #[test]
+    fn an_unsigned_frame_with_the_highest_sequence_number_cannot_silence_a_live_holder() {
+        // The outside test's attack: one forged frame in the holder's name, on its lease, with
+        // sequence number 2^64-1. Without a key the sequence number proves nothing, so the
+        // holder's own later heartbeats still count and it is never suspected.
+        let mut l = Liveness::default();
+        l.set_current(current(&[("a", 7)]));
+        l.heard(&hb("a", 7, 3), 100 * MS, false);
+        assert_eq!(
+            l.heard(&hb("a", 7, u64::MAX), 150 * MS, false),
+            Hearing::Counted
+        );
+        for k in 4..20u64 {
+            let at = MS * (100 * u32::try_from(k).expect("small"));
+            assert_eq!(l.heard(&hb("a", 7, k), at, false), Hearing::Counted);
+            assert!(!is_suspect(
+                l.last_heard("a", 7),
+                Duration::ZERO,
+                at + 299 * MS,
+                300 * MS
+            ));
+        }
+        // A forged frame heard earlier than the last real one does not move the time back.
+        assert_eq!(l.heard(&hb("a", 7, 1), 500 * MS, false), Hearing::Counted);
+        assert_eq!(l.last_heard("a", 7), Some(1900 * MS));
     }
 
     #[test]
@@ -190,5 +288,62 @@ mod tests {
             .filter_map(|_| revoker("a", &agreeing, &live, 2))
             .collect();
         assert_eq!(picks, BTreeSet::from(["b"]));
+    }
+
+    mod forged {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// One frame of an attacker on the LAN: without the key anything unsigned; with it, only
+        /// replays of frames the holder signed before (on its old lease 6, or earlier on 7).
+        #[derive(Clone, Debug)]
+        struct Forged {
+            node: &'static str,
+            lease: i64,
+            seq: u64,
+            after_ms: u32,
+        }
+
+        fn forged() -> impl Strategy<Value = Forged> {
+            (
+                prop::sample::select(vec!["a", "b", "z"]),
+                prop_oneof![Just(6i64), Just(7i64), Just(8i64), any::<i64>()],
+                prop_oneof![Just(u64::MAX), Just(0u64), any::<u64>()],
+                0u32..100,
+            )
+                .prop_map(|(node, lease, seq, after_ms)| Forged {
+                    node,
+                    lease,
+                    seq,
+                    after_ms,
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn forged_and_replayed_frames_never_make_a_live_holder_suspect(
+                attacks in prop::collection::vec(prop::option::of(forged()), 1..60),
+                signed in any::<bool>(),
+            ) {
+                let mut l = Liveness::default();
+                l.set_current(current(&[("a", 7), ("b", 3)]));
+                let mut sent = 0u64;
+                for (k, attack) in attacks.iter().enumerate() {
+                    let at = MS * (100 * u32::try_from(k).expect("small"));
+                    sent += 1;
+                    l.heard(&hb("a", 7, sent), at, signed);
+                    if let Some(f) = attack {
+                        // With a key, only what the holder signed exists: replays.
+                        let (lease, seq) = if signed {
+                            (if f.lease == 6 { 6 } else { 7 }, f.seq % sent.max(1))
+                        } else {
+                            (f.lease, f.seq)
+                        };
+                        l.heard(&hb(f.node, lease, seq), at + MS * f.after_ms, signed);
+                    }
+                    prop_assert!(!is_suspect(l.last_heard("a", 7), Duration::ZERO, at + 299 * MS, 300 * MS));
+                }
+            }
+        }
     }
 }

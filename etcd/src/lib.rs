@@ -309,6 +309,10 @@ pub async fn keep_alive(
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut answered = tokio::time::Instant::now();
+        // When each unanswered keepalive went out: etcd restarts the TTL when it receives one,
+        // so the lease is sure to live until the send time plus the TTL, never longer (the
+        // answer's arrival would overstate it by the round trip).
+        let mut sent: std::collections::VecDeque<tokio::time::Instant> = Default::default();
         loop {
             tokio::select! {
                 _ = tick.tick() => {
@@ -320,12 +324,18 @@ pub async fn keep_alive(
                         let _ = tx.send(LeaseState::Failed(format!("sending a keepalive: {e}")));
                         return;
                     }
+                    sent.push_back(tokio::time::Instant::now());
+                    // Answers come in order; more outstanding than this means they are lost.
+                    if sent.len() > 16 {
+                        sent.pop_front();
+                    }
                 }
                 answer = answers.message() => match answer {
                     Ok(Some(a)) if a.ttl() > 0 => {
                         answered = tokio::time::Instant::now();
+                        let from = sent.pop_front().unwrap_or(answered).min(answered);
                         let secs = u64::try_from(a.ttl()).unwrap_or(0);
-                        let _ = tx.send(LeaseState::Alive { until: answered + std::time::Duration::from_secs(secs) });
+                        let _ = tx.send(LeaseState::Alive { until: from + std::time::Duration::from_secs(secs) });
                     }
                     Ok(Some(_)) => {
                         let _ = tx.send(LeaseState::Expired);

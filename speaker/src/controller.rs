@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -25,7 +25,7 @@ use ferrolb_core::election::{self, Situation, Step};
 use ferrolb_core::layout::{Claim, InterfaceInfo, Keys, Registration};
 use ferrolb_core::liveness::{self, Liveness};
 use ferrolb_core::respond::HeldSet;
-use ferrolb_core::wire::heartbeat::{HeartbeatRepr, held_digest};
+use ferrolb_core::wire::heartbeat::held_digest;
 use ferrolb_etcd::LeaseState;
 use regex::Regex;
 use tokio::sync::{mpsc, watch};
@@ -33,6 +33,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use crate::etcd::{self, Etcd, bounded};
+use crate::fence::Fence;
 use crate::heartbeat::Beat;
 use crate::metrics::{Metrics, OpLabels};
 use crate::settings::{OnEtcdLoss, Settings};
@@ -49,8 +50,6 @@ pub enum LocalEvent {
         /// The other MAC, for the log.
         mac: String,
     },
-    /// A heartbeat from another node.
-    Heartbeat(HeartbeatRepr),
 }
 
 /// Why a session with etcd ended.
@@ -66,6 +65,25 @@ impl<E: Into<anyhow::Error>> From<E> for SessionEnd {
     fn from(e: E) -> Self {
         SessionEnd::Failed(e.into())
     }
+}
+
+/// What links the controller to the responders and the heartbeat tasks.
+#[derive(Debug)]
+pub struct Links {
+    /// The addresses to answer for, to the responders.
+    pub held_tx: watch::Sender<Arc<HeldSet>>,
+    /// The usable interfaces, to the responder supervisor.
+    pub interfaces_tx: watch::Sender<Vec<Interface>>,
+    /// What the responders saw.
+    pub events: mpsc::Receiver<LocalEvent>,
+    /// What the heartbeats say.
+    pub beat_tx: watch::Sender<Beat>,
+    /// What the heartbeat tasks heard, on the clock started at `clock`.
+    pub liveness: Arc<Mutex<Liveness>>,
+    /// The start of the liveness clock.
+    pub clock: Instant,
+    /// The responders' answering fence.
+    pub fence: Arc<Fence>,
 }
 
 /// The control loop's state.
@@ -92,9 +110,11 @@ pub struct Controller {
     metrics: Arc<Metrics>,
     /// What the heartbeats say.
     beat_tx: watch::Sender<Beat>,
-    /// Heartbeats heard, on the controller's clock (`started`).
-    liveness: Liveness,
+    /// Heartbeats heard (written by the heartbeat tasks), on the clock that starts at `started`.
+    liveness: Arc<Mutex<Liveness>>,
     started: Instant,
+    /// The answering fence the responders check.
+    fence: Arc<Fence>,
     /// Since when each (holder, lease) has been watched, on the same clock.
     watching: HashMap<(String, i64), Duration>,
     /// Leases this node has ended, so it asks once.
@@ -111,16 +131,17 @@ impl std::fmt::Debug for Controller {
 }
 
 impl Controller {
-    /// A controller; `held_tx` and `interfaces_tx` publish to the responders, `events` brings
-    /// their observations back.
-    pub fn new(
-        settings: Settings,
-        held_tx: watch::Sender<Arc<HeldSet>>,
-        interfaces_tx: watch::Sender<Vec<Interface>>,
-        events: mpsc::Receiver<LocalEvent>,
-        metrics: Arc<Metrics>,
-        beat_tx: watch::Sender<Beat>,
-    ) -> anyhow::Result<Self> {
+    /// A controller, linked to the responders and heartbeats by `links`.
+    pub fn new(settings: Settings, links: Links, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let Links {
+            held_tx,
+            interfaces_tx,
+            events,
+            beat_tx,
+            liveness,
+            clock,
+            fence,
+        } = links;
         let interfaces_regex = settings
             .interfaces
             .as_deref()
@@ -147,8 +168,9 @@ impl Controller {
             events,
             metrics,
             beat_tx,
-            liveness: Liveness::default(),
-            started: Instant::now(),
+            liveness,
+            started: clock,
+            fence,
             watching: HashMap::new(),
             revoked: HashSet::new(),
         })
@@ -219,7 +241,7 @@ impl Controller {
         };
         let lease = match alive {
             Some((id, Some(remaining))) => {
-                self.lease_until = Some(Instant::now() + remaining);
+                self.lease_confirmed(Some(Instant::now() + remaining));
                 info!(lease = id, "connected; lease still alive, claims kept");
                 id
             }
@@ -239,7 +261,7 @@ impl Controller {
         self.lease = Some(lease);
         self.beat_tx.send_modify(|b| b.lease = Some(lease));
         if self.lease_until.is_none_or(|u| u <= Instant::now()) {
-            self.lease_until = Some(Instant::now() + self.settings.ttl());
+            self.lease_confirmed(Some(Instant::now() + self.settings.ttl()));
         }
         self.metrics.lease_alive.set(1);
         self.metrics.etcd_connected.set(1);
@@ -267,6 +289,7 @@ impl Controller {
                 warn!(error = %e, "skipping an unreadable key");
             }
         }
+        self.sync_liveness();
         self.yielded.clear();
         let mut watch = bounded(step, "watch", etcd.watch(revision + 1)).await?;
         // Renewals run in a task of their own: slow claims or releases never delay them.
@@ -299,6 +322,9 @@ impl Controller {
                             warn!(error = %e, "skipping an unreadable key");
                         }
                     }
+                    self.sync_liveness();
+                    // One thread runs every task: let the heartbeats and renewals go first.
+                    tokio::task::yield_now().await;
                     // The registration lives on the lease: gone means the lease was ended, by
                     // the others when they heard no heartbeat (a false suspicion, if we are
                     // here to see it). Stop answering at once and come back as a newcomer.
@@ -314,7 +340,7 @@ impl Controller {
                     }
                     let state = keepalive.state.borrow_and_update().clone();
                     match state {
-                        LeaseState::Alive { until } => self.lease_until = Some(until),
+                        LeaseState::Alive { until } => self.lease_confirmed(Some(until)),
                         LeaseState::Expired => {
                             self.lease_lost("etcd says the lease has expired");
                             return Err(anyhow::anyhow!("lease {lease} expired").into());
@@ -330,6 +356,7 @@ impl Controller {
                     return Err(anyhow::anyhow!("lease renewals stalled").into());
                 }
                 _ = interface_tick.tick() => {
+                    self.stall_if_asked();
                     if self.refresh_interfaces() {
                         self.register(etcd, lease).await?;
                     }
@@ -349,6 +376,21 @@ impl Controller {
             OnEtcdLoss::Release => self.lease_until.map(|u| u - margin),
             OnEtcdLoss::Hold => None,
         }
+    }
+
+    /// Records when the lease ends unless renewed, as last confirmed by etcd, and with
+    /// `--on-etcd-loss release` closes the answering fence a margin before then.
+    fn lease_confirmed(&mut self, until: Option<Instant>) {
+        self.lease_until = until;
+        let deadline = match self.lease {
+            Some(_) => self.release_at(),
+            None => Some(Instant::now()),
+        };
+        self.fence
+            .set_lease_until(match self.settings.on_etcd_loss {
+                OnEtcdLoss::Release => deadline,
+                OnEtcdLoss::Hold => None,
+            });
     }
 
     /// Waits out one retry interval while etcd is away; true when shutdown was asked for.
@@ -381,9 +423,6 @@ impl Controller {
 
     fn local_event(&mut self, ev: LocalEvent, connected: bool) {
         match ev {
-            LocalEvent::Heartbeat(hb) => {
-                self.liveness.heard(&hb, self.started.elapsed());
-            }
             LocalEvent::ForeignAnnouncement { ip, mac } => {
                 if connected {
                     // etcd decides while it answers: our claim stands; the other host is wrong.
@@ -410,6 +449,15 @@ impl Controller {
         }
     }
 
+    /// Tells the heartbeat record which lease each registered node is on now: only heartbeats
+    /// on that lease count.
+    fn sync_liveness(&self) {
+        self.liveness
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .set_current(self.world.speaker_leases.clone());
+    }
+
     /// The lease is gone: so are this node's claims. Stop answering at once.
     fn lease_lost(&mut self, why: &str) {
         warn!(
@@ -417,11 +465,33 @@ impl Controller {
             "lease lost; no longer answering for any address"
         );
         self.lease = None;
-        self.lease_until = None;
+        self.lease_confirmed(None);
+        self.fence.close();
         self.beat_tx.send_modify(|b| b.lease = None);
         self.unclaimed_since.clear();
         self.metrics.lease_alive.set(0);
         self.publish(HeldSet::default());
+    }
+
+    /// The `--debug-stall-dir` test hook: blocks the event loop's thread (and so every task on
+    /// it) for the duration the node's file holds.
+    fn stall_if_asked(&self) {
+        let Some(dir) = &self.settings.debug_stall_dir else {
+            return;
+        };
+        let path = dir.join(&self.settings.node_name);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        let _ = std::fs::remove_file(&path);
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) => {
+                warn!(duration = ?d, "test hook: stalling the event loop");
+                std::thread::sleep(d);
+                warn!("test hook: the event loop runs again");
+            }
+            Err(e) => warn!(error = %e, "test hook: unreadable stall duration"),
+        }
     }
 
     /// Reads the interfaces again; true when the usable set changed.
@@ -518,14 +588,15 @@ impl Controller {
         let mut suspected: BTreeMap<String, i64> = BTreeMap::new();
         for (node, l) in &holders {
             let since = *self.watching.entry((node.clone(), *l)).or_insert(now);
-            let last = self.liveness.last_heard(node, *l);
+            let last = self
+                .liveness
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .last_heard(node, *l);
             if liveness::is_suspect(last, since, now, suspect_after) {
                 suspected.insert(node.clone(), *l);
             }
         }
-        let speakers = &self.world.speakers;
-        self.liveness
-            .retain(|n| speakers.contains_key(n) || holders.contains_key(n));
         self.metrics
             .suspected
             .set(i64::try_from(suspected.len()).unwrap_or(i64::MAX));

@@ -1,19 +1,27 @@
 //! Heartbeats on one interface: every `--heartbeat-interval`, one frame saying this node is
 //! alive on its lease (with a digest of what it holds); every heartbeat heard from another node
-//! goes to the controller, which decides with `ferrolb_core::liveness`. Runs inside each
-//! interface's responder, so it follows the interfaces as they come and go.
+//! is recorded in the shared [`Liveness`], which the controller reads to decide
+//! (`ferrolb_core::liveness`). Runs inside each interface's responder, so it follows the
+//! interfaces as they come and go.
+//!
+//! Heard heartbeats go straight into the shared record rather than through a queue, so a flood
+//! of frames (forged or not) cannot crowd real heartbeats out of a full queue and make a live
+//! holder look silent. Each heartbeat sent opens the answering [`Fence`] for `--suspect-after`.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ferrolb_core::liveness::{Hearing, Liveness};
 use ferrolb_core::wire::MacAddr;
 use ferrolb_core::wire::heartbeat::{ETHERTYPE, GROUP, HeartbeatRepr, parse_heartbeat_frame};
-use tokio::sync::{mpsc, watch};
-use tokio::time::MissedTickBehavior;
+use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, warn};
 
-use crate::controller::{LocalEvent, stopped};
-use crate::metrics::Metrics;
+use crate::controller::stopped;
+use crate::fence::Fence;
+use crate::metrics::{Metrics, ReasonLabels};
 use crate::sys::AsyncRawSocket;
 use crate::sys::interfaces::Interface;
 
@@ -36,6 +44,30 @@ pub struct Config {
     pub interval: Duration,
     /// The signing key; with one, only heartbeats signed with it are heard.
     pub key: Option<Arc<[u8]>>,
+    /// What has been heard from the others, on the clock that starts at `clock`.
+    pub liveness: Arc<Mutex<Liveness>>,
+    /// The start of the liveness clock.
+    pub clock: Instant,
+    /// The sequence number, one for all interfaces: a responder started again (an interface
+    /// that flapped) goes on counting, so signed heartbeats never look like replays.
+    pub seq: Arc<AtomicU64>,
+    /// The answering fence, opened for `window` by every heartbeat sent.
+    pub fence: Arc<Fence>,
+    /// `--suspect-after`.
+    pub window: Duration,
+}
+
+impl Config {
+    /// Records a heartbeat heard now; a poisoned lock (a panic elsewhere) is recovered, since
+    /// the record is a plain map.
+    fn hear(&self, hb: &HeartbeatRepr, signed: bool) -> Hearing {
+        let at = self.clock.elapsed();
+        let mut l = self
+            .liveness
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        l.heard(hb, at, signed)
+    }
 }
 
 /// Sends and hears heartbeats on `iface` until `stop` turns true; errors end it (the responder
@@ -44,7 +76,6 @@ pub async fn run(
     iface: Interface,
     config: Config,
     mut beat: watch::Receiver<Beat>,
-    events: mpsc::Sender<LocalEvent>,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -54,21 +85,31 @@ pub async fn run(
     let key = config.key.as_deref();
     let mut tick = tokio::time::interval(config.interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut seq = 0u64;
     let mut buf = vec![0u8; 512];
     loop {
         tokio::select! {
             () = stopped(&mut stop) => return Ok(()),
-            _ = tick.tick() => {
+            // A new lease or a changed held set is said at once: the first heartbeat on a lease
+            // opens the fence, so a fresh holder answers without waiting for the next tick.
+            woke = async {
+                tokio::select! {
+                    _ = tick.tick() => true,
+                    changed = beat.changed() => changed.is_ok(),
+                }
+            } => {
+                if !woke {
+                    return Ok(());
+                }
                 let b = *beat.borrow_and_update();
                 let Some(lease) = b.lease else { continue };
-                seq += 1;
+                let seq = config.seq.fetch_add(1, Ordering::Relaxed) + 1;
                 let hb = HeartbeatRepr { node: config.node.clone(), lease, seq, digest: b.digest };
                 match hb.frame(own, key) {
                     Some(frame) => {
                         if let Err(e) = socket.send(&frame).await {
                             debug!(interface = %iface.name, error = %e, "heartbeat not sent");
                         } else {
+                            config.fence.beat(Instant::now(), config.window);
                             metrics.heartbeats_sent.inc();
                         }
                     }
@@ -86,9 +127,13 @@ pub async fn run(
                             metrics.heartbeats_refused.inc();
                             continue;
                         }
-                        metrics.heartbeats_heard.inc();
-                        // The controller may be busy: a heartbeat lost here is one of many.
-                        let _ = events.try_send(LocalEvent::Heartbeat(hb));
+                        match config.hear(&hb, signed) {
+                            Hearing::Counted => metrics.heartbeats_heard.inc(),
+                            other => metrics
+                                .heartbeats_ignored
+                                .get_or_create(&ReasonLabels { reason: other.as_str() })
+                                .inc(),
+                        };
                     }
                     Ok(_) => {}
                     Err(_) => {

@@ -21,6 +21,7 @@
 
 pub mod controller;
 pub mod etcd;
+pub mod fence;
 pub mod heartbeat;
 pub mod metrics;
 pub mod responder;
@@ -28,15 +29,16 @@ pub mod settings;
 pub mod sys;
 pub mod world;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use ferrolb_core::respond::HeldSet;
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
-use crate::controller::Controller;
+use crate::controller::{Controller, Links};
+use crate::fence::Fence;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 
@@ -44,6 +46,7 @@ use crate::settings::Settings;
 /// part of it fails.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     info!(node = %settings.node_name, endpoints = ?settings.etcd.etcd_endpoints, prefix = %settings.etcd.etcd_prefix, "starting");
+    settings.check()?;
     let metrics = Arc::new(Metrics::default());
     metrics
         .etcd_plaintext_endpoints
@@ -54,6 +57,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (interfaces_tx, interfaces_rx) = watch::channel(Vec::new());
     let (events_tx, events_rx) = mpsc::channel(256);
     let (beat_tx, beat_rx) = watch::channel(heartbeat::Beat::default());
+    let fence = Arc::new(Fence::new());
+    let liveness = Arc::new(Mutex::new(ferrolb_core::liveness::Liveness::default()));
+    let clock = tokio::time::Instant::now();
     let heartbeat = match settings.heartbeats() {
         true => Some((
             beat_rx,
@@ -61,6 +67,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 node: settings.node_name.clone(),
                 interval: settings.heartbeat_interval,
                 key: settings.heartbeat_key()?.map(Into::into),
+                liveness: liveness.clone(),
+                clock,
+                seq: Default::default(),
+                fence: fence.clone(),
+                window: settings.suspect_after(),
             },
         )),
         false => None,
@@ -77,13 +88,27 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     ));
     let controller = Controller::new(
         settings.clone(),
-        held_tx,
-        interfaces_tx,
-        events_rx,
+        Links {
+            held_tx,
+            interfaces_tx,
+            events: events_rx,
+            beat_tx,
+            liveness,
+            clock,
+            fence: fence.clone(),
+        },
         metrics.clone(),
-        beat_tx,
     )?;
     let control = tokio::spawn(controller.run(stop_rx.clone()));
+    // Without heartbeats, a pulse on the same event loop keeps the fence open: a stalled loop
+    // stops answering within a third of the TTL, before its lease can expire.
+    let pulse = (!settings.heartbeats()).then(|| {
+        tokio::spawn(fence::pulse(
+            fence.clone(),
+            settings.keepalive_interval(),
+            stop_rx.clone(),
+        ))
+    });
     // The responders stop after the controller, which first empties the held set.
     let (responders_stop_tx, responders_stop_rx) = watch::channel(false);
     let responders = tokio::spawn(responder::supervise(
@@ -94,6 +119,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             metrics,
             refresh: settings.garp_refresh,
             heartbeat,
+            fence,
         },
         responders_stop_rx,
     ));
@@ -102,6 +128,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     healthy.store(false, Ordering::Relaxed);
     let _ = responders_stop_tx.send(true);
     let _ = responders.await;
+    if let Some(p) = pulse {
+        p.abort();
+    }
     http.abort();
     outcome
 }

@@ -71,6 +71,9 @@ pub struct Metrics {
     pub heartbeats_heard: Counter,
     /// Heartbeat frames ignored: broken, or unsigned or wrongly signed when a key is set.
     pub heartbeats_refused: Counter,
+    /// Heartbeats heard but not counted as a sign of life, by reason (`replay`: signed and not
+    /// newer than one heard; `not_current_lease`: not on the lease etcd says the node is on).
+    pub heartbeats_ignored: Family<ReasonLabels, Counter>,
     /// Holders this node suspects now.
     pub suspected: Gauge,
     /// Leases of silent holders this node ended.
@@ -151,6 +154,11 @@ impl Metrics {
             "heartbeats_refused",
             "Heartbeat frames ignored (broken, or not signed with the key)",
             self.heartbeats_refused.clone(),
+        );
+        r.register(
+            "heartbeats_ignored",
+            "Heartbeats heard but not counted as a sign of life, by reason",
+            self.heartbeats_ignored.clone(),
         );
         r.register(
             "suspected_holders",

@@ -44,6 +44,8 @@ pub struct Shared {
         watch::Receiver<crate::heartbeat::Beat>,
         crate::heartbeat::Config,
     )>,
+    /// The answering fence: nothing is sent while it is closed.
+    pub fence: Arc<crate::fence::Fence>,
 }
 
 /// Runs one responder per usable interface until `stop` turns true.
@@ -106,6 +108,9 @@ struct AddressCounters {
     replies: Counter,
 }
 
+/// How soon a gratuitous announcement held back by the closed fence is tried again.
+const FENCED_RETRY: Duration = Duration::from_millis(10);
+
 /// How long a receiving thread blocks before it looks at the stop flag.
 const RECV_TIMEOUT: Duration = Duration::from_millis(200);
 
@@ -167,7 +172,6 @@ async fn respond(
             iface.clone(),
             config,
             beat,
-            shared.events.clone(),
             shared.metrics.clone(),
             stop.clone(),
         )),
@@ -373,8 +377,24 @@ impl Responder {
             _ => return,
         };
         let address = query.target;
-        match self.held.answer(&query, &mut self.limiter, now) {
-            Answer::Reply => {
+        let answer = match self.held.answer(&query, &mut self.limiter, now) {
+            // Checked here, in the answering thread, at this instant: a stalled event loop
+            // cannot keep this node answering after the others have taken the address.
+            Answer::Reply if !self.shared.fence.is_open(Instant::now()) => None,
+            a => Some(a),
+        };
+        match answer {
+            None => {
+                if let Some(c) = self.counters.get(&address) {
+                    c.requests.inc();
+                }
+                self.shared
+                    .metrics
+                    .dropped
+                    .get_or_create(&ReasonLabels { reason: "fenced" })
+                    .inc();
+            }
+            Some(Answer::Reply) => {
                 let bytes = match reply {
                     Reply::Arp { to_mac, to_ip, ip } => {
                         wire::arp_reply(self.mac, ip, to_mac, to_ip)
@@ -401,7 +421,7 @@ impl Responder {
                     }
                 }
             }
-            Answer::Drop(reason) => {
+            Some(Answer::Drop(reason)) => {
                 if let Some(c) = self.counters.get(&address) {
                     c.requests.inc();
                 }
@@ -488,10 +508,18 @@ async fn announce(
         loop {
             let now = Instant::now();
             let mut next: Option<Instant> = None;
+            let fenced = !shared.fence.is_open(now);
             for (ip, a) in &mut announcing {
                 while let Some(at) = gratuitous_due(a.sent, shared.refresh).map(|d| a.taken + d) {
                     if at > now {
                         next = Some(next.map_or(at, |n| n.min(at)));
+                        break;
+                    }
+                    if fenced {
+                        // Not now: look again shortly, when the next heartbeat may have
+                        // opened the fence.
+                        let again = now + FENCED_RETRY;
+                        next = Some(next.map_or(again, |n| n.min(again)));
                         break;
                     }
                     let reason = if a.sent < 5 { "takeover" } else { "refresh" };

@@ -67,6 +67,12 @@ pub struct Settings {
     /// wrongly signed heartbeats are ignored. Without it, any host on the segment can send them.
     #[arg(long, env = "FERROLB_HEARTBEAT_KEY_FILE")]
     pub heartbeat_key_file: Option<PathBuf>,
+    /// Test hook, not for production: when the file named after this node appears in this
+    /// directory, the event loop removes it and blocks its thread for the duration the file holds
+    /// (e.g. `3s`), as a stall would (CPU starvation, a huge etcd event). The lab tests and the
+    /// fault suite provoke stalls with it.
+    #[arg(long, env = "FERROLB_DEBUG_STALL_DIR", hide = true)]
+    pub debug_stall_dir: Option<PathBuf>,
 }
 
 /// Node labels.
@@ -131,6 +137,24 @@ impl Settings {
         Ok(Some(key))
     }
 
+    /// Checks what clap cannot: a holder silent for `--suspect-after` stops answering on its own
+    /// (the fence), so the window must leave room for more than one heartbeat.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.heartbeats() && self.suspect_after() <= self.heartbeat_interval {
+            anyhow::bail!(
+                "--suspect-after ({:?}) must be longer than --heartbeat-interval ({:?})",
+                self.suspect_after(),
+                self.heartbeat_interval
+            );
+        }
+        if self.heartbeats() && self.heartbeat_key_file.is_none() {
+            tracing::warn!(
+                "no --heartbeat-key-file: heartbeats are unsigned; a host on the LAN cannot make a live node look dead, but it can delay the detection of a dead one until its lease expires"
+            );
+        }
+        Ok(())
+    }
+
     /// The lease TTL as a duration.
     pub fn ttl(&self) -> Duration {
         Duration::from_secs(u64::try_from(self.lease_ttl).unwrap_or(3))
@@ -192,5 +216,13 @@ mod tests {
             parse(&["--etcd-cert", "c.pem"]).is_err(),
             "a certificate needs its key"
         );
+        let s =
+            parse(&["--heartbeat-interval", "100ms", "--suspect-after", "100ms"]).expect("parses");
+        assert!(
+            s.check().is_err(),
+            "a window of one interval would close the fence between heartbeats"
+        );
+        let s = parse(&["--heartbeat-interval", "0s", "--suspect-after", "0s"]).expect("parses");
+        assert!(s.check().is_ok(), "no heartbeats: nothing to check");
     }
 }

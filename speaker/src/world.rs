@@ -66,6 +66,9 @@ pub struct World {
     pub claims: BTreeMap<IpAddr, HeldClaim>,
     /// Live speakers.
     pub speakers: BTreeMap<String, Registration>,
+    /// The lease each live speaker's registration is on: its current lease, the only one its
+    /// heartbeats count on.
+    pub speaker_leases: BTreeMap<String, i64>,
     /// Suspicions: suspected node → observer → the suspected lease.
     pub suspects: BTreeMap<String, BTreeMap<String, i64>>,
 }
@@ -143,9 +146,11 @@ impl World {
             }
         } else if let Some(node) = keys.node_in(key) {
             self.speakers.remove(&node);
-            if let Some((value, _)) = put {
+            self.speaker_leases.remove(&node);
+            if let Some((value, lease)) = put {
                 let reg: Registration = layout::decode("registration", key, value)?;
-                self.speakers.insert(node, reg);
+                self.speakers.insert(node.clone(), reg);
+                self.speaker_leases.insert(node, lease);
             }
         }
         Ok(())
@@ -273,10 +278,15 @@ mod tests {
         assert_eq!(w.claims.values().next().map(|c| c.lease), Some(7));
         assert_eq!(w.claimed_by("a").count(), 1);
         assert!(w.speakers.contains_key("a"));
+        assert_eq!(
+            w.speaker_leases.get("a"),
+            Some(&7),
+            "the registration's lease"
+        );
         w.apply(&keys, &del("/ferrolb/claims/10.0.0.5"))
             .expect("valid");
         w.apply(&keys, &del("/ferrolb/speakers/a")).expect("valid");
-        assert!(w.claims.is_empty() && w.speakers.is_empty());
+        assert!(w.claims.is_empty() && w.speakers.is_empty() && w.speaker_leases.is_empty());
     }
 
     #[test]

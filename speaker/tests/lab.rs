@@ -638,3 +638,188 @@ fn signed_heartbeats_are_heard_and_replace_a_killed_holder() {
         "{metrics}"
     );
 }
+
+/// The lease `node`'s registration is on (none while it has no registration).
+fn registration_lease(c: &Cluster, node: &str) -> Option<i64> {
+    let out = c
+        .etcd
+        .ctl(&["get", &format!("/ferrolb/speakers/{node}"), "-w", "json"])
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+    v["kvs"][0]["lease"].as_i64()
+}
+
+/// Sends `frames` from the client's `eth0`, each `rounds` times, `gap` apart (raw frames through
+/// Python's AF_PACKET socket: the LAN host of the outside test).
+fn send_from_client(c: &Cluster, frames: &[Vec<u8>], rounds: u32, gap: Duration) {
+    const SCRIPT: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+rounds, gap = int(sys.argv[1]), float(sys.argv[2])
+frames = [bytes.fromhex(h) for h in sys.argv[3:]]
+for _ in range(rounds):
+    for f in frames:
+        s.send(f)
+    time.sleep(gap)
+"#;
+    let mut args = vec![
+        "python3".to_string(),
+        "-c".into(),
+        SCRIPT.into(),
+        rounds.to_string(),
+        format!("{:.3}", gap.as_secs_f64()),
+    ];
+    args.extend(
+        frames
+            .iter()
+            .map(|f| f.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+    );
+    c.lab.exec_ok(Host::Client, &args).expect("send frames");
+}
+
+fn metric_sum(c: &Cluster, node: &str, prefix: &str) -> f64 {
+    let text = c
+        .lab
+        .exec_ok(
+            Host::Node(Cluster::node_index(node)),
+            ["curl", "-s", "http://127.0.0.1:7472/metrics"],
+        )
+        .expect("metrics");
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A LAN host sends heartbeats in the holder's name for three seconds: on its current lease with
+/// the highest sequence number, on older and made-up leases, and (with a key) replays of frames
+/// signed on those. The holder keeps its lease and its address, and one MAC answers.
+fn forged_heartbeats_move_nothing(key: Option<&str>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_path = dir.path().join("heartbeat.key");
+    let mut args = vec!["--lease-ttl", "30"];
+    if let Some(k) = key {
+        std::fs::write(&key_path, k).expect("write");
+        args.extend_from_slice(&["--heartbeat-key-file", key_path.to_str().expect("path")]);
+    }
+    let c = Cluster::start(3, &args);
+    let ip = IpAddr::V4(c.lab.vip4(4));
+    c.announce(ip, "");
+    let holder = c
+        .wait_holder(ip, Duration::from_secs(10), |h| h.is_some())
+        .expect("holder");
+    std::thread::sleep(Duration::from_secs(1));
+    let lease = registration_lease(&c, &holder).expect("registered");
+    let mac: ferrolb_core::wire::MacAddr = c.mac_of(&holder).parse().expect("mac");
+    let key_bytes = key.map(|k| k.trim().as_bytes().to_vec());
+    let frame = |lease: i64, seq: u64| {
+        ferrolb_core::wire::heartbeat::HeartbeatRepr {
+            node: holder.clone(),
+            lease,
+            seq,
+            digest: [0; 8],
+        }
+        .frame(mac, key_bytes.as_deref())
+        .expect("frame")
+    };
+    // Signed with the key, these stand for frames recorded earlier: on older leases, and on the
+    // current one with a low sequence number. Without a key, anything goes: the holder's current
+    // lease with the highest sequence numbers too.
+    let mut frames = vec![
+        frame(lease, 1),
+        frame(lease - 1, u64::MAX),
+        frame(lease + 1, 7),
+        frame(424_242, 0),
+    ];
+    if key.is_none() {
+        frames.extend([frame(lease, u64::MAX), frame(lease, u64::MAX - 1)]);
+    }
+    send_from_client(&c, &frames, 300, Duration::from_millis(10));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        registration_lease(&c, &holder),
+        Some(lease),
+        "the live holder's lease was ended\n{}",
+        c.logs()
+    );
+    assert_eq!(
+        c.holder(ip).as_deref(),
+        Some(holder.as_str()),
+        "{}",
+        c.logs()
+    );
+    assert_eq!(c.arp(ip), [c.mac_of(&holder)], "{}", c.logs());
+    // The frames arrived, and were seen for what they are.
+    let other = (1..=3)
+        .map(|i| format!("node{i}"))
+        .find(|n| *n != holder)
+        .expect("another node");
+    let ignored = metric_sum(
+        &c,
+        &other,
+        "ferrolb_speaker_heartbeats_ignored_total{reason=\"not_current_lease\"}",
+    );
+    assert!(ignored >= 300.0, "{ignored} frames of other leases ignored");
+    if key.is_some() {
+        let replays = metric_sum(
+            &c,
+            &other,
+            "ferrolb_speaker_heartbeats_ignored_total{reason=\"replay\"}",
+        );
+        assert!(replays >= 300.0, "{replays} replays ignored");
+    }
+    assert!(!c.logs().contains("ending the lease"), "{}", c.logs());
+}
+
+#[test]
+fn forged_unsigned_heartbeats_from_a_lan_host_never_move_a_live_holder() {
+    require_root!();
+    forged_heartbeats_move_nothing(None);
+}
+
+#[test]
+fn replayed_signed_heartbeats_of_other_leases_never_move_a_live_holder() {
+    require_root!();
+    forged_heartbeats_move_nothing(Some("a shared secret\n"));
+}
+
+/// The outside test's split brain: a holder whose event loop stalls stops heartbeating, the
+/// others rightly take its address, and its answering threads must not answer on: the fence
+/// closes them when the heartbeats stop. Stalled through the `--debug-stall-file` test hook.
+#[test]
+fn a_stalled_holder_goes_quiet_before_another_node_answers() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stall_arg = dir.path().to_str().expect("path").to_string();
+    let c = Cluster::start(
+        3,
+        &["--lease-ttl", "30", "--debug-stall-dir", stall_arg.as_str()],
+    );
+    let ip = IpAddr::V4(c.lab.vip4(5));
+    c.announce(ip, "");
+    let first = c
+        .wait_holder(ip, Duration::from_secs(10), |h| h.is_some())
+        .expect("holder");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(c.arp(ip), [c.mac_of(&first)], "{}", c.logs());
+    std::fs::write(dir.path().join(&first), "6s").expect("stall");
+    let second = c
+        .wait_holder(ip, Duration::from_secs(10), |h| {
+            h.is_some_and(|h| h != first)
+        })
+        .expect("the stalled holder's address moves");
+    // While the old holder is still stalled, only the new one answers.
+    for _ in 0..3 {
+        assert_eq!(c.arp(ip), [c.mac_of(&second)], "{}", c.logs());
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    for _ in 0..3 {
+        assert_eq!(c.arp(ip), [c.mac_of(&second)], "{}", c.logs());
+    }
+    assert!(
+        c.logs().contains("test hook: stalling the event loop"),
+        "{}",
+        c.logs()
+    );
+}
