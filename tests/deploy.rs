@@ -755,6 +755,7 @@ fn every_manifest_document_is_a_named_kubernetes_object_in_the_right_namespace()
         ("ConfigMap", "ferrolb-pools"),
         ("Secret", "ferrolb-etcd-tls"),
         ("Secret", "ferrolb-git-credentials"),
+        ("Secret", "ferrolb-heartbeat-key"),
         ("ServiceAccount", "ferrolb-speaker"),
     ] {
         assert!(
@@ -762,6 +763,51 @@ fn every_manifest_document_is_a_named_kubernetes_object_in_the_right_namespace()
             "missing {expected:?}"
         );
     }
+}
+
+/// Heartbeats are signed by default: the speaker reads the key from the mounted Secret.
+fn assert_heartbeats_are_signed(docs: &[Node], origin: &str, secret: &str) {
+    let daemonset = object(docs, "DaemonSet", "ferrolb-speaker");
+    assert!(
+        args(daemonset).contains(&"--heartbeat-key-file=/etc/ferrolb/heartbeat/key".to_string()),
+        "{origin}: heartbeats are signed by default"
+    );
+    let spec = json(daemonset);
+    let pod = &spec["spec"]["template"]["spec"];
+    let volume = pod["volumes"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["name"] == "heartbeat-key"))
+        .unwrap_or_else(|| panic!("{origin}: no heartbeat-key volume"));
+    assert_eq!(volume["secret"]["secretName"], secret, "{origin}");
+    let mounted = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .is_some_and(|m| {
+            m.iter()
+                .any(|m| m["name"] == "heartbeat-key" && m["mountPath"] == "/etc/ferrolb/heartbeat")
+        });
+    assert!(
+        mounted,
+        "{origin}: the key is mounted where the flag points"
+    );
+}
+
+#[test]
+fn heartbeat_authentication_is_on_by_default_in_the_manifests_and_the_chart() {
+    assert_heartbeats_are_signed(&manifests(), "deploy/manifests", "ferrolb-heartbeat-key");
+    assert_heartbeats_are_signed(
+        &render_chart(&default_values()),
+        "chart",
+        "ferrolb-heartbeat-key",
+    );
+    // Turned off in the chart, no flag and no volume.
+    let off = chart_with("speaker:\n  heartbeatKey:\n    enabled: false\n");
+    let daemonset = object(&off, "DaemonSet", "ferrolb-speaker");
+    assert!(
+        !args(daemonset)
+            .iter()
+            .any(|a| a.starts_with("--heartbeat-key-file"))
+    );
+    assert!(!json(daemonset).to_string().contains("heartbeat-key"));
 }
 
 #[test]
@@ -887,6 +933,8 @@ fn every_values_path_the_templates_use_exists_in_values_yaml() {
         ".Values.reconciler.replicas",
         ".Values.reconciler.resources",
         ".Values.speaker.tolerations",
+        ".Values.speaker.heartbeatKey.enabled",
+        ".Values.speaker.heartbeatKey.secretName",
     ] {
         assert!(used.contains(expected), "the chart does not use {expected}");
     }
@@ -916,6 +964,7 @@ fn the_chart_defaults_render_the_plain_manifests_objects() {
         ("Namespace", "ferrolb-system"),
         ("Secret", "ferrolb-etcd-tls"),
         ("Secret", "ferrolb-git-credentials"),
+        ("Secret", "ferrolb-heartbeat-key"),
     ]
     .iter()
     .map(|(k, n)| (k.to_string(), n.to_string()))
