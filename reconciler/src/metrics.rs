@@ -300,11 +300,15 @@ pub async fn serve(
         .route("/hooks/git", post(git_hook))
         .layer(axum::extract::DefaultBodyLimit::max(HOOK_BODY_LIMIT))
         .with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    ferrolb_etcd::daemon::http::serve(
+        listener,
+        app,
+        ferrolb_etcd::daemon::http::Limits::default(),
+        async move {
             let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await
+        },
+    )
+    .await
 }
 
 #[cfg(test)]
