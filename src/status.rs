@@ -76,35 +76,36 @@ pub async fn read(etcd: &EtcdArgs) -> anyhow::Result<StatusView> {
     let step = Duration::from_secs(2);
     let mut client = bounded(step, "connect", etcd.connect(etcd.options(step)?)).await?;
     let keys = Keys::new(&etcd.etcd_prefix);
-    let resp = bounded(step, "get", async {
-        Ok(client
-            .get(
-                format!("{}/", keys.prefix()),
-                Some(etcd_client::GetOptions::new().with_prefix()),
-            )
-            .await?)
-    })
+    let prefix = format!("{}/", keys.prefix());
+    let (kvs, _) = bounded(
+        step,
+        "list",
+        ferrolb_etcd::list_prefix(&mut client, &prefix),
+    )
     .await?;
     let mut view = StatusView::default();
     let mut announcements: BTreeMap<IpAddr, Announcement> = BTreeMap::new();
     let mut claims: BTreeMap<IpAddr, Claim> = BTreeMap::new();
-    for kv in resp.kvs() {
-        let key = kv.key();
+    for kv in &kvs {
+        let Some((value, _)) = &kv.value else {
+            continue;
+        };
+        let key = kv.key.as_slice();
         let result = if let Some(ip) = keys.ip_in(&keys.announcements(), key) {
-            layout::decode("announcement", key, kv.value()).map(|a| {
+            layout::decode("announcement", key, value).map(|a| {
                 announcements.insert(ip, a);
             })
         } else if let Some(ip) = keys.ip_in(&keys.claims(), key) {
-            layout::decode("claim", key, kv.value()).map(|c| {
+            layout::decode("claim", key, value).map(|c| {
                 claims.insert(ip, c);
             })
         } else if keys.node_in(key).is_some() {
-            layout::decode("registration", key, kv.value()).map(|r| view.speakers.push(r))
+            layout::decode("registration", key, value).map(|r| view.speakers.push(r))
         } else if key == keys.reconciler_config().as_bytes() {
-            layout::decode("configuration status", key, kv.value()).map(|c| view.config = Some(c))
+            layout::decode("configuration status", key, value).map(|c| view.config = Some(c))
         } else {
             if key == keys.reconciler_leader().as_bytes() {
-                view.leader = Some(String::from_utf8_lossy(kv.value()).into_owned());
+                view.leader = Some(String::from_utf8_lossy(value).into_owned());
             }
             Ok(())
         };

@@ -103,3 +103,46 @@ fn an_unreachable_etcd_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the state from etcd"));
 }
+
+/// Regression: one range request for the whole prefix passed gRPC's 4 MiB receive limit at some
+/// 15,000 addresses, and `ferrolb status` exited 2.
+#[test]
+fn status_reads_twenty_thousand_announcements() {
+    let etcd = Etcd::start().expect("etcd");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut c = etcd_client::Client::connect([etcd.endpoints()], None)
+            .await
+            .expect("connect");
+        let ips: Vec<u32> = (0..20_000).collect();
+        // etcd's default --max-txn-ops is 128.
+        for chunk in ips.chunks(128) {
+            let ops: Vec<etcd_client::TxnOp> = chunk
+                .iter()
+                .map(|i| {
+                    let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+                    etcd_client::TxnOp::put(
+                        format!("/ferrolb/announcements/{ip}"),
+                        format!(
+                            r#"{{"ip":"{ip}","services":["production/frontend-{i}"],"nodes":["worker-a-01","worker-a-02","worker-a-03","worker-b-01","worker-b-02","worker-b-03"],"interfaces":["eth0","bond0.100"]}}"#
+                        ),
+                        None,
+                    )
+                })
+                .collect();
+            c.txn(etcd_client::Txn::new().and_then(ops))
+                .await
+                .expect("txn");
+        }
+    });
+
+    let (code, json) = status(&etcd, "json");
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let addresses = v["addresses"].as_array().expect("addresses");
+    assert_eq!(addresses.len(), 20_000);
+    assert_eq!(v["unreadable"].as_array().map(Vec::len), Some(0));
+}

@@ -1,5 +1,8 @@
 //! Process start-up and shutdown, the same for both daemons: logging, the runtime, and a run
-//! that ends on SIGTERM or SIGINT with a graceful stop of the controller.
+//! that ends on SIGTERM or SIGINT with a graceful stop of the controller; and, in [`http`], the
+//! HTTP listener both serve, bounded against stalled clients.
+
+pub mod http;
 
 use std::future::Future;
 use std::process::ExitCode;

@@ -1,9 +1,12 @@
 //! What both ferrolb daemons share: the etcd connection — the `--etcd-*` flags (each also read
 //! from an environment variable), TLS with CA verification and client certificates, username and
-//! password from a file, request timeouts, listing and watching a prefix, lease renewals — and,
-//! in [`daemon`], process start-up and shutdown.
+//! password from a file, request timeouts, listing a prefix in pages and watching it (in
+//! [`listing`]), lease renewals — and, in [`daemon`], process start-up and shutdown.
 
 pub mod daemon;
+pub mod listing;
+
+pub use listing::{list_prefix, watch_prefix};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -197,45 +200,6 @@ pub struct KeyChange {
     pub value: Option<(Vec<u8>, i64)>,
     /// The revision of the change: the key's modification revision, or that of its deletion.
     pub revision: i64,
-}
-
-/// Everything under `prefix`, and the revision it was read at (watch from the next one).
-pub async fn list_prefix(
-    client: &mut Client,
-    prefix: &str,
-) -> anyhow::Result<(Vec<KeyChange>, i64)> {
-    let resp = client
-        .get(prefix, Some(etcd_client::GetOptions::new().with_prefix()))
-        .await?;
-    let revision = resp.header().map_or(0, |h| h.revision());
-    let kvs = resp
-        .kvs()
-        .iter()
-        .map(|kv| KeyChange {
-            key: kv.key().to_vec(),
-            value: Some((kv.value().to_vec(), kv.lease())),
-            revision: kv.mod_revision(),
-        })
-        .collect();
-    Ok((kvs, revision))
-}
-
-/// Watches everything under `prefix` from `revision` on.
-pub async fn watch_prefix(
-    client: &mut Client,
-    prefix: &str,
-    revision: i64,
-) -> anyhow::Result<etcd_client::WatchStream> {
-    Ok(client
-        .watch(
-            prefix,
-            Some(
-                etcd_client::WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(revision),
-            ),
-        )
-        .await?)
 }
 
 /// The changes one watch message carries; an error when the watch failed, ended or was canceled

@@ -71,11 +71,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             tracing::warn!("no --webhook-secret-file: webhook calls are not authenticated");
         }
         let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let hook = metrics::Hook {
-            tx,
-            secret,
-            last: std::sync::Mutex::new(None),
-        };
+        let hook = metrics::Hook::new(tx, secret);
         (Some(Arc::new(hook)), Some(rx))
     } else {
         (None, None)

@@ -219,9 +219,13 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    ferrolb_etcd::daemon::http::serve(
+        listener,
+        app,
+        ferrolb_etcd::daemon::http::Limits::default(),
+        async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await
+        },
+    )
+    .await
 }
