@@ -395,3 +395,40 @@ fn a_configmap_style_symlink_swap_is_applied() {
         },
     );
 }
+
+#[test]
+fn a_service_asking_for_a_non_address_keeps_its_address_and_says_why() {
+    let s = setup();
+    let r = Files::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r1");
+    let logs = || r.log();
+    let before = wait_for("announcements", Duration::from_secs(10), &logs, || {
+        let a = announcements(&s.etcd);
+        (a.len() == 2).then_some(a)
+    });
+    write(
+        &s.services.join("web.yaml"),
+        &service("web", "2026-01-01T00:00:00Z").replace(
+            "  type: LoadBalancer\n",
+            "  type: LoadBalancer\n  loadBalancerIP: banana\n",
+        ),
+    );
+    let error = wait_for(
+        "the Service error in /status",
+        Duration::from_secs(5),
+        &logs,
+        || r.status()["services_error"].as_str().map(str::to_string),
+    );
+    assert!(
+        error.contains("web.yaml:9: error: Service \"web\"")
+            && error.contains("spec.loadBalancerIP: \"banana\" is not an IP address"),
+        "{error}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        announcements(&s.etcd),
+        before,
+        "web's address stays announced\n{}",
+        r.log()
+    );
+    assert!(!r.log().contains("withdraw"), "{}", r.log());
+}
