@@ -748,12 +748,12 @@ impl Reconciler {
             };
             let reason = match &d.outcome {
                 ferrolb_core::alloc::Outcome::Pending { reason }
-                | ferrolb_core::alloc::Outcome::Ignored { reason } => reason.as_str(),
-                ferrolb_core::alloc::Outcome::Allocated { .. } => "",
+                | ferrolb_core::alloc::Outcome::Ignored { reason } => Some(reason.as_str()),
+                ferrolb_core::alloc::Outcome::Allocated { .. } => None,
             };
             warn!(
                 service = %d.key,
-                %reason,
+                reason,
                 "address changed: {} {} -> {}",
                 d.key,
                 list(&d.previous),

@@ -432,3 +432,54 @@ fn a_service_asking_for_a_non_address_keeps_its_address_and_says_why() {
     );
     assert!(!r.log().contains("withdraw"), "{}", r.log());
 }
+
+/// Two pools in one file, `lab` last: without it, Services move to `spare`.
+const TWO_POOLS: &str = "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: all\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: spare\nspec:\n  addresses: [10.250.0.110-10.250.0.113]\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: lab\nspec:\n  addresses: [10.250.0.100-10.250.0.103]\n";
+
+#[test]
+fn a_pool_file_written_slowly_in_place_moves_nothing() {
+    use std::io::Write as _;
+    let s = setup();
+    write(&s.pools.join("lab.yaml"), TWO_POOLS);
+    let r = Files::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r1");
+    let logs = || r.log();
+    let before = wait_for("announcements", Duration::from_secs(10), &logs, || {
+        let a = by_service(&announcements(&s.etcd));
+        (a.len() == 2).then_some(a)
+    });
+    assert_eq!(before["default/web"], "10.250.0.100");
+    // A slow writer rewrites the file in place: the first part (without the lab pool, valid
+    // on its own), a pause, then the rest.
+    let (first, rest) = TWO_POOLS.split_at(TWO_POOLS.rfind("---\napiVersion").expect("split") + 4);
+    let mut f = std::fs::File::create(s.pools.join("lab.yaml")).expect("open");
+    f.write_all(first.as_bytes()).expect("write");
+    f.sync_all().expect("sync");
+    std::thread::sleep(Duration::from_millis(300));
+    f.write_all(rest.as_bytes()).expect("write");
+    drop(f);
+    // Watch well past the quiet period: the Services never leave their pool.
+    let end = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < end {
+        assert_eq!(
+            by_service(&announcements(&s.etcd)),
+            before,
+            "a half-written file moved a Service\n{}",
+            r.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!r.log().contains("address changed"), "{}", r.log());
+    // A real change still applies once it has stayed the same for the quiet period.
+    write(&s.pools.join("lab.yaml"), first);
+    let got = wait_for("both moved to spare", Duration::from_secs(8), &logs, || {
+        let a = by_service(&announcements(&s.etcd));
+        (a.len() == 2 && a.values().all(|ip| ip.starts_with("10.250.0.11"))).then_some(a)
+    });
+    assert_eq!(got["default/web"], "10.250.0.110");
+    let log = r.log();
+    assert!(
+        log.contains("address changed: default/web 10.250.0.100 -> 10.250.0.110")
+            && log.contains("WARN"),
+        "{log}"
+    );
+}
