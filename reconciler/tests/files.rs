@@ -483,3 +483,85 @@ fn a_pool_file_written_slowly_in_place_moves_nothing() {
         "{log}"
     );
 }
+
+#[test]
+fn a_revision_too_slow_to_validate_is_refused_while_leadership_and_health_go_on() {
+    let s = setup();
+    let a = common::args(&[
+        "--config",
+        s.pools.to_str().expect("path"),
+        "--services",
+        s.services.to_str().expect("path"),
+        "--etcd-endpoints",
+        &s.etcd.endpoints(),
+        "--lease-ttl",
+        "2",
+        "--validation-timeout",
+        "300ms",
+        "--config-quiet",
+        "0s",
+    ]);
+    let r = Reconciler::spawn(&a, s.dir.path(), "r1");
+    let logs = || r.log();
+    r.wait(
+        "leading with the first revision",
+        Duration::from_secs(10),
+        |v| v["is_leader"] == true && v["ready"] == true,
+    );
+    let first = r.status()["revision"].clone();
+    let leader = s
+        .etcd
+        .ctl(&["get", "/ferrolb/reconciler/leader", "-w", "json"])
+        .expect("get");
+    let lease = |json: &str| {
+        serde_json::from_str::<serde_json::Value>(json).expect("json")["kvs"][0]["lease"].as_i64()
+    };
+    let lease_before = lease(&leader);
+    assert!(lease_before.is_some());
+    // About 4 MB of pool entries: far more than 300 ms of reading and validating.
+    let mut big = POOLS.to_string();
+    big.push_str("---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: big\nspec:\n  addresses:\n");
+    let mut i = 0u32;
+    while big.len() < 4_000_000 {
+        big.push_str(&format!(
+            "  - 10.{}.{}.{}/32\n",
+            1 + (i >> 16) % 200,
+            (i >> 8) & 255,
+            i & 255
+        ));
+        i += 1;
+    }
+    write(&s.pools.join("big.yaml"), &big);
+    let error = wait_for(
+        "the slow revision refused",
+        Duration::from_secs(20),
+        &logs,
+        || r.status()["config_error"].as_str().map(str::to_string),
+    );
+    assert!(error.contains("took longer than 300ms"), "{error}");
+    // While the validation keeps its thread, the listener answers and the lease is renewed:
+    // the leader key stays on the same lease for well over its TTL.
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        assert_eq!(
+            r.get("/healthz").map(|_| ()),
+            Some(()),
+            "/healthz\n{}",
+            r.log()
+        );
+        let status = r.status();
+        assert_eq!(status["is_leader"], true, "{status}\n{}", r.log());
+        assert_eq!(status["revision"], first, "the revision in force stays");
+        let now = s
+            .etcd
+            .ctl(&["get", "/ferrolb/reconciler/leader", "-w", "json"])
+            .expect("get");
+        assert_eq!(
+            lease(&now),
+            lease_before,
+            "the leader key lapsed\n{}",
+            r.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
