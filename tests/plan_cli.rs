@@ -162,3 +162,28 @@ fn malformed_service_manifests_exit_1_and_missing_paths_exit_2() {
     ]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_service_asking_for_a_non_address_exits_1_naming_its_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("web.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: LoadBalancer\n  loadBalancerIP: banana\n",
+    )
+    .expect("write");
+    let out = ferrolb(&[
+        "plan",
+        "--config",
+        "examples/pools",
+        "--services",
+        dir.path().to_str().expect("path"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("web.yaml:6: error: Service \"web\"")
+            && stderr.contains("spec.loadBalancerIP: \"banana\" is not an IP address"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing planned");
+}

@@ -6,14 +6,16 @@
 //! `*.yaml` and `*.yml`. Entries whose names start with `.` are skipped: that leaves out `.git`
 //! and, in a mounted Kubernetes ConfigMap, the `..data` and `..2024_...` copies behind the
 //! visible symlinks, which would otherwise be read twice. Symbolic links are followed, with a
-//! depth limit and a set of visited directories so that loops end.
+//! depth limit and a set of visited directories so that loops end. What one read takes in
+//! all (names and bytes of every file) is bounded by `MAX_REVISION_BYTES`: past it the read
+//! fails as a whole, since a configuration read in part would be a different configuration.
 
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use crate::config::MAX_FILE_BYTES;
+use crate::config::{MAX_FILE_BYTES, MAX_REVISION_BYTES};
 
 /// Deepest directory nesting read below a given path.
 const MAX_DEPTH: usize = 32;
@@ -39,9 +41,55 @@ pub struct LoadError {
     pub source: io::Error,
 }
 
-/// Reads every YAML file under `paths`.
+/// The files read so far, and what they take (names and bytes).
+#[derive(Default)]
+struct Collected {
+    files: Vec<SourceFile>,
+    bytes: usize,
+    limit: usize,
+}
+
+impl Collected {
+    /// Adds a file; fails once the files together exceed the limit.
+    fn push(&mut self, f: SourceFile) -> Result<(), LoadError> {
+        self.bytes = self
+            .bytes
+            .saturating_add(f.name.len())
+            .saturating_add(f.bytes.len());
+        if self.bytes > self.limit {
+            return Err(LoadError {
+                path: PathBuf::from(&f.name),
+                source: io::Error::new(io::ErrorKind::FileTooLarge, TotalTooLarge(self.limit)),
+            });
+        }
+        self.files.push(f);
+        Ok(())
+    }
+}
+
+/// The files of one read together exceed the bound (the `source` of a [`LoadError`] of kind
+/// [`io::ErrorKind::FileTooLarge`]).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the files together exceed {} MiB (names and contents); nothing of this read is used",
+    .0 >> 20
+)]
+pub struct TotalTooLarge(pub usize);
+
+/// Reads every YAML file under `paths`, at most `MAX_REVISION_BYTES` in all.
 pub fn read_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<SourceFile>, LoadError> {
-    let mut out = Vec::new();
+    read_paths_within(paths, MAX_REVISION_BYTES)
+}
+
+/// Reads every YAML file under `paths`, at most `limit` bytes of names and contents in all.
+pub fn read_paths_within<P: AsRef<Path>>(
+    paths: &[P],
+    limit: usize,
+) -> Result<Vec<SourceFile>, LoadError> {
+    let mut out = Collected {
+        limit,
+        ..Collected::default()
+    };
     let mut visited = HashSet::new();
     for p in paths {
         let path = p.as_ref();
@@ -52,10 +100,10 @@ pub fn read_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<SourceFile>, LoadEr
         if meta.is_dir() {
             read_dir(path, 0, &mut visited, &mut out)?;
         } else {
-            out.push(read_file(path)?);
+            out.push(read_file(path)?)?;
         }
     }
-    Ok(out)
+    Ok(out.files)
 }
 
 fn is_yaml(path: &Path) -> bool {
@@ -69,7 +117,7 @@ fn read_dir(
     dir: &Path,
     depth: usize,
     visited: &mut HashSet<PathBuf>,
-    out: &mut Vec<SourceFile>,
+    out: &mut Collected,
 ) -> Result<(), LoadError> {
     let err = |source| LoadError {
         path: dir.to_path_buf(),
@@ -101,7 +149,7 @@ fn read_dir(
             read_dir(&path, depth + 1, visited, out)?;
         } else if meta.is_file() && is_yaml(&path) {
             match read_file(&path) {
-                Ok(f) => out.push(f),
+                Ok(f) => out.push(f)?,
                 Err(e) if e.source.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
@@ -184,6 +232,39 @@ mod tests {
     fn missing_path_is_an_error() {
         let err = read_paths(&["/nonexistent/ferrolb/pools"]).expect_err("missing");
         assert_eq!(err.source.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn one_file_behind_many_links_is_bounded_in_total() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        fs::write(d.join("a.yaml"), vec![b'#'; 1000]).expect("write");
+        for i in 0..9 {
+            std::os::unix::fs::symlink("a.yaml", d.join(format!("l{i}.yaml"))).expect("link");
+        }
+        let err = read_paths_within(&[d], 8 * 1000).expect_err("ten copies exceed eight");
+        assert_eq!(err.source.kind(), io::ErrorKind::FileTooLarge);
+        assert!(
+            err.source
+                .get_ref()
+                .is_some_and(|e| e.downcast_ref::<TotalTooLarge>().is_some()),
+            "{err}"
+        );
+        let files = read_paths_within(&[d], 11 * 1100).expect("within the bound");
+        assert_eq!(files.len(), 10);
+    }
+
+    #[test]
+    fn the_default_bound_counts_every_file_of_a_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        fs::write(d.join("a.yaml"), vec![b'#'; MAX_FILE_BYTES]).expect("write");
+        let copies = MAX_REVISION_BYTES / MAX_FILE_BYTES;
+        for i in 0..copies {
+            std::os::unix::fs::symlink("a.yaml", d.join(format!("l{i}.yaml"))).expect("link");
+        }
+        let err = read_paths(&[d]).expect_err("over the bound");
+        assert!(err.to_string().contains("exceed 16 MiB"), "{err}");
     }
 
     #[test]

@@ -208,6 +208,16 @@ fn read_service(doc: &Node) -> Result<ServiceRequest, Failure> {
             .to_string();
         req.ports.push(Port { port, protocol });
     }
+    // What the allocator would read from these fields must be readable: a Service whose
+    // requested addresses are not addresses is an error in its file, so the set in force (and
+    // the address the Service holds) stays, instead of a Service left without an address.
+    req.requested_ips().map_err(|why| {
+        let line = field("loadBalancerIP")
+            .filter(|_| req.annotation("loadBalancerIPs").is_none())
+            .or_else(|| meta.and_then(|m| m.get("annotations")))
+            .map_or(doc.line, |n| n.line);
+        (line, why)
+    })?;
     let ingress = doc
         .get("status")
         .and_then(|s| s.get("loadBalancer"))
@@ -304,6 +314,42 @@ metadata:
             .collect();
         assert_eq!(keys, ["default/a", "x/b"]);
         assert_eq!(m.services[0].request.service_type, "ClusterIP");
+    }
+
+    #[test]
+    fn requested_addresses_that_are_not_addresses_are_errors_with_their_line() {
+        let text = "kind: Service\nmetadata: {name: a}\nspec:\n  type: LoadBalancer\n  loadBalancerIP: banana\n---\nkind: Service\nmetadata:\n  name: b\n  annotations:\n    metallb.io/loadBalancerIPs: 10.0.0.1,10.0.0.2\n---\nkind: Service\nmetadata: {name: c}\nspec: {loadBalancerIP: \" 10.0.0.3 \"}\n";
+        let m = load([("ips.yaml", text.as_bytes())]);
+        let found: Vec<(u32, String)> = m
+            .diagnostics
+            .iter()
+            .map(|d| (d.line, d.to_string()))
+            .collect();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0].0, 5);
+        assert!(
+            found[0].1.contains("ips.yaml:5")
+                && found[0].1.contains("\"a\"")
+                && found[0]
+                    .1
+                    .contains("spec.loadBalancerIP: \"banana\" is not an IP address"),
+            "{}",
+            found[0].1
+        );
+        assert_eq!(found[1].0, 11);
+        assert!(
+            found[1]
+                .1
+                .contains("loadBalancerIPs lists two IPv4 addresses"),
+            "{}",
+            found[1].1
+        );
+        let keys: Vec<String> = m
+            .services
+            .iter()
+            .map(|s| s.request.key.to_string())
+            .collect();
+        assert_eq!(keys, ["default/c"], "only the readable request is kept");
     }
 
     #[test]

@@ -21,6 +21,8 @@ use ferrolb_core::alloc::{ServiceKey, ServiceRequest};
 use ferrolb_core::announce::NodeInfo;
 use ferrolb_core::config::{Config, Report};
 use ferrolb_core::layout::{ConfigStatus, Keys, PoolUse};
+use ferrolb_core::load::{self, SourceFile};
+use ferrolb_core::service::Manifests;
 use ferrolb_etcd::{LeaseState, bounded};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -28,6 +30,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
+use crate::check::{CheckError, Checker};
 use crate::cluster::{self, Cluster};
 use crate::feedback;
 use crate::git::{GitError, GitSource};
@@ -112,6 +115,16 @@ pub struct Reconciler {
     git_due: tokio::time::Instant,
     git_backoff: Duration,
     config: Option<(String, Arc<Config>)>,
+    /// Loading and validation, off the async thread and within `--validation-timeout`.
+    checker: Checker,
+    /// File mode: a valid new configuration seen once, applied when a read `--config-quiet`
+    /// later finds the same content.
+    config_pending: Option<Pending<Report>>,
+    /// A configuration revision refused for taking too long (not validated again).
+    config_slow: Option<String>,
+    /// The same for the Service manifests.
+    services_pending: Option<Pending<Manifests>>,
+    services_slow: Option<String>,
     applied_at: String,
     config_error: Option<String>,
     services: Option<(String, Vec<ServiceRequest>)>,
@@ -155,6 +168,7 @@ impl Reconciler {
             ServicesFrom::Files(p) => vec![p.clone()],
             ServicesFrom::Kubernetes => Vec::new(),
         };
+        let checker = Checker::new(settings.validation_timeout);
         Ok(Reconciler {
             keys: Keys::new(&settings.etcd.etcd_prefix),
             settings,
@@ -170,6 +184,11 @@ impl Reconciler {
             git_due: tokio::time::Instant::now(),
             git_backoff: Duration::ZERO,
             config: None,
+            checker,
+            config_pending: None,
+            config_slow: None,
+            services_pending: None,
+            services_slow: None,
             applied_at: String::new(),
             config_error: None,
             services: None,
@@ -260,13 +279,8 @@ impl Reconciler {
                 if fetched.path_missing {
                     warn!(commit = %fetched.commit, path = %self.settings.git_path.display(), "--git-path is not in the commit: an empty configuration (no pools)");
                 }
-                let report = ferrolb_core::config::load(
-                    fetched
-                        .files
-                        .iter()
-                        .map(|f| (f.name.as_str(), f.bytes.as_slice())),
-                );
-                self.apply_config(fetched.commit, report);
+                // A commit is written at once, never half: no need to wait for it to settle.
+                self.take_config(fetched.commit, fetched.files, false).await;
             }
             Ok(Err(e)) => {
                 self.git_backoff = (self.git_backoff * 2).clamp(Duration::from_secs(1), interval);
@@ -281,54 +295,166 @@ impl Reconciler {
         }
     }
 
-    /// Reads configuration files again (file mode).
-    fn reload_config(&mut self) {
+    /// Reads configuration files again (file mode), off the async thread.
+    async fn reload_config(&mut self) {
         let ConfigFrom::Files(paths) = &self.config_from else {
             return;
         };
-        match source::read_config(paths) {
-            Ok(read) => self.apply_config(read.revision, read.report),
+        let paths = paths.clone();
+        match self.checker.run(move || load::read_paths(&paths)).await {
+            Ok(Ok(files)) => {
+                let revision = source::revision(&files);
+                self.take_config(revision, files, true).await;
+            }
+            Ok(Err(e)) => self.config_unreadable(format!("cannot read the configuration: {e}")),
             Err(e) => self.config_unreadable(format!("cannot read the configuration: {e}")),
         }
     }
 
+    /// Takes one read of the configuration: unchanged, nothing to do; new, validated off the
+    /// async thread within the budget; valid and `settle` (file mode), applied only once a
+    /// later read, `--config-quiet` on, finds the same content (a file written slowly is
+    /// not applied half-written).
+    async fn take_config(&mut self, revision: String, files: Vec<SourceFile>, settle: bool) {
+        if self.config.as_ref().map(|(r, _)| r.as_str()) == Some(revision.as_str()) {
+            if self.config_pending.take().is_some() {
+                info!(%revision, "the configuration is back to the one in force");
+            }
+            self.config_error = None;
+            self.record_config_metrics();
+            return;
+        }
+        if self.config_slow.as_deref() == Some(revision.as_str()) {
+            return;
+        }
+        let quiet = self.settings.config_quiet;
+        match self.config_pending.take() {
+            Some(p) if p.revision == revision => {
+                if p.seen.elapsed() >= quiet {
+                    info!(%revision, "the configuration stayed the same for {quiet:?}: applying it");
+                    self.apply_config(revision, p.value);
+                } else {
+                    self.config_pending = Some(p);
+                }
+                return;
+            }
+            _ => {}
+        }
+        let report = self
+            .checker
+            .run(move || {
+                ferrolb_core::config::load(
+                    files.iter().map(|f| (f.name.as_str(), f.bytes.as_slice())),
+                )
+            })
+            .await;
+        match report {
+            Ok(report) if settle && report.config.is_some() && !quiet.is_zero() => {
+                info!(%revision, "configuration changed; applying it if it stays the same for {quiet:?}");
+                self.config_pending = Some(Pending::new(revision, report, quiet));
+            }
+            Ok(report) => self.apply_config(revision, report),
+            Err(e) => {
+                if matches!(e, CheckError::TooSlow(_)) {
+                    self.config_slow = Some(revision.clone());
+                }
+                self.config_unreadable(format!("configuration {revision}: {e}"));
+            }
+        }
+    }
+
     /// Reads the Service manifests again, with the same rule: a set with errors does not
-    /// replace the last good one (a broken file must not withdraw its Services' addresses).
-    fn reload_services(&mut self) {
+    /// replace the last good one (a broken file must not withdraw its Services' addresses),
+    /// and a new set is applied once it has stayed the same for `--config-quiet`.
+    async fn reload_services(&mut self) {
         if self.services_paths.is_empty() {
             return;
         }
-        match source::read_services(&self.services_paths) {
-            Err(e) => {
-                let msg = format!("cannot read the Services: {e}");
-                if self.services_error.as_deref() != Some(msg.as_str()) {
-                    warn!(error = %msg, "keeping the Services in force");
-                }
-                self.services_error = Some(msg);
+        let paths = self.services_paths.clone();
+        let files = match self.checker.run(move || load::read_paths(&paths)).await {
+            Ok(Ok(files)) => files,
+            Ok(Err(e)) => {
+                return self.services_unreadable(format!("cannot read the Services: {e}"));
             }
-            Ok(read) if !read.manifests.diagnostics.is_empty() => {
-                let msg = source::summarize(&read.manifests.diagnostics, 20);
-                if self.services_error.as_deref() != Some(msg.as_str()) {
-                    for d in &read.manifests.diagnostics {
-                        warn!(error = %d, "invalid Service manifest");
+            Err(e) => return self.services_unreadable(format!("cannot read the Services: {e}")),
+        };
+        let revision = source::revision(&files);
+        if self.services.as_ref().map(|(r, _)| r.as_str()) == Some(revision.as_str()) {
+            self.services_pending = None;
+            self.services_error = None;
+            return;
+        }
+        if self.services_slow.as_deref() == Some(revision.as_str()) {
+            return;
+        }
+        let quiet = self.settings.config_quiet;
+        let manifests = match self.services_pending.take() {
+            Some(p) if p.revision == revision => {
+                if p.seen.elapsed() < quiet {
+                    self.services_pending = Some(p);
+                    return;
+                }
+                p.value
+            }
+            _ => {
+                let parsed = self
+                    .checker
+                    .run(move || {
+                        ferrolb_core::service::load(
+                            files.iter().map(|f| (f.name.as_str(), f.bytes.as_slice())),
+                        )
+                    })
+                    .await;
+                match parsed {
+                    Ok(m) if m.diagnostics.is_empty() && !quiet.is_zero() => {
+                        info!(%revision, "Services changed; applying them if they stay the same for {quiet:?}");
+                        self.services_pending = Some(Pending::new(revision, m, quiet));
+                        return;
+                    }
+                    Ok(m) => m,
+                    Err(e) => {
+                        if matches!(e, CheckError::TooSlow(_)) {
+                            self.services_slow = Some(revision.clone());
+                        }
+                        return self.services_unreadable(format!("Services {revision}: {e}"));
                     }
                 }
-                self.services_error = Some(msg);
             }
-            Ok(read) => {
-                if self.services.as_ref().map(|(r, _)| r.as_str()) != Some(read.revision.as_str()) {
-                    info!(revision = %read.revision, services = read.manifests.services.len(), "Services read");
-                    let list = read
-                        .manifests
-                        .services
-                        .into_iter()
-                        .map(|s| s.request)
-                        .collect();
-                    self.services = Some((read.revision, list));
+        };
+        if !manifests.diagnostics.is_empty() {
+            let msg = source::summarize(&manifests.diagnostics, 20);
+            if self.services_error.as_deref() != Some(msg.as_str()) {
+                for d in &manifests.diagnostics {
+                    warn!(error = %d, "invalid Service manifest");
                 }
-                self.services_error = None;
+                warn!(%revision, "invalid Service manifests; keeping the Services in force");
             }
+            self.services_error = Some(msg);
+            return;
         }
+        info!(%revision, services = manifests.services.len(), "Services read");
+        let list = manifests.services.into_iter().map(|s| s.request).collect();
+        self.services = Some((revision, list));
+        self.services_error = None;
+    }
+
+    fn services_unreadable(&mut self, msg: String) {
+        if self.services_error.as_deref() != Some(msg.as_str()) {
+            warn!(error = %msg, "keeping the Services in force");
+        }
+        self.services_error = Some(msg);
+    }
+
+    /// When the next check of a pending (not yet settled) read is due.
+    fn settle_due(&self) -> Option<tokio::time::Instant> {
+        [
+            &self.config_pending.as_ref().map(|p| p.due),
+            &self.services_pending.as_ref().map(|p| p.due),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .copied()
     }
 
     /// Runs until `shutdown` turns true; then releases leadership.
@@ -342,9 +468,9 @@ impl Reconciler {
         } else {
             Some(Watcher::new(&self.services_paths)?)
         };
-        self.reload_config();
+        self.reload_config().await;
         self.refresh_git(true).await;
-        self.reload_services();
+        self.reload_services().await;
         if self.services_paths.is_empty() {
             let client = cluster::client(self.settings.kubeconfig.as_deref()).await?;
             let c = Cluster::start(client, &self.identity);
@@ -476,6 +602,7 @@ impl Reconciler {
                 self.observed.leader = Some((self.identity.clone(), lease));
             }
             self.reconcile(store, lease).await?;
+            let settle_due = self.settle_due();
             tokio::select! {
                 _ = stopped(shutdown) => return Err(SessionEnd::Shutdown),
                 msg = watch.message() => {
@@ -504,7 +631,7 @@ impl Reconciler {
                     if let Some(w) = config_watch.as_mut() {
                         settle(&mut w.changes).await;
                     }
-                    self.reload_config();
+                    self.reload_config().await;
                 }
                 Some(()) = hooked(&mut self.hooks) => {
                     info!("webhook: fetching now");
@@ -517,7 +644,7 @@ impl Reconciler {
                     if let Some(w) = services_watch.as_mut() {
                         settle(&mut w.changes).await;
                     }
-                    self.reload_services();
+                    self.reload_services().await;
                 }
                 Some(()) = cluster_changed(&mut self.cluster) => {
                     if let Some(c) = self.cluster.as_mut() {
@@ -525,8 +652,12 @@ impl Reconciler {
                     }
                 }
                 _ = resync.tick() => {
-                    self.reload_config();
-                    self.reload_services();
+                    self.reload_config().await;
+                    self.reload_services().await;
+                }
+                _ = sleep_until_some(settle_due) => {
+                    self.reload_config().await;
+                    self.reload_services().await;
                 }
                 _ = leader_check.tick(), if !self.is_leader(lease) => {
                     if !bounded(step, "leader check", store.leader_exists()).await?
@@ -605,7 +736,29 @@ impl Reconciler {
             local_nodes: local_nodes.as_ref(),
         });
         for d in p.decisions.iter().filter(|d| d.moved()) {
-            info!(service = %d.key, from = ?d.previous, to = ?d.outcome.ips(), "address changed");
+            let list = |ips: &[IpAddr]| {
+                if ips.is_empty() {
+                    "none".to_string()
+                } else {
+                    ips.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }
+            };
+            let reason = match &d.outcome {
+                ferrolb_core::alloc::Outcome::Pending { reason }
+                | ferrolb_core::alloc::Outcome::Ignored { reason } => Some(reason.as_str()),
+                ferrolb_core::alloc::Outcome::Allocated { .. } => None,
+            };
+            warn!(
+                service = %d.key,
+                reason,
+                "address changed: {} {} -> {}",
+                d.key,
+                list(&d.previous),
+                list(d.outcome.ips())
+            );
         }
         if p.desired.unannounced != self.unannounced {
             for (ip, why) in &p.desired.unannounced {
@@ -777,6 +930,35 @@ impl Reconciler {
                 true
             }
         });
+    }
+}
+
+/// A read that has not yet stayed the same for the quiet period.
+#[derive(Debug)]
+struct Pending<T> {
+    revision: String,
+    value: T,
+    seen: tokio::time::Instant,
+    due: tokio::time::Instant,
+}
+
+impl<T> Pending<T> {
+    fn new(revision: String, value: T, quiet: Duration) -> Self {
+        let seen = tokio::time::Instant::now();
+        Pending {
+            revision,
+            value,
+            seen,
+            due: seen + quiet,
+        }
+    }
+}
+
+/// Sleeps until `at` (never, for `None`).
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -4,7 +4,9 @@
 //! (branches with `--prune` and `--force`, and tags), so a force-push is simply a new commit to
 //! read. The configuration is read straight from the commit's tree under `--git-path`: there is no
 //! working tree to reset or to leave half-written, and a blob's size is known before it is read,
-//! so a huge file is refused without loading it. The revision is the commit id.
+//! so a huge file is refused without loading it, and so is a commit whose files together exceed
+//! `MAX_REVISION_BYTES` (one blob named by many tree entries), before any of them is read. The
+//! revision is the commit id.
 //!
 //! Credentials: an HTTPS token from `--git-token-file`, or an SSH key (`--git-ssh-key`) with the
 //! server's host key checked against `--git-known-hosts` (no trust on first use: without a
@@ -12,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ferrolb_core::config::MAX_FILE_BYTES;
+use ferrolb_core::config::{MAX_FILE_BYTES, MAX_REVISION_BYTES};
 use ferrolb_core::load::SourceFile;
 use git2::{
     AutotagOption, CertificateCheckStatus, Cred, FetchOptions, FetchPrune, ObjectType,
@@ -64,6 +66,18 @@ pub enum GitError {
     /// The fetch did not finish in time.
     #[error("git: the fetch did not finish within {0:?}")]
     Timeout(std::time::Duration),
+    /// The commit's configuration files together (names and sizes, each counted up to the
+    /// per-file bound) exceed the bound for one revision; nothing of it was read.
+    #[error(
+        "git: commit {commit}: the configuration files together exceed {} MiB (names and contents); refusing the commit",
+        .limit >> 20
+    )]
+    TooLarge {
+        /// The commit id.
+        commit: String,
+        /// The bound, in bytes.
+        limit: usize,
+    },
     /// The cache directory cannot be used.
     #[error("git cache {0}: {1}")]
     Cache(PathBuf, std::io::Error),
@@ -196,9 +210,26 @@ impl GitSource {
             TreeWalkResult::Ok
         })?;
         found.sort();
-        let mut files = Vec::with_capacity(found.len());
+        // Sizes first, from the object headers: the whole commit is refused before any blob is
+        // read when its files would exceed the bound together.
+        let odb = repo.odb()?;
+        let mut sized = Vec::with_capacity(found.len());
+        let mut total = 0usize;
         for (name, oid) in found {
-            let (size, _) = repo.odb()?.read_header(oid)?;
+            let (size, _) = odb.read_header(oid)?;
+            total = total
+                .saturating_add(name.len())
+                .saturating_add(size.min(MAX_FILE_BYTES + 1));
+            if total > MAX_REVISION_BYTES {
+                return Err(GitError::TooLarge {
+                    commit: id,
+                    limit: MAX_REVISION_BYTES,
+                });
+            }
+            sized.push((name, oid, size));
+        }
+        let mut files = Vec::with_capacity(sized.len());
+        for (name, oid, size) in sized {
             let bytes = if size > MAX_FILE_BYTES {
                 // Enough for validation to report it as oversized, without reading it all.
                 vec![b'#'; MAX_FILE_BYTES + 1]
@@ -229,6 +260,60 @@ fn normalized(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A repository whose tree names one blob of `blob_bytes` under `entries` names, and the
+    /// source that fetches it.
+    fn repeated_blob(dir: &Path, entries: usize, blob_bytes: usize) -> GitSource {
+        let origin = dir.join("origin");
+        let repo = Repository::init(&origin).expect("init");
+        let blob = repo.blob(&vec![b'#'; blob_bytes]).expect("blob");
+        let mut tree = repo.treebuilder(None).expect("treebuilder");
+        for i in 0..entries {
+            tree.insert(format!("pool-{i}.yaml"), blob, 0o100644)
+                .expect("insert");
+        }
+        let tree = repo.find_tree(tree.write().expect("tree")).expect("find");
+        let sig = git2::Signature::now("t", "t@example.invalid").expect("sig");
+        repo.commit(Some("refs/heads/main"), &sig, &sig, "pools", &tree, &[])
+            .expect("commit");
+        GitSource {
+            url: origin.to_string_lossy().into_owned(),
+            reference: "main".into(),
+            path: PathBuf::from("."),
+            cache: dir.join("cache"),
+            token: None,
+            ssh_key: None,
+            known_hosts: None,
+        }
+    }
+
+    #[test]
+    fn one_blob_under_many_names_is_refused_as_a_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // 400 names for one 1 MiB blob: 400 MiB if read, from a repository of about 1 MiB.
+        let source = repeated_blob(dir.path(), 400, 1 << 20);
+        match source.fetch() {
+            Err(GitError::TooLarge { limit, .. }) => assert_eq!(limit, MAX_REVISION_BYTES),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn oversized_placeholders_count_toward_the_bound() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Each name stands for a blob over the per-file bound: each counts as that bound.
+        let source = repeated_blob(dir.path(), 5, MAX_FILE_BYTES + 10);
+        assert!(matches!(source.fetch(), Err(GitError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn a_commit_within_the_bound_is_read_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = repeated_blob(dir.path(), 3, 1 << 20);
+        let fetched = source.fetch().expect("within the bound");
+        assert_eq!(fetched.files.len(), 3);
+        assert!(fetched.files.iter().all(|f| f.bytes.len() == 1 << 20));
+    }
 
     #[test]
     fn paths_are_normalized() {

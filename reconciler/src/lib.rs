@@ -5,6 +5,7 @@
 //!
 //! - [`settings`]: the command line.
 //! - [`source`]: reading and watching configuration and Service files.
+//! - [`check`]: loading and validating a revision off the async thread, within a budget.
 //! - [`plan`]: deciding (pure): allocation, announcements, the writes that differ.
 //! - [`store`]: etcd requests, with every write fenced by leadership.
 //! - [`controller`]: the loop that ties them together.
@@ -17,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod cluster;
 pub mod controller;
 pub mod feedback;

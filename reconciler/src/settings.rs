@@ -62,6 +62,15 @@ pub struct Settings {
     /// known_hosts file that the server's SSH host key must be in.
     #[arg(long, env = "FERROLB_GIT_KNOWN_HOSTS")]
     pub git_known_hosts: Option<PathBuf>,
+    /// Longest time reading and validating one revision of the configuration or of the
+    /// Service manifests may take; a slower one is refused and the one in force stays.
+    #[arg(long, env = "FERROLB_VALIDATION_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub validation_timeout: Duration,
+    /// File mode: how long a new read of the configuration or Service files must stay the
+    /// same before it is applied (a file written slowly is not applied half-written); 0s
+    /// applies at once.
+    #[arg(long, env = "FERROLB_CONFIG_QUIET", default_value = "2s", value_parser = parse_duration)]
+    pub config_quiet: Duration,
     /// Where Services come from: `kubernetes`, or a directory of Service manifests.
     #[arg(long, env = "FERROLB_SERVICES", default_value = "kubernetes", value_parser = parse_services)]
     pub services: ServicesFrom,
@@ -118,5 +127,7 @@ mod tests {
         assert_eq!(s.services, ServicesFrom::Kubernetes);
         assert_eq!(s.git_ref, "main");
         assert_eq!(s.git_interval, Duration::from_secs(30));
+        assert_eq!(s.validation_timeout, Duration::from_secs(10));
+        assert_eq!(s.config_quiet, Duration::from_secs(2));
     }
 }

@@ -4,14 +4,13 @@
 //! signal; bursts (editors writing via rename, Kubernetes swapping a ConfigMap's `..data`
 //! symlink) are collapsed by debouncing in the controller, and everything is re-read as a whole.
 //! Because a watched directory can itself be replaced, the controller also re-reads on a timer and
-//! compares content hashes, so a missed event costs at most one period.
+//! compares content hashes, so a missed event costs at most one period. The reading and
+//! validating itself happens in the controller, off the async thread ([`crate::check`]).
 
 use std::path::{Path, PathBuf};
 
-use ferrolb_core::config::{self, Report};
 use ferrolb_core::diag::Diagnostic;
-use ferrolb_core::load::{self, LoadError, SourceFile};
-use ferrolb_core::service::{self, Manifests};
+use ferrolb_core::load::SourceFile;
 use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -71,42 +70,6 @@ pub fn revision(files: &[SourceFile]) -> String {
         .take(12)
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// One read of the pool configuration.
-#[derive(Debug)]
-pub struct ConfigRead {
-    /// Content hash of what was read.
-    pub revision: String,
-    /// The validation report (with the config when valid).
-    pub report: Report,
-}
-
-/// Reads and validates the configuration under `paths`.
-pub fn read_config(paths: &[PathBuf]) -> Result<ConfigRead, LoadError> {
-    let files = load::read_paths(paths)?;
-    Ok(ConfigRead {
-        revision: revision(&files),
-        report: config::load(files.iter().map(|f| (f.name.as_str(), f.bytes.as_slice()))),
-    })
-}
-
-/// One read of the Service manifests.
-#[derive(Debug)]
-pub struct ServicesRead {
-    /// Content hash of what was read.
-    pub revision: String,
-    /// The Services and the problems found.
-    pub manifests: Manifests,
-}
-
-/// Reads the Service manifests under `paths`.
-pub fn read_services(paths: &[PathBuf]) -> Result<ServicesRead, LoadError> {
-    let files = load::read_paths(paths)?;
-    Ok(ServicesRead {
-        revision: revision(&files),
-        manifests: service::load(files.iter().map(|f| (f.name.as_str(), f.bytes.as_slice()))),
-    })
 }
 
 /// The first errors of a report, one per line, for logs and status.

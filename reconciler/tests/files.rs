@@ -395,3 +395,173 @@ fn a_configmap_style_symlink_swap_is_applied() {
         },
     );
 }
+
+#[test]
+fn a_service_asking_for_a_non_address_keeps_its_address_and_says_why() {
+    let s = setup();
+    let r = Files::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r1");
+    let logs = || r.log();
+    let before = wait_for("announcements", Duration::from_secs(10), &logs, || {
+        let a = announcements(&s.etcd);
+        (a.len() == 2).then_some(a)
+    });
+    write(
+        &s.services.join("web.yaml"),
+        &service("web", "2026-01-01T00:00:00Z").replace(
+            "  type: LoadBalancer\n",
+            "  type: LoadBalancer\n  loadBalancerIP: banana\n",
+        ),
+    );
+    let error = wait_for(
+        "the Service error in /status",
+        Duration::from_secs(5),
+        &logs,
+        || r.status()["services_error"].as_str().map(str::to_string),
+    );
+    assert!(
+        error.contains("web.yaml:9: error: Service \"web\"")
+            && error.contains("spec.loadBalancerIP: \"banana\" is not an IP address"),
+        "{error}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        announcements(&s.etcd),
+        before,
+        "web's address stays announced\n{}",
+        r.log()
+    );
+    assert!(!r.log().contains("withdraw"), "{}", r.log());
+}
+
+/// Two pools in one file, `lab` last: without it, Services move to `spare`.
+const TWO_POOLS: &str = "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: all\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: spare\nspec:\n  addresses: [10.250.0.110-10.250.0.113]\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: lab\nspec:\n  addresses: [10.250.0.100-10.250.0.103]\n";
+
+#[test]
+fn a_pool_file_written_slowly_in_place_moves_nothing() {
+    use std::io::Write as _;
+    let s = setup();
+    write(&s.pools.join("lab.yaml"), TWO_POOLS);
+    let r = Files::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r1");
+    let logs = || r.log();
+    let before = wait_for("announcements", Duration::from_secs(10), &logs, || {
+        let a = by_service(&announcements(&s.etcd));
+        (a.len() == 2).then_some(a)
+    });
+    assert_eq!(before["default/web"], "10.250.0.100");
+    // A slow writer rewrites the file in place: the first part (without the lab pool, valid
+    // on its own), a pause, then the rest.
+    let (first, rest) = TWO_POOLS.split_at(TWO_POOLS.rfind("---\napiVersion").expect("split") + 4);
+    let mut f = std::fs::File::create(s.pools.join("lab.yaml")).expect("open");
+    f.write_all(first.as_bytes()).expect("write");
+    f.sync_all().expect("sync");
+    std::thread::sleep(Duration::from_millis(300));
+    f.write_all(rest.as_bytes()).expect("write");
+    drop(f);
+    // Watch well past the quiet period: the Services never leave their pool.
+    let end = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < end {
+        assert_eq!(
+            by_service(&announcements(&s.etcd)),
+            before,
+            "a half-written file moved a Service\n{}",
+            r.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!r.log().contains("address changed"), "{}", r.log());
+    // A real change still applies once it has stayed the same for the quiet period.
+    write(&s.pools.join("lab.yaml"), first);
+    let got = wait_for("both moved to spare", Duration::from_secs(8), &logs, || {
+        let a = by_service(&announcements(&s.etcd));
+        (a.len() == 2 && a.values().all(|ip| ip.starts_with("10.250.0.11"))).then_some(a)
+    });
+    assert_eq!(got["default/web"], "10.250.0.110");
+    let log = r.log();
+    assert!(
+        log.contains("address changed: default/web 10.250.0.100 -> 10.250.0.110")
+            && log.contains("WARN"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_revision_too_slow_to_validate_is_refused_while_leadership_and_health_go_on() {
+    let s = setup();
+    let a = common::args(&[
+        "--config",
+        s.pools.to_str().expect("path"),
+        "--services",
+        s.services.to_str().expect("path"),
+        "--etcd-endpoints",
+        &s.etcd.endpoints(),
+        "--lease-ttl",
+        "2",
+        "--validation-timeout",
+        "300ms",
+        "--config-quiet",
+        "0s",
+    ]);
+    let r = Reconciler::spawn(&a, s.dir.path(), "r1");
+    let logs = || r.log();
+    r.wait(
+        "leading with the first revision",
+        Duration::from_secs(10),
+        |v| v["is_leader"] == true && v["ready"] == true,
+    );
+    let first = r.status()["revision"].clone();
+    let leader = s
+        .etcd
+        .ctl(&["get", "/ferrolb/reconciler/leader", "-w", "json"])
+        .expect("get");
+    let lease = |json: &str| {
+        serde_json::from_str::<serde_json::Value>(json).expect("json")["kvs"][0]["lease"].as_i64()
+    };
+    let lease_before = lease(&leader);
+    assert!(lease_before.is_some());
+    // About 4 MB of pool entries: far more than 300 ms of reading and validating.
+    let mut big = POOLS.to_string();
+    big.push_str("---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: big\nspec:\n  addresses:\n");
+    let mut i = 0u32;
+    while big.len() < 4_000_000 {
+        big.push_str(&format!(
+            "  - 10.{}.{}.{}/32\n",
+            1 + (i >> 16) % 200,
+            (i >> 8) & 255,
+            i & 255
+        ));
+        i += 1;
+    }
+    write(&s.pools.join("big.yaml"), &big);
+    let error = wait_for(
+        "the slow revision refused",
+        Duration::from_secs(20),
+        &logs,
+        || r.status()["config_error"].as_str().map(str::to_string),
+    );
+    assert!(error.contains("took longer than 300ms"), "{error}");
+    // While the validation keeps its thread, the listener answers and the lease is renewed:
+    // the leader key stays on the same lease for well over its TTL.
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        assert_eq!(
+            r.get("/healthz").map(|_| ()),
+            Some(()),
+            "/healthz\n{}",
+            r.log()
+        );
+        let status = r.status();
+        assert_eq!(status["is_leader"], true, "{status}\n{}", r.log());
+        assert_eq!(status["revision"], first, "the revision in force stays");
+        let now = s
+            .etcd
+            .ctl(&["get", "/ferrolb/reconciler/leader", "-w", "json"])
+            .expect("get");
+        assert_eq!(
+            lease(&now),
+            lease_before,
+            "the leader key lapsed\n{}",
+            r.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

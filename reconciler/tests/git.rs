@@ -246,6 +246,12 @@ fn an_unreachable_remote_keeps_the_configuration_in_force() {
     r.wait("first commit", Duration::from_secs(10), |s| {
         s["revision"] == first.as_str()
     });
+    // The Service files apply once they have stayed the same for --config-quiet.
+    let end = Instant::now() + Duration::from_secs(5);
+    while web_ip(&etcd).is_none() {
+        assert!(Instant::now() < end, "web not announced\n{}", r.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let moved = root.path().join("elsewhere.git");
     std::fs::rename(&repo.remote, &moved).expect("move the remote away");
     r.wait("the fetch error", Duration::from_secs(4), |s| {

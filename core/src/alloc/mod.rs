@@ -363,7 +363,7 @@ impl Allocator {
         if let Some(reason) = self.ignore_reason(req) {
             return Outcome::Ignored { reason };
         }
-        let requested = match requested_ips(req) {
+        let requested = match req.requested_ips() {
             Ok(r) => r,
             Err(reason) => return Outcome::Pending { reason },
         };
@@ -656,38 +656,4 @@ fn timestamp_key(text: &str) -> u64 {
         count += 1;
     }
     if count == 14 { n } else { u64::MAX }
-}
-
-/// The addresses a Service asks for: `loadBalancerIPs` (comma list) or `spec.loadBalancerIP`.
-fn requested_ips(req: &ServiceRequest) -> Result<Vec<IpAddr>, String> {
-    let annotation = req.annotation("loadBalancerIPs");
-    let spec = req
-        .load_balancer_ip
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty());
-    let text = match (annotation, spec) {
-        (Some(_), Some(_)) => {
-            return Err(
-                "both spec.loadBalancerIP and the loadBalancerIPs annotation are set; use only the annotation"
-                    .to_string(),
-            );
-        }
-        (Some(t), None) | (None, Some(t)) => t,
-        (None, None) => return Ok(Vec::new()),
-    };
-    let mut ips: Vec<IpAddr> = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let ip: IpAddr = part
-            .parse()
-            .map_err(|_| format!("loadBalancerIPs: {part:?} is not an IP address"))?;
-        if ips.iter().any(|other| Family::of(*other) == Family::of(ip)) {
-            return Err(format!(
-                "loadBalancerIPs lists two {} addresses; at most one per family",
-                Family::of(ip)
-            ));
-        }
-        ips.push(ip);
-    }
-    Ok(ips)
 }

@@ -123,6 +123,43 @@ impl ServiceRequest {
         })
     }
 
+    /// The addresses the Service asks for: `loadBalancerIPs` (comma list) or
+    /// `spec.loadBalancerIP`; an error when they cannot be read (the manifest checks refuse
+    /// such a Service, the allocator leaves it pending).
+    pub fn requested_ips(&self) -> Result<Vec<IpAddr>, String> {
+        let annotation = self.annotation("loadBalancerIPs");
+        let spec = self
+            .load_balancer_ip
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let (source, text) = match (annotation, spec) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "both spec.loadBalancerIP and the loadBalancerIPs annotation are set; use only the annotation"
+                        .to_string(),
+                );
+            }
+            (Some(t), None) => ("loadBalancerIPs", t),
+            (None, Some(t)) => ("spec.loadBalancerIP", t),
+            (None, None) => return Ok(Vec::new()),
+        };
+        let mut ips: Vec<IpAddr> = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let ip: IpAddr = part
+                .parse()
+                .map_err(|_| format!("{source}: {part:?} is not an IP address"))?;
+            if ips.iter().any(|other| Family::of(*other) == Family::of(ip)) {
+                return Err(format!(
+                    "{source} lists two {} addresses; at most one per family",
+                    Family::of(ip)
+                ));
+            }
+            ips.push(ip);
+        }
+        Ok(ips)
+    }
+
     /// The sharing key (`allow-shared-ip`), when set.
     pub fn sharing_key(&self) -> Option<&str> {
         self.annotation("allow-shared-ip")

@@ -18,7 +18,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 pub use raw::{
-    API_VERSION, Field, Located, MAX_FILE_BYTES, RawFile, RawObject, parse_file, read_documents,
+    API_VERSION, Field, Located, MAX_FILE_BYTES, MAX_REVISION_BYTES, RawFile, RawObject,
+    parse_file, read_documents,
 };
 pub use validate::validate;
 

@@ -9,6 +9,10 @@ use crate::yaml::{self, Node, Value};
 pub const API_VERSION: &str = "metallb.io/v1beta1";
 /// Largest configuration or manifest file read, in bytes.
 pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
+/// Largest configuration or set of manifests read as one revision, in bytes: the contents and
+/// names of all its files together. Each file is bounded by [`MAX_FILE_BYTES`]; this bounds
+/// their number too (one blob named by many tree entries, one file behind many symlinks).
+pub const MAX_REVISION_BYTES: usize = 4 * MAX_FILE_BYTES;
 
 const BGP_KINDS: [&str; 4] = ["BGPPeer", "BGPAdvertisement", "BFDProfile", "Community"];
 
