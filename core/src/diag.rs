@@ -32,6 +32,8 @@ pub enum Code {
     ApiVersion,
     /// `metadata.name` missing or empty.
     MissingName,
+    /// `metadata.name` is not a Kubernetes object name (an RFC 1123 subdomain).
+    BadName,
     /// `spec.addresses` missing or empty.
     NoAddresses,
     /// An address range that does not parse.
