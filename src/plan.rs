@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use ferrolb_core::alloc::{Allocator, Decision, Outcome, PoolUsage};
 use ferrolb_core::diag::escape_controls;
 use ferrolb_core::load;
+use ferrolb_core::net::Count;
 use ferrolb_core::service;
 use serde::Serialize;
 
@@ -191,7 +192,12 @@ fn services_table(decisions: &[Decision]) -> String {
 }
 
 /// A 20-character bar for a fraction of use.
-pub fn bar(in_use: u128, total: u128) -> String {
+pub fn bar(in_use: u128, total: Count) -> String {
+    // 2^128 is one more than u128 holds; for a 20-mark bar the difference does not show.
+    let total = match total {
+        Count::Below(n) => n,
+        Count::All => u128::MAX,
+    };
     let scaled = match in_use.checked_mul(20) {
         Some(x) => x.checked_div(total).unwrap_or(0),
         None => in_use.checked_div(total / 20).unwrap_or(20),

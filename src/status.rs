@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use ferrolb_core::diag::escape_controls;
 use ferrolb_core::layout::{self, Announcement, Claim, ConfigStatus, Keys, Registration};
+use ferrolb_core::net::Count;
 use ferrolb_etcd::{EtcdArgs, bounded};
 use serde::Serialize;
 
@@ -214,7 +215,7 @@ pub fn render(v: &StatusView) -> String {
         for p in pools {
             let (used, total) = (
                 p.in_use.parse().unwrap_or(0u128),
-                p.total.parse().unwrap_or(0u128),
+                p.total.parse().unwrap_or(Count::ZERO),
             );
             rows.push(vec![
                 p.pool.clone(),

@@ -340,8 +340,8 @@ fn the_same_files_without_the_fault_are_clean() {
     assert!(report.diagnostics.is_empty(), "{:#?}", report.diagnostics);
     let config = report.config.expect("valid");
     let a = config.pool("a").expect("pool a");
-    assert_eq!(a.size(Family::V4), 256);
-    assert_eq!(a.size(Family::V6), 1u128 << 64);
+    assert_eq!(a.size(Family::V4), 256.into());
+    assert_eq!(a.size(Family::V6), (1u128 << 64).into());
     assert!(a.auto_assign && !a.avoid_buggy_ips);
 }
 
