@@ -1,11 +1,14 @@
 //! `ferrolb plan`: what the reconciler would do with these pools and Services, without a cluster.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ferrolb_core::alloc::{Allocator, Decision, Outcome, PoolUsage};
+use ferrolb_core::diag::escape_controls;
 use ferrolb_core::load;
+use ferrolb_core::net::Count;
 use ferrolb_core::service;
 use serde::Serialize;
 
@@ -125,13 +128,18 @@ fn join(ips: &[IpAddr]) -> String {
         .join(",")
 }
 
-/// Lays out rows in columns two spaces apart, as kubectl does.
+/// Lays out rows in columns two spaces apart, as kubectl does. Every cell is printed with its
+/// control characters escaped: names, reasons and values read from etcd come from outside.
 pub fn columns(rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<Cow<'_, str>>> = rows
+        .iter()
+        .map(|r| r.iter().map(|cell| escape_controls(cell)).collect())
+        .collect();
     let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
-    for r in rows {
+    for r in &rows {
         let mut line = String::new();
         for (c, cell) in r.iter().enumerate() {
             if c + 1 == r.len() {
@@ -184,7 +192,12 @@ fn services_table(decisions: &[Decision]) -> String {
 }
 
 /// A 20-character bar for a fraction of use.
-pub fn bar(in_use: u128, total: u128) -> String {
+pub fn bar(in_use: u128, total: Count) -> String {
+    // 2^128 is one more than u128 holds; for a 20-mark bar the difference does not show.
+    let total = match total {
+        Count::Below(n) => n,
+        Count::All => u128::MAX,
+    };
     let scaled = match in_use.checked_mul(20) {
         Some(x) => x.checked_div(total).unwrap_or(0),
         None => in_use.checked_div(total / 20).unwrap_or(20),
@@ -211,4 +224,21 @@ fn usage_table(usage: &[PoolUsage]) -> String {
         ]);
     }
     columns(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_escape_controls_and_align_on_the_escaped_text() {
+        let rows = vec![
+            vec!["NAME".to_string(), "REASON".to_string()],
+            vec!["we\nb\u{1b}[31m".to_string(), "held by x\r".to_string()],
+        ];
+        assert_eq!(
+            columns(&rows),
+            "NAME             REASON\nwe\\nb\\u{1b}[31m  held by x\\r\n"
+        );
+    }
 }

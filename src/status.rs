@@ -8,7 +8,9 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use ferrolb_core::diag::escape_controls;
 use ferrolb_core::layout::{self, Announcement, Claim, ConfigStatus, Keys, Registration};
+use ferrolb_core::net::Count;
 use ferrolb_etcd::{EtcdArgs, bounded};
 use serde::Serialize;
 
@@ -130,19 +132,21 @@ pub async fn read(etcd: &EtcdArgs) -> anyhow::Result<StatusView> {
     Ok(view)
 }
 
-/// The tables.
+/// The tables. Everything read from etcd is printed with its control characters escaped (the
+/// tables through [`columns`]), so a hostile node name or error text cannot drive the terminal.
 pub fn render(v: &StatusView) -> String {
     let mut out = String::new();
     match &v.config {
         Some(c) => {
             out.push_str(&format!(
                 "configuration  revision {} applied {}\n",
-                c.revision, c.applied_at
+                escape_controls(&c.revision),
+                escape_controls(&c.applied_at)
             ));
             if let Some(e) = &c.error {
                 out.push_str("               !! the newest configuration is NOT in force:\n");
                 for line in e.lines() {
-                    out.push_str(&format!("                  {line}\n"));
+                    out.push_str(&format!("                  {}\n", escape_controls(line)));
                 }
             }
         }
@@ -150,7 +154,7 @@ pub fn render(v: &StatusView) -> String {
     }
     out.push_str(&format!(
         "leader         {}\n",
-        v.leader.as_deref().unwrap_or("(none)")
+        escape_controls(v.leader.as_deref().unwrap_or("(none)"))
     ));
     let speakers: Vec<String> = v
         .speakers
@@ -165,7 +169,7 @@ pub fn render(v: &StatusView) -> String {
         if speakers.is_empty() {
             "(none alive)".to_string()
         } else {
-            speakers.join(", ")
+            escape_controls(&speakers.join(", ")).into_owned()
         }
     ));
     let mut rows = vec![
@@ -212,7 +216,7 @@ pub fn render(v: &StatusView) -> String {
         for p in pools {
             let (used, total) = (
                 p.in_use.parse().unwrap_or(0u128),
-                p.total.parse().unwrap_or(0u128),
+                p.total.parse().unwrap_or(Count::ZERO),
             );
             rows.push(vec![
                 p.pool.clone(),
@@ -225,7 +229,7 @@ pub fn render(v: &StatusView) -> String {
         out.push_str(&columns(&rows));
     }
     for u in &v.unreadable {
-        out.push_str(&format!("!! unreadable: {u}\n"));
+        out.push_str(&format!("!! unreadable: {}\n", escape_controls(u)));
     }
     out
 }
@@ -274,4 +278,85 @@ pub fn run(args: &Args) -> ExitCode {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrolb_core::layout::{InterfaceInfo, PoolUse};
+
+    /// Text with a newline, a terminal escape sequence and a right-to-left override.
+    const EVIL: &str = "x\n\u{1b}[2J\u{202e}y";
+    const SHOWN: &str = r"x\n\u{1b}[2J\u{202e}y";
+
+    #[test]
+    fn every_value_read_from_etcd_is_printed_with_controls_escaped() {
+        let view = StatusView {
+            config: Some(ConfigStatus {
+                revision: EVIL.to_string(),
+                applied_at: EVIL.to_string(),
+                // The error is several diagnostics, one a line: its newlines are kept.
+                error: Some("first line\n\u{1b}[2J\u{202e}second".to_string()),
+                pools: vec![PoolUse {
+                    pool: EVIL.to_string(),
+                    family: EVIL.to_string(),
+                    in_use: "1".to_string(),
+                    total: "4".to_string(),
+                }],
+            }),
+            leader: Some(EVIL.to_string()),
+            speakers: vec![Registration {
+                node: EVIL.to_string(),
+                labels: BTreeMap::new(),
+                interfaces: vec![InterfaceInfo {
+                    name: EVIL.to_string(),
+                    mac: "02:00:00:00:00:01".to_string(),
+                }],
+                heartbeats: false,
+            }],
+            addresses: vec![
+                AddressView {
+                    ip: "10.0.0.1".parse().expect("ip"),
+                    services: vec![EVIL.to_string()],
+                    node: Some(EVIL.to_string()),
+                    interfaces: vec![EVIL.to_string()],
+                    since: Some(EVIL.to_string()),
+                    eligible_nodes: Vec::new(),
+                },
+                AddressView {
+                    ip: "10.0.0.2".parse().expect("ip"),
+                    services: Vec::new(),
+                    node: None,
+                    interfaces: Vec::new(),
+                    since: None,
+                    eligible_nodes: vec![EVIL.to_string()],
+                },
+            ],
+            unreadable: vec![EVIL.to_string()],
+        };
+        let text = render(&view);
+        assert!(
+            !text
+                .chars()
+                .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+            "{text}"
+        );
+        // Exactly the lines the layout has: none injected by a value.
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 14, "{text}");
+        assert_eq!(
+            lines[0],
+            format!("configuration  revision {SHOWN} applied {SHOWN}")
+        );
+        assert_eq!(lines[3], r"                  \u{1b}[2J\u{202e}second");
+        assert_eq!(lines[4], format!("leader         {SHOWN}"));
+        assert_eq!(lines[5], format!("speakers       {SHOWN} ({SHOWN})"));
+        assert!(
+            lines[8].starts_with("10.0.0.1") && lines[8].contains(SHOWN),
+            "{text}"
+        );
+        assert!(lines[9].contains(&format!("({SHOWN})")), "{text}");
+        assert!(lines[12].starts_with(SHOWN), "{text}");
+        assert_eq!(lines[13], format!("!! unreadable: {SHOWN}"));
+    }
 }

@@ -129,8 +129,8 @@ fn summary(report: &Report, valid: bool, strict: bool) -> String {
         parts.push(format!(
             "{} ({} IPv4 addresses, {} IPv6 addresses)",
             plural(c.pools.len(), "pool"),
-            totals.get(&Family::V4).copied().unwrap_or(0),
-            totals.get(&Family::V6).copied().unwrap_or(0),
+            totals.get(&Family::V4).copied().unwrap_or_default(),
+            totals.get(&Family::V6).copied().unwrap_or_default(),
         ));
         parts.push(plural(c.advertisements.len(), "L2Advertisement"));
     }

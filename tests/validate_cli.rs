@@ -138,3 +138,84 @@ fn json_output_of_an_invalid_set_lists_errors() {
     assert_eq!(doc["errors"][0]["name"], "x");
     assert_eq!(doc["errors"][0]["code"], "type");
 }
+
+/// The text output's diagnostics and its exit code, for one file written into a fresh directory.
+fn validate_one(name: &str, text: &str, strict: bool) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), name, text);
+    let path = dir.path().join(name);
+    let mut args = vec!["validate"];
+    if strict {
+        args.push("--strict");
+    }
+    args.push(path.to_str().expect("path"));
+    let out = ferrolb(&args);
+    let stderr =
+        String::from_utf8_lossy(&out.stderr).replace(&format!("{}/", dir.path().display()), "");
+    (out.status.code(), stderr)
+}
+
+#[test]
+fn a_fifo_is_an_unreadable_path_not_a_hang() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("pools.yaml");
+    let made = Command::new("mkfifo").arg(&path).status().expect("mkfifo");
+    assert!(made.success());
+    let out = ferrolb(&["validate", path.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a regular file (a FIFO)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn one_long_string_aliased_many_times_is_an_error_not_an_abort() {
+    // The outside test's shape, smaller: a 1.1 MiB anchored string and 1,000 aliases to it.
+    let mut text = format!("big: &s {}\nmany:\n", "x".repeat(1_100_000));
+    for _ in 0..1_000 {
+        text.push_str("  - *s\n");
+    }
+    let (code, stderr) = validate_one("bomb.yaml", &text, false);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr.lines().next(),
+        Some(
+            "bomb.yaml:5: error: anchors and aliases expand to more than 4 MiB of text (an alias bomb?)"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_ipv4_mapped_range_is_an_error_even_without_strict() {
+    let text = POOL.replace(
+        "addresses: [10.0.0.0/24, fd00::/64]",
+        "addresses: [10.0.0.1/32, \"::ffff:10.0.0.1/128\"]",
+    );
+    let (code, stderr) = validate_one("pools.yaml", &text, false);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(
+            r#"pools.yaml:6: error: IPAddressPool "home": invalid address range "::ffff:10.0.0.1/128": it includes IPv4-mapped addresses (::ffff:0:0/96)"#
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_pool_name_with_a_newline_is_an_error_printed_escaped() {
+    let text = POOL.replace("name: home", "name: \"home\\nerror: forged\"");
+    let (code, stderr) = validate_one("pools.yaml", &text, false);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one diagnostic on one line: {stderr}"
+    );
+    assert!(
+        stderr.starts_with(r#"pools.yaml:4: error: IPAddressPool "home\nerror: forged": metadata.name "home\nerror: forged" is not a valid name"#),
+        "{stderr}"
+    );
+}

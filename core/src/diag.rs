@@ -1,5 +1,6 @@
 //! Diagnostics: errors and warnings that name the file, line, object and offending value.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Serialize;
@@ -32,6 +33,8 @@ pub enum Code {
     ApiVersion,
     /// `metadata.name` missing or empty.
     MissingName,
+    /// `metadata.name` is not a Kubernetes object name (an RFC 1123 subdomain).
+    BadName,
     /// `spec.addresses` missing or empty.
     NoAddresses,
     /// An address range that does not parse.
@@ -87,13 +90,87 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{}:{}: {severity}: ", self.file, self.line)?;
+        write!(
+            f,
+            "{}:{}: {severity}: ",
+            escape_controls(&self.file),
+            self.line
+        )?;
         match (&self.kind, &self.name) {
             (Some(kind), Some(name)) => write!(f, "{kind} {name:?}: ")?,
             (Some(kind), None) => write!(f, "{kind}: ")?,
             _ => {}
         }
-        f.write_str(&self.message)
+        f.write_str(&escape_controls(&self.message))
+    }
+}
+
+/// Whether `c` would change a terminal or how text reads rather than show as itself: control
+/// characters (newlines, ESC, DEL, C1) and the invisible format characters that reorder or hide
+/// text (bidirectional overrides and isolates, zero-width characters, the byte-order mark).
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{61c}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{feff}'
+        )
+}
+
+/// Text from outside (names, reasons, file names, values read from etcd) made safe to print on a
+/// terminal: every control or invisible format character is written as its Rust escape (`\n`,
+/// `\u{1b}`, `\u{202e}`); everything else, backslashes included, is left as it is. Borrows when
+/// there is nothing to escape.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if needs_escape(c) {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controls_and_invisible_format_characters_are_escaped() {
+        assert_eq!(escape_controls("web-1"), "web-1");
+        assert!(matches!(escape_controls("web-1"), Cow::Borrowed(_)));
+        assert_eq!(escape_controls("a\nb\tc\r"), "a\\nb\\tc\\r");
+        assert_eq!(escape_controls("\u{1b}[2J"), "\\u{1b}[2J");
+        assert_eq!(escape_controls("x\u{7f}\u{9b}"), "x\\u{7f}\\u{9b}");
+        assert_eq!(escape_controls("abc\u{202e}fed"), "abc\\u{202e}fed");
+        assert_eq!(escape_controls("\u{200b}\u{feff}"), "\\u{200b}\\u{feff}");
+        // Printable text, quotes and backslashes stay as written.
+        assert_eq!(escape_controls(r#"é "q" \n"#), r#"é "q" \n"#);
+    }
+
+    #[test]
+    fn a_diagnostic_prints_its_file_and_message_escaped() {
+        let d = Diagnostic {
+            severity: Severity::Error,
+            code: Code::Syntax,
+            file: "pools/\u{1b}[31mx.yaml".to_string(),
+            line: 3,
+            kind: Some("IPAddressPool".to_string()),
+            name: Some("a\nb".to_string()),
+            message: "bad\nvalue".to_string(),
+        };
+        assert_eq!(
+            d.to_string(),
+            r#"pools/\u{1b}[31mx.yaml:3: error: IPAddressPool "a\nb": bad\nvalue"#
+        );
     }
 }
 

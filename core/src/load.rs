@@ -9,6 +9,11 @@
 //! depth limit and a set of visited directories so that loops end. What one read takes in
 //! all (names and bytes of every file) is bounded by `MAX_REVISION_BYTES`: past it the read
 //! fails as a whole, since a configuration read in part would be a different configuration.
+//!
+//! Only regular files are opened (a symlink to one is fine): a FIFO, socket or device given as
+//! a path, or named `*.yaml` in a directory, is an error found from its metadata, before any
+//! blocking open or read. A name that is not UTF-8 is an error too rather than a silent skip: it
+//! could not be named exactly in messages, and a file left out would go unnoticed.
 
 use std::collections::HashSet;
 use std::fs;
@@ -100,7 +105,7 @@ pub fn read_paths_within<P: AsRef<Path>>(
         if meta.is_dir() {
             read_dir(path, 0, &mut visited, &mut out)?;
         } else {
-            out.push(read_file(path)?)?;
+            out.push(read_file(path, &meta)?)?;
         }
     }
     Ok(out.files)
@@ -134,21 +139,27 @@ fn read_dir(
         .map_err(err)?;
     entries.sort();
     for path in entries {
-        let hidden = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_none_or(|n| n.starts_with('.'));
-        if hidden {
+        let Some(name) = path.file_name() else {
+            continue;
+        };
+        if name.as_encoded_bytes().starts_with(b".") {
             continue;
         }
         // A dangling symlink or a file removed meanwhile is not an error: skip it.
         let Ok(meta) = fs::metadata(&path) else {
             continue;
         };
+        let wanted = meta.is_dir() || is_yaml(&path);
+        if wanted && name.to_str().is_none() {
+            return Err(LoadError {
+                path,
+                source: io::Error::new(io::ErrorKind::InvalidData, "the name is not UTF-8"),
+            });
+        }
         if meta.is_dir() {
             read_dir(&path, depth + 1, visited, out)?;
-        } else if meta.is_file() && is_yaml(&path) {
-            match read_file(&path) {
+        } else if is_yaml(&path) {
+            match read_file(&path, &meta) {
                 Ok(f) => out.push(f)?,
                 Err(e) if e.source.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
@@ -158,12 +169,49 @@ fn read_dir(
     Ok(())
 }
 
-fn read_file(path: &Path) -> Result<SourceFile, LoadError> {
+/// Refuses anything but a regular file, from metadata alone: opening a FIFO for reading blocks
+/// until a writer comes, and a device may never end.
+fn check_regular(path: &Path, meta: &fs::Metadata) -> Result<(), LoadError> {
+    if meta.is_file() {
+        return Ok(());
+    }
+    Err(LoadError {
+        path: path.to_path_buf(),
+        source: io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a regular file ({})", file_kind(meta.file_type())),
+        ),
+    })
+}
+
+#[cfg(unix)]
+fn file_kind(t: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a file"
+    }
+}
+
+#[cfg(not(unix))]
+fn file_kind(_: fs::FileType) -> &'static str {
+    "not a file"
+}
+
+fn read_file(path: &Path, meta: &fs::Metadata) -> Result<SourceFile, LoadError> {
+    check_regular(path, meta)?;
     let err = |source| LoadError {
         path: path.to_path_buf(),
         source,
     };
     let file = fs::File::open(path).map_err(err)?;
+    // The path may have been replaced since its metadata was read: check what was opened.
+    check_regular(path, &file.metadata().map_err(err)?)?;
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
@@ -226,6 +274,80 @@ mod tests {
         fs::write(dir.path().join("a/x.yaml"), "x").expect("write");
         let files = read_paths(&[dir.path()]).expect("read");
         assert_eq!(names(&files), ["x.yaml"]);
+    }
+
+    fn fifo(path: &Path) {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .expect("mkfifo runs");
+        assert!(status.success(), "mkfifo {}", path.display());
+    }
+
+    #[test]
+    fn a_fifo_given_as_the_path_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pools.yaml");
+        fifo(&path);
+        // Opening the FIFO would block until a writer comes: the metadata check must come first.
+        // The read runs on a thread so that a regression fails here instead of hanging.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || tx.send(read_paths(&[&p])));
+        let err = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("read_paths blocked on the FIFO")
+            .expect_err("a FIFO");
+        assert_eq!(err.source.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot read {}: not a regular file (a FIFO)",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_fifo_named_yaml_in_a_directory_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("a.yaml"), "a").expect("write");
+        fifo(&dir.path().join("b.yaml"));
+        // Not YAML by name: left alone, as notes.txt would be.
+        fifo(&dir.path().join("c.txt"));
+        let err = read_paths(&[dir.path()]).expect_err("a FIFO");
+        assert_eq!(err.path, dir.path().join("b.yaml"));
+        assert_eq!(err.source.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn a_symlink_to_a_regular_file_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("real.yaml"), "r").expect("write");
+        std::os::unix::fs::symlink("real.yaml", dir.path().join("link.yaml")).expect("link");
+        let files = read_paths(&[dir.path().join("link.yaml")]).expect("read");
+        assert_eq!(files[0].bytes, b"r");
+    }
+
+    #[test]
+    fn a_yaml_file_whose_name_is_not_utf8_is_an_error_naming_it_lossily() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("a.yaml"), "a").expect("write");
+        let name = OsStr::from_bytes(b"p\xffols.yaml");
+        fs::write(dir.path().join(name), "p").expect("write");
+        // Other non-UTF-8 names are not read anyway, and stay ignored.
+        fs::write(dir.path().join(OsStr::from_bytes(b"n\xfftes.txt")), "n").expect("write");
+        let err = read_paths(&[dir.path()]).expect_err("non-UTF-8 name");
+        assert_eq!(err.source.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot read {}/p\u{fffd}ols.yaml: the name is not UTF-8",
+                dir.path().display()
+            )
+        );
     }
 
     #[test]

@@ -1,11 +1,16 @@
 //! Addresses as numbers, and address ranges as sorted sets of intervals.
 //!
 //! Every address is a `(Family, u128)` pair, so IPv4 and IPv6 share one arithmetic and a /64 costs
-//! the same as a /24: no code here ever expands a range into a list of addresses. Counts are
-//! `u128` and saturate at `u128::MAX` (only `::/0`, which has 2^128 addresses, reaches it).
+//! the same as a /24: no code here ever expands a range into a list of addresses. Counts are a
+//! [`Count`], exact from 0 to 2^128 (all of IPv6, one more than `u128` holds).
+//!
+//! Pools never hold IPv4 addresses written as IPv6: a range that touches the IPv4-mapped block
+//! `::ffff:0:0/96` or the deprecated IPv4-compatible block `::/96` (which also holds `::` and
+//! `::1`) is refused, so an IPv6 Service can never receive an IPv4 address in disguise.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
 
 use serde::Serialize;
 
@@ -77,6 +82,107 @@ pub fn is_buggy(family: Family, n: u128) -> bool {
     family == Family::V4 && matches!(n & 0xff, 0 | 0xff)
 }
 
+/// A number of addresses, exact from 0 to 2^128: `::/0` holds 2^128 addresses, one more than
+/// `u128` can count. Sums stop at 2^128, which no set of addresses of one family exceeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Count {
+    /// Fewer than 2^128 addresses.
+    Below(u128),
+    /// Exactly 2^128 addresses: every IPv6 address.
+    All,
+}
+
+/// 2^128 in decimal.
+const TWO_TO_128: &str = "340282366920938463463374607431768211456";
+
+impl Count {
+    /// No address.
+    pub const ZERO: Count = Count::Below(0);
+
+    /// Whether the count is zero.
+    pub fn is_zero(self) -> bool {
+        self == Count::ZERO
+    }
+
+    /// The sum, stopping at 2^128.
+    pub fn saturating_add(self, other: Count) -> Count {
+        match (self, other) {
+            (Count::Below(a), Count::Below(b)) => a.checked_add(b).map_or(Count::All, Count::Below),
+            _ => Count::All,
+        }
+    }
+
+    /// The count less `n`, stopping at zero.
+    pub fn saturating_sub(self, n: u128) -> Count {
+        match self {
+            Count::Below(a) => Count::Below(a.saturating_sub(n)),
+            Count::All if n == 0 => Count::All,
+            // 2^128 - n = (2^128 - 1) - (n - 1).
+            Count::All => Count::Below(u128::MAX - (n - 1)),
+        }
+    }
+
+    /// The count as a float, for metrics.
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Count::Below(n) => n as f64,
+            Count::All => 2f64.powi(128),
+        }
+    }
+}
+
+impl Default for Count {
+    fn default() -> Self {
+        Count::ZERO
+    }
+}
+
+impl From<u128> for Count {
+    fn from(n: u128) -> Self {
+        Count::Below(n)
+    }
+}
+
+impl fmt::Display for Count {
+    /// In decimal, 2^128 included.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Count::Below(n) => write!(f, "{n}"),
+            Count::All => f.write_str(TWO_TO_128),
+        }
+    }
+}
+
+/// A count that is not a decimal number from 0 to 2^128.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid address count {0:?}: expected a decimal number from 0 to 2^128")]
+pub struct CountError(String);
+
+impl FromStr for Count {
+    type Err = CountError;
+
+    /// Reads what [`Display`](fmt::Display) writes.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == TWO_TO_128 {
+            return Ok(Count::All);
+        }
+        s.parse::<u128>()
+            .map(Count::Below)
+            .map_err(|_| CountError(s.to_string()))
+    }
+}
+
+/// The IPv4-mapped block `::ffff:0:0/96` (RFC 4291 §2.5.5.2).
+const V4_MAPPED: Interval = Interval {
+    start: 0xffff_0000_0000,
+    end: 0xffff_ffff_ffff,
+};
+/// The deprecated IPv4-compatible block `::/96` (RFC 4291 §2.5.5.1), with `::` and `::1`.
+const V4_COMPATIBLE: Interval = Interval {
+    start: 0,
+    end: 0xffff_ffff,
+};
+
 /// An inclusive interval of address numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Interval {
@@ -87,9 +193,11 @@ pub struct Interval {
 }
 
 impl Interval {
-    /// Number of addresses, saturating at `u128::MAX`.
-    pub fn count(&self) -> u128 {
-        (self.end - self.start).saturating_add(1)
+    /// Number of addresses, exactly.
+    pub fn count(&self) -> Count {
+        (self.end - self.start)
+            .checked_add(1)
+            .map_or(Count::All, Count::Below)
     }
 
     /// Number of addresses ending in .0 or .255 (meaningful for IPv4 only).
@@ -154,11 +262,12 @@ impl IntervalSet {
         self.ranges.get(i).is_some_and(|iv| iv.start <= n)
     }
 
-    /// Number of addresses, saturating; with `avoid_buggy`, .0 and .255 are not counted.
-    pub fn count(&self, family: Family, avoid_buggy: bool) -> u128 {
-        self.ranges.iter().fold(0u128, |acc, iv| {
+    /// Number of addresses; with `avoid_buggy`, IPv4 addresses ending in .0 and .255 are not
+    /// counted.
+    pub fn count(&self, family: Family, avoid_buggy: bool) -> Count {
+        self.ranges.iter().fold(Count::ZERO, |acc, iv| {
             let n = if avoid_buggy && family == Family::V4 {
-                iv.count() - iv.buggy_count()
+                iv.count().saturating_sub(iv.buggy_count())
             } else {
                 iv.count()
             };
@@ -204,6 +313,34 @@ pub enum RangeError {
     /// The range's ends are of different families.
     #[error("invalid address range {0:?}: mixes IPv4 and IPv6")]
     MixedFamilies(String),
+    /// An IPv6 range reaching into `::ffff:0:0/96` or `::/96`: IPv4 addresses written as IPv6.
+    #[error(
+        "invalid address range {text:?}: it includes {block}, IPv4 addresses written as IPv6; write IPv4 addresses as IPv4 and keep IPv6 ranges out of that block"
+    )]
+    Ipv4InIpv6 {
+        /// The whole range.
+        text: String,
+        /// The block it reaches into, named.
+        block: &'static str,
+    },
+}
+
+/// Refuses an IPv6 range that reaches into a block of IPv4 addresses written as IPv6.
+fn check_v6_block(range: AddrRange, text: &str) -> Result<(), RangeError> {
+    if range.family != Family::V6 {
+        return Ok(());
+    }
+    let block = if range.interval.overlaps(&V4_MAPPED) {
+        "IPv4-mapped addresses (::ffff:0:0/96)"
+    } else if range.interval.overlaps(&V4_COMPATIBLE) {
+        "IPv4-compatible addresses (::/96, deprecated, with :: and ::1)"
+    } else {
+        return Ok(());
+    };
+    Err(RangeError::Ipv4InIpv6 {
+        text: text.to_string(),
+        block,
+    })
 }
 
 /// What was read, and whether the CIDR had host bits set (`10.0.0.5/24` means `10.0.0.0/24`).
@@ -215,8 +352,15 @@ pub struct ParsedRange {
     pub host_bits_set: bool,
 }
 
-/// Parses `10.0.0.0/24`, `10.0.0.1-10.0.0.9`, `10.0.0.1 - 10.0.0.9` or the IPv6 equivalents.
+/// Parses `10.0.0.0/24`, `10.0.0.1-10.0.0.9`, `10.0.0.1 - 10.0.0.9` or the IPv6 equivalents;
+/// IPv6 ranges that reach into the IPv4-mapped or IPv4-compatible blocks are refused.
 pub fn parse_range(text: &str) -> Result<ParsedRange, RangeError> {
+    let parsed = parse_range_syntax(text)?;
+    check_v6_block(parsed.range, text.trim())?;
+    Ok(parsed)
+}
+
+fn parse_range_syntax(text: &str) -> Result<ParsedRange, RangeError> {
     let t = text.trim();
     if let Some((addr, len)) = t.split_once('/') {
         let ip: IpAddr = addr
@@ -311,13 +455,12 @@ mod tests {
     fn parses_cidrs_ranges_and_spaces() {
         let r = range("192.168.1.0/24");
         assert_eq!(r.family, Family::V4);
-        assert_eq!(r.interval.count(), 256);
-        assert_eq!(range("10.0.0.1 - 10.0.0.10").interval.count(), 10);
-        assert_eq!(range("10.0.0.7/32").interval.count(), 1);
-        assert_eq!(range("fd00::/64").interval.count(), 1u128 << 64);
-        assert_eq!(range("fd00::1-fd00::ff").interval.count(), 255);
-        assert_eq!(range("::/0").interval.count(), u128::MAX);
-        assert_eq!(range("0.0.0.0/0").interval.count(), 1u128 << 32);
+        assert_eq!(r.interval.count(), Count::Below(256));
+        assert_eq!(range("10.0.0.1 - 10.0.0.10").interval.count(), 10.into());
+        assert_eq!(range("10.0.0.7/32").interval.count(), 1.into());
+        assert_eq!(range("fd00::/64").interval.count(), (1u128 << 64).into());
+        assert_eq!(range("fd00::1-fd00::ff").interval.count(), 255.into());
+        assert_eq!(range("0.0.0.0/0").interval.count(), (1u128 << 32).into());
     }
 
     #[test]
@@ -354,6 +497,76 @@ mod tests {
     }
 
     #[test]
+    fn all_of_ipv6_counts_exactly_2_to_the_128() {
+        let all = Interval {
+            start: 0,
+            end: u128::MAX,
+        };
+        assert_eq!(all.count(), Count::All);
+        assert_eq!(
+            all.count().to_string(),
+            "340282366920938463463374607431768211456"
+        );
+        assert_eq!(
+            "340282366920938463463374607431768211456".parse::<Count>(),
+            Ok(Count::All)
+        );
+        // One address fewer is the largest u128, and both read back.
+        let most = Interval {
+            start: 1,
+            end: u128::MAX,
+        };
+        assert_eq!(most.count(), Count::Below(u128::MAX));
+        assert_eq!(most.count().to_string().parse::<Count>(), Ok(most.count()));
+        assert!(Count::Below(u128::MAX) < Count::All);
+        assert_eq!(Count::Below(u128::MAX).saturating_add(1.into()), Count::All);
+        assert_eq!(Count::All.saturating_sub(1), Count::Below(u128::MAX));
+        assert_eq!(Count::All.saturating_sub(0), Count::All);
+        assert!(
+            "340282366920938463463374607431768211457"
+                .parse::<Count>()
+                .is_err()
+        );
+        assert!("-1".parse::<Count>().is_err());
+        assert_eq!(Count::All.as_f64(), 2f64.powi(128));
+    }
+
+    #[test]
+    fn ipv4_addresses_written_as_ipv6_are_refused() {
+        for text in [
+            "::ffff:10.0.0.1/128",
+            "::ffff:10.0.0.0/120",
+            "::ffff:a00:1-::ffff:a00:9",
+            "::ffff:0:0/96",
+            "::10.0.0.1/128",
+            "::1/128",
+            "::/0",
+            "::/64",
+            "::fffe:ffff:ffff-::1:0:0:0",
+        ] {
+            assert!(
+                matches!(parse_range(text), Err(RangeError::Ipv4InIpv6 { .. })),
+                "{text}: {:?}",
+                parse_range(text)
+            );
+        }
+        assert_eq!(
+            parse_range("::ffff:10.0.0.1/128").map_err(|e| e.to_string()),
+            Err("invalid address range \"::ffff:10.0.0.1/128\": it includes IPv4-mapped addresses (::ffff:0:0/96), IPv4 addresses written as IPv6; write IPv4 addresses as IPv4 and keep IPv6 ranges out of that block".to_string())
+        );
+        // Just outside both blocks is fine, and so is ordinary IPv6.
+        for text in [
+            "::1:0:0/96",
+            "::1:0:0:0/128",
+            "::fffe:ffff:ffff/128",
+            "fd00::/8",
+            "2001:db8::/32",
+        ] {
+            assert!(parse_range(text).is_ok(), "{text}");
+        }
+    }
+
+    #[test]
     fn notices_host_bits() {
         let p = parse_range("10.0.0.5/24").expect("valid");
         assert!(p.host_bits_set);
@@ -365,7 +578,14 @@ mod tests {
         assert_eq!(range("10.0.0.0/25").to_string(), "10.0.0.0/25");
         assert_eq!(range("10.0.0.0-10.0.0.127").to_string(), "10.0.0.0/25");
         assert_eq!(range("10.0.0.1-10.0.0.9").to_string(), "10.0.0.1-10.0.0.9");
-        assert_eq!(range("::/0").to_string(), "::/0");
+        let all = AddrRange {
+            family: Family::V6,
+            interval: Interval {
+                start: 0,
+                end: u128::MAX,
+            },
+        };
+        assert_eq!(all.to_string(), "::/0");
         assert_eq!(range("fd00::5/128").to_string(), "fd00::5/128");
     }
 
@@ -386,7 +606,7 @@ mod tests {
         );
         assert!(set.contains(0) && set.contains(8) && set.contains(25));
         assert!(!set.contains(9) && !set.contains(31));
-        assert_eq!(set.count(Family::V6, false), 30);
+        assert_eq!(set.count(Family::V6, false), 30.into());
     }
 
     #[test]
@@ -397,7 +617,7 @@ mod tests {
         assert_eq!(range("10.0.0.1-10.0.0.254").interval.buggy_count(), 0);
         assert_eq!(range("10.0.0.255-10.0.1.0").interval.buggy_count(), 2);
         let set = IntervalSet::from_intervals(vec![r.interval]);
-        assert_eq!(set.count(Family::V4, true), 254);
+        assert_eq!(set.count(Family::V4, true), 254.into());
         assert!(is_buggy(Family::V4, r.interval.start));
         assert!(!is_buggy(Family::V6, r.interval.start));
     }

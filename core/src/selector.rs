@@ -95,6 +95,21 @@ impl fmt::Display for LabelSelector {
     }
 }
 
+/// Whether `name` is a Kubernetes object name of the kinds ferrolb reads (`metadata.name` of an
+/// IPAddressPool or L2Advertisement): an RFC 1123 subdomain, at most 253 characters of
+/// lowercase letters, digits, `-` and `.`, each dot-separated part starting and ending with a
+/// letter or digit.
+pub fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|part| {
+            let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+            let bytes = part.as_bytes();
+            bytes.first().is_some_and(|c| alnum(*c))
+                && bytes.last().is_some_and(|c| alnum(*c))
+                && bytes.iter().all(|c| alnum(*c) || *c == b'-')
+        })
+}
+
 /// Checks a label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63
 /// characters of alphanumerics, `-`, `_` and `.`, beginning and ending alphanumeric.
 pub fn check_key(key: &str) -> Result<(), String> {
@@ -201,6 +216,37 @@ mod tests {
         assert!(!sel.matches(&labels(&[("team", "a")])));
         assert!(!sel.matches(&labels(&[("team", "b"), ("tier", "x")])));
         assert_eq!(sel.to_string(), "team=a,tier");
+    }
+
+    #[test]
+    fn object_names_are_rfc_1123_subdomains() {
+        for ok in [
+            "a",
+            "homelab",
+            "pool-1",
+            "lab.example.com",
+            "0",
+            &"a".repeat(253),
+        ] {
+            assert!(is_dns_subdomain(ok), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "Homelab",
+            "-a",
+            "a-",
+            "a..b",
+            ".a",
+            "a.",
+            "a_b",
+            "a b",
+            "a\nb",
+            "a\u{1b}[31m",
+            "é",
+            &"a".repeat(254),
+        ] {
+            assert!(!is_dns_subdomain(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -7,8 +7,12 @@
 //!
 //! Hostile input is bounded here, once, for every reader:
 //! - nesting deeper than [`MAX_DEPTH`] is refused (no stack overflow);
-//! - aliases are expanded by copying, but never more than [`MAX_ALIAS_NODES`] nodes in a file,
-//!   which stops "billion laughs" bombs after a few milliseconds;
+//! - every copy the reader makes (an anchored value kept for later aliases, and each alias
+//!   expanded) is charged to one budget per file, in nodes ([`MAX_COPIED_NODES`]) and in scalar
+//!   bytes ([`MAX_COPIED_BYTES`]), and checked *before* the copy is made: "billion laughs" bombs,
+//!   one long string aliased many times and deeply nested anchors are all refused with the line
+//!   of the alias or anchor, and the tree never grows past a few times the text's size;
+//! - mapping keys must be scalars, and duplicates are found with a hash set (linear time);
 //! - the caller bounds the text's size (see `load::MAX_FILE_BYTES`).
 
 use std::collections::HashMap;
@@ -18,8 +22,10 @@ use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span};
 
 /// Deepest nesting of sequences and mappings accepted in a document.
 pub const MAX_DEPTH: usize = 64;
-/// Most nodes that alias expansion may add to one file.
-pub const MAX_ALIAS_NODES: usize = 100_000;
+/// Most nodes that anchors and aliases may copy in one file.
+pub const MAX_COPIED_NODES: usize = 100_000;
+/// Most scalar bytes that anchors and aliases may copy in one file (as much as the largest file).
+pub const MAX_COPIED_BYTES: usize = 4 * 1024 * 1024;
 
 /// One YAML value with the (1-based) line it starts on.
 #[derive(Clone, Debug, PartialEq)]
@@ -126,7 +132,10 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
     let mut reader = Reader {
         parser: Parser::new_from_str(text),
         anchors: HashMap::new(),
-        alias_budget: MAX_ALIAS_NODES,
+        copy_budget: Size {
+            nodes: MAX_COPIED_NODES,
+            bytes: MAX_COPIED_BYTES,
+        },
         last_line: 1,
     };
     let mut documents = Vec::new();
@@ -152,9 +161,35 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
 
 struct Reader<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
-    anchors: HashMap<usize, (Node, usize)>,
-    alias_budget: usize,
+    /// Anchored values of the current document, with their size.
+    anchors: HashMap<usize, (Node, Size)>,
+    /// What anchors and aliases may still copy in this file.
+    copy_budget: Size,
     last_line: u32,
+}
+
+/// The size of a subtree: its nodes and the bytes of its scalars.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Size {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Size {
+    fn add(self, other: Size) -> Size {
+        Size {
+            nodes: self.nodes.saturating_add(other.nodes),
+            bytes: self.bytes.saturating_add(other.bytes),
+        }
+    }
+}
+
+/// How a mapping key is compared with the other keys of its mapping: YAML reads `a`, `'a'` and
+/// `"a"` as the same string, and every spelling of null as null.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum KeyId {
+    Null,
+    Text(String),
 }
 
 fn line_of(span: &Span) -> u32 {
@@ -176,17 +211,18 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Builds the node that starts with `event`; returns it with the number of nodes it holds.
+    /// Builds the node that starts with `event`.
     fn node(&mut self, event: Event<'a>, span: Span, depth: usize) -> Result<Node, YamlError> {
         self.sized_node(event, span, depth).map(|(node, _)| node)
     }
 
+    /// Builds the node that starts with `event`; returns it with its size.
     fn sized_node(
         &mut self,
         event: Event<'a>,
         span: Span,
         depth: usize,
-    ) -> Result<(Node, usize), YamlError> {
+    ) -> Result<(Node, Size), YamlError> {
         let line = line_of(&span);
         if depth > MAX_DEPTH {
             return Err(YamlError {
@@ -194,9 +230,14 @@ impl<'a> Reader<'a> {
                 message: format!("nesting deeper than {MAX_DEPTH} levels"),
             });
         }
+        let one = Size { nodes: 1, bytes: 0 };
         let (node, size, anchor) = match event {
             Event::Scalar(text, style, anchor, _tag) => {
                 let plain = style == ScalarStyle::Plain;
+                let size = Size {
+                    nodes: 1,
+                    bytes: text.len(),
+                };
                 let node = Node {
                     line,
                     value: Value::Scalar {
@@ -204,18 +245,18 @@ impl<'a> Reader<'a> {
                         plain,
                     },
                 };
-                (node, 1, anchor)
+                (node, size, anchor)
             }
             Event::SequenceStart(anchor, _tag) => {
                 let mut items = Vec::new();
-                let mut size = 1;
+                let mut size = one;
                 loop {
                     let (event, span) = self.next()?;
                     if matches!(event, Event::SequenceEnd) {
                         break;
                     }
                     let (item, n) = self.sized_node(event, span, depth + 1)?;
-                    size += n;
+                    size = size.add(n);
                     items.push(item);
                 }
                 (
@@ -229,22 +270,26 @@ impl<'a> Reader<'a> {
             }
             Event::MappingStart(anchor, _tag) => {
                 let mut entries: Vec<(Node, Node)> = Vec::new();
-                let mut size = 1;
+                let mut keys: HashMap<KeyId, u32> = HashMap::new();
+                let mut size = one;
                 loop {
                     let (event, span) = self.next()?;
                     if matches!(event, Event::MappingEnd) {
                         break;
                     }
                     let (key, n) = self.sized_node(event, span, depth + 1)?;
-                    let (event, span) = self.next()?;
-                    let (value, m) = self.sized_node(event, span, depth + 1)?;
-                    if entries.iter().any(|(k, _)| k.value == key.value) {
+                    if let Some(first) = keys.insert(key_id(&key)?, key.line) {
                         return Err(YamlError {
                             line: key.line,
-                            message: format!("duplicate key {}", key.describe()),
+                            message: format!(
+                                "duplicate key {} (first at line {first})",
+                                key.describe()
+                            ),
                         });
                     }
-                    size += n + m;
+                    let (event, span) = self.next()?;
+                    let (value, m) = self.sized_node(event, span, depth + 1)?;
+                    size = size.add(n).add(m);
                     entries.push((key, value));
                 }
                 (
@@ -263,15 +308,7 @@ impl<'a> Reader<'a> {
                         message: "alias to an unknown anchor".to_string(),
                     });
                 };
-                if *size > self.alias_budget {
-                    return Err(YamlError {
-                        line,
-                        message: format!(
-                            "aliases expand to more than {MAX_ALIAS_NODES} nodes (an alias bomb?)"
-                        ),
-                    });
-                }
-                self.alias_budget -= size;
+                charge_copy(&mut self.copy_budget, *size, line)?;
                 let mut node = target.clone();
                 node.line = line;
                 return Ok((node, *size));
@@ -284,9 +321,45 @@ impl<'a> Reader<'a> {
             }
         };
         if anchor > 0 {
+            // Keeping the anchored value for later aliases is a copy too: nested anchors would
+            // otherwise copy each level's subtree again.
+            charge_copy(&mut self.copy_budget, size, line)?;
             self.anchors.insert(anchor, (node.clone(), size));
         }
         Ok((node, size))
+    }
+}
+
+/// Takes `size` from the copy budget, or refuses the copy (made at `line`) before it is made.
+fn charge_copy(budget: &mut Size, size: Size, line: u32) -> Result<(), YamlError> {
+    let over = if size.nodes > budget.nodes {
+        Some(format!("{MAX_COPIED_NODES} nodes"))
+    } else if size.bytes > budget.bytes {
+        Some(format!("{} MiB of text", MAX_COPIED_BYTES >> 20))
+    } else {
+        None
+    };
+    if let Some(limit) = over {
+        return Err(YamlError {
+            line,
+            message: format!("anchors and aliases expand to more than {limit} (an alias bomb?)"),
+        });
+    }
+    budget.nodes -= size.nodes;
+    budget.bytes -= size.bytes;
+    Ok(())
+}
+
+/// A scalar key's identity; other keys are refused (Kubernetes objects are JSON, whose keys
+/// are strings).
+fn key_id(key: &Node) -> Result<KeyId, YamlError> {
+    match &key.value {
+        Value::Scalar { .. } if key.is_null() => Ok(KeyId::Null),
+        Value::Scalar { text, .. } => Ok(KeyId::Text(text.clone())),
+        _ => Err(YamlError {
+            line: key.line,
+            message: format!("a mapping key must be a scalar, found {}", key.describe()),
+        }),
     }
 }
 
@@ -341,6 +414,85 @@ mod tests {
         let err = parse_documents("a: 1\na: 2\n").expect_err("duplicate");
         assert_eq!(err.line, 2);
         assert!(err.message.contains("duplicate key \"a\""));
+    }
+
+    #[test]
+    fn duplicate_key_names_both_lines_among_many_keys() {
+        let mut text: String = (0..5_000).map(|i| format!("k{i}: {i}\n")).collect();
+        text.push_str("k17: again\n");
+        let err = parse_documents(&text).expect_err("duplicate");
+        assert_eq!(err.line, 5_001);
+        assert_eq!(err.message, "duplicate key \"k17\" (first at line 18)");
+    }
+
+    #[test]
+    fn quoted_and_plain_spellings_of_a_key_are_the_same_key() {
+        let err = parse_documents("name: a\n'name': b\n").expect_err("duplicate");
+        assert_eq!(err.line, 2);
+        let err = parse_documents("~: a\nnull: b\n").expect_err("duplicate null");
+        assert_eq!(err.line, 2);
+        // A quoted "null" is a string, not null.
+        assert!(parse_documents("~: a\n'null': b\n").is_ok());
+    }
+
+    #[test]
+    fn keys_that_are_not_scalars_are_refused() {
+        let err = parse_documents("a: 1\n? [x, y]\n: 2\n").expect_err("complex key");
+        assert_eq!(err.line, 2);
+        assert_eq!(err.message, "a mapping key must be a scalar, found a list");
+    }
+
+    #[test]
+    fn ordinary_aliases_still_load() {
+        let text = "base: &base {autoAssign: false, labels: {team: a}}\none: *base\ntwo: *base\n";
+        let docs = parse_documents(text).expect("valid");
+        let one = docs[0].get("one").expect("one");
+        assert_eq!(one.line, 2);
+        assert_eq!(
+            one.get("labels")
+                .and_then(|l| l.get("team"))
+                .and_then(Node::as_str),
+            Some("a")
+        );
+        assert_eq!(docs[0].get("two").map(|n| &n.value), Some(&one.value));
+    }
+
+    #[test]
+    fn one_long_string_aliased_is_refused_at_the_alias_past_the_byte_budget() {
+        // The anchor's copy and each alias cost a quarter of the budget plus one byte, so the
+        // anchor and two aliases fit and the third alias (line 4) does not.
+        let long = "x".repeat(MAX_COPIED_BYTES / 4 + 1);
+        let text = format!("a: &s {long}\nb: *s\nc: *s\nd: *s\ne: *s\n");
+        let err = parse_documents(&text).expect_err("string bomb");
+        assert_eq!(err.line, 4);
+        assert_eq!(
+            err.message,
+            "anchors and aliases expand to more than 4 MiB of text (an alias bomb?)"
+        );
+        // One alias fewer loads.
+        let text = format!("a: &s {long}\nb: *s\nc: *s\n");
+        assert!(parse_documents(&text).is_ok());
+    }
+
+    #[test]
+    fn nested_anchors_without_aliases_are_refused_past_the_byte_budget() {
+        // Each anchor keeps a copy of its subtree, and every subtree holds the string: 40 levels
+        // copy 40 times the string, more than the budget although the text is small.
+        let long = "x".repeat(MAX_COPIED_BYTES / 32);
+        let levels = 40;
+        let mut text = String::from("a: ");
+        for i in 0..levels {
+            text.push_str(&format!("&a{i} ["));
+        }
+        text.push_str(&long);
+        text.push_str(&"]".repeat(levels));
+        text.push('\n');
+        assert!(text.len() < MAX_COPIED_BYTES / 16);
+        let err = parse_documents(&text).expect_err("nested anchors");
+        assert!(err.message.contains("(an alias bomb?)"), "{}", err.message);
+        // With few levels the same string loads.
+        let text = format!("a: &a0 [&a1 [{long}]]\n");
+        assert!(parse_documents(&text).is_ok());
     }
 
     #[test]

@@ -36,6 +36,28 @@ fn cases() -> Vec<(&'static str, String, Code, Severity, u32)> {
             1,
         ),
         (
+            "uppercase name",
+            pool("Home", &["10.0.0.0/24"]) + L2_ALL,
+            BadName,
+            Error,
+            4,
+        ),
+        (
+            "name with a newline and an escape sequence",
+            pool("\"a\\nb\\e[31m\"", &["10.0.0.0/24"]) + L2_ALL,
+            BadName,
+            Error,
+            4,
+        ),
+        (
+            "advertisement name too long",
+            pool("a", &["10.0.0.0/24"])
+                + &L2_ALL.replace("name: all", &format!("name: {}", "a".repeat(254))),
+            BadName,
+            Error,
+            12,
+        ),
+        (
             "missing addresses",
             format!("{HEAD}kind: IPAddressPool\nmetadata:\n  name: a\nspec: {{}}\n{L2_ALL}"),
             NoAddresses,
@@ -318,8 +340,8 @@ fn the_same_files_without_the_fault_are_clean() {
     assert!(report.diagnostics.is_empty(), "{:#?}", report.diagnostics);
     let config = report.config.expect("valid");
     let a = config.pool("a").expect("pool a");
-    assert_eq!(a.size(Family::V4), 256);
-    assert_eq!(a.size(Family::V6), 1u128 << 64);
+    assert_eq!(a.size(Family::V4), 256.into());
+    assert_eq!(a.size(Family::V6), (1u128 << 64).into());
     assert!(a.auto_assign && !a.avoid_buggy_ips);
 }
 
@@ -418,6 +440,37 @@ fn golden_messages() {
             r#"pools.yaml:9: error: IPAddressPool "x": invalid address range "10.0.0.9 - 10.0.0.1": start is after end"#,
         ]
     );
+}
+
+#[test]
+fn invalid_names_are_refused_shortened_and_escaped() {
+    // YAML's "\e" is the escape character, which starts terminal control sequences.
+    let long = format!("\"x\\e]0;{}\"", "a".repeat(100_000));
+    let text = pool(&long, &["10.0.0.0/24"]) + L2_ALL;
+    let report = load_one(&text);
+    let errors: Vec<_> = report.errors().collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0].code, Code::BadName);
+    let shown = errors[0].to_string();
+    assert!(
+        shown.len() < 1_000,
+        "the message is shortened: {} bytes",
+        shown.len()
+    );
+    assert!(
+        !shown.contains('\u{1b}'),
+        "the escape character is escaped: {shown}"
+    );
+    assert!(
+        shown.starts_with(r#"pools.yaml:4: error: IPAddressPool "x\u{1b}]0;aaa"#)
+            && shown.contains(r#": metadata.name "x\u{1b}]0;aaa"#)
+            && shown.ends_with(
+                "is not a valid name: use at most 253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
+            ),
+        "{shown}"
+    );
+    // The pool is not kept under its invalid name: the configuration is refused as a whole.
+    assert!(report.config.is_none());
 }
 
 #[test]

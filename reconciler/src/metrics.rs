@@ -141,10 +141,10 @@ impl Metrics {
             };
             self.pool_addresses
                 .get_or_create(&labels)
-                .set(u.total as f64);
+                .set(u.total.as_f64());
             self.pool_in_use.get_or_create(&labels).set(u.in_use as f64);
             let t = totals.entry(u.pool.as_str()).or_default();
-            t.0 += u.total as f64;
+            t.0 += u.total.as_f64();
             t.1 += u.in_use as f64;
         }
         for (pool, (total, in_use)) in totals {

@@ -33,7 +33,7 @@ use crate::config::{Config, Pool};
 /// Hash maps keyed by Service names and addresses. foldhash is several times faster than the
 /// default SipHash on these short keys and still seeds itself per process.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-use crate::net::{self, Family};
+use crate::net::{self, Count, Family};
 
 /// What became of a Service.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,7 +105,7 @@ pub struct PoolUsage {
     /// Addresses held by at least one Service.
     pub in_use: u128,
     /// Addresses the pool can hand out.
-    pub total: u128,
+    pub total: Count,
 }
 
 #[derive(Clone, Debug)]
@@ -223,7 +223,7 @@ impl Allocator {
         for (p, state) in self.config.pools.iter().zip(&self.pools) {
             for f in Family::ALL {
                 let total = p.size(f);
-                if total == 0 {
+                if total.is_zero() {
                     continue;
                 }
                 out.push(PoolUsage {
@@ -590,7 +590,7 @@ impl Allocator {
         let mut missing = Vec::new();
         for (i, f) in wanted.iter().enumerate() {
             let total = pool.size(*f);
-            if total == 0 {
+            if total.is_zero() {
                 if required || (i == 0 && wanted.len() == 1) {
                     missing.push(format!("pool {:?} has no {f} addresses", pool.name));
                 }

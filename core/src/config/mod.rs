@@ -24,7 +24,7 @@ pub use raw::{
 pub use validate::validate;
 
 use crate::diag::{Diagnostic, Origin, Severity};
-use crate::net::{self, AddrRange, Family, IntervalSet};
+use crate::net::{self, AddrRange, Count, Family, IntervalSet};
 use crate::selector::{LabelSelector, Labels};
 
 /// A validated IPAddressPool.
@@ -67,7 +67,7 @@ impl Pool {
     }
 
     /// How many addresses of `family` the pool can hand out.
-    pub fn size(&self, family: Family) -> u128 {
+    pub fn size(&self, family: Family) -> Count {
         self.set(family).count(family, self.avoid_buggy_ips)
     }
 
@@ -157,14 +157,14 @@ impl Config {
     }
 
     /// Addresses per family over all pools.
-    pub fn totals(&self) -> BTreeMap<Family, u128> {
+    pub fn totals(&self) -> BTreeMap<Family, Count> {
         Family::ALL
             .iter()
             .map(|f| {
                 let total = self
                     .pools
                     .iter()
-                    .fold(0u128, |acc, p| acc.saturating_add(p.size(*f)));
+                    .fold(Count::ZERO, |acc, p| acc.saturating_add(p.size(*f)));
                 (*f, total)
             })
             .collect()

@@ -1,12 +1,15 @@
 //! Validation of a whole set of raw objects at once: every error, not just the first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use super::raw::{Field, Located, RawFile, RawL2Advertisement, RawObject, RawPool, RawSelector};
+use super::raw::{
+    Field, Located, RawFile, RawL2Advertisement, RawMeta, RawObject, RawPool, RawSelector,
+};
 use super::{Config, L2Advertisement, Pool, Report, ServiceAllocation};
 use crate::diag::{Code, Diagnostic, Origin, Severity, Sink};
 use crate::net::{self, Family, Interval, IntervalSet};
 use crate::selector::{self, LabelSelector, Labels, Operator, Requirement};
+use crate::yaml::truncate;
 
 const POOL: &str = "IPAddressPool";
 const L2: &str = "L2Advertisement";
@@ -79,8 +82,9 @@ pub fn validate(files: &[RawFile]) -> Report {
         }
     }
     let advertisements: Vec<L2Advertisement> = ads.into_iter().map(|(ad, _)| ad).collect();
+    let coverage = Coverage::new(&advertisements);
     for pool in &pools {
-        if !advertisements.iter().any(|a| a.covers(pool)) {
+        if !coverage.covers(pool) {
             Sink {
                 out: &mut diags,
                 file: &pool.origin.file,
@@ -119,6 +123,80 @@ pub fn validate(files: &[RawFile]) -> Report {
     }
 }
 
+/// Which pools some advertisement covers, answered without trying every advertisement on every
+/// pool: pool names are looked up in a set, and each distinct selector is filed under one label
+/// that a pool must carry to match it (a `matchLabels` pair, or one value of an `In`
+/// expression, or the key of an `Exists` one), so a pool tries only the selectors filed under
+/// its own labels. Only selectors with nothing to file them under (`NotIn` and `DoesNotExist`
+/// alone) are tried on every pool.
+struct Coverage<'a> {
+    /// An advertisement without pools or pool selectors covers every pool.
+    all: bool,
+    named: HashSet<&'a str>,
+    by_label: HashMap<(&'a str, Option<&'a str>), Vec<&'a LabelSelector>>,
+    unfiled: Vec<&'a LabelSelector>,
+}
+
+impl<'a> Coverage<'a> {
+    fn new(ads: &'a [L2Advertisement]) -> Self {
+        let mut coverage = Coverage {
+            all: ads
+                .iter()
+                .any(|a| a.pools.is_empty() && a.pool_selectors.is_empty()),
+            named: ads
+                .iter()
+                .flat_map(|a| a.pools.iter().map(String::as_str))
+                .collect(),
+            by_label: HashMap::new(),
+            unfiled: Vec::new(),
+        };
+        let distinct: HashSet<&LabelSelector> =
+            ads.iter().flat_map(|a| a.pool_selectors.iter()).collect();
+        for sel in distinct {
+            let filed = if let Some((k, v)) = sel.match_labels.iter().next() {
+                vec![(k.as_str(), Some(v.as_str()))]
+            } else if let Some(r) = sel
+                .match_expressions
+                .iter()
+                .find(|r| matches!(r.operator, Operator::In | Operator::Exists))
+            {
+                match r.operator {
+                    Operator::In => r
+                        .values
+                        .iter()
+                        .map(|v| (r.key.as_str(), Some(v.as_str())))
+                        .collect(),
+                    _ => vec![(r.key.as_str(), None)],
+                }
+            } else {
+                Vec::new()
+            };
+            if filed.is_empty() {
+                coverage.unfiled.push(sel);
+            }
+            for label in filed {
+                coverage.by_label.entry(label).or_default().push(sel);
+            }
+        }
+        coverage
+    }
+
+    /// Whether some advertisement covers `pool`; the same answer as trying
+    /// [`L2Advertisement::covers`] on each.
+    fn covers(&self, pool: &Pool) -> bool {
+        self.all
+            || self.named.contains(pool.name.as_str())
+            || pool.labels.iter().any(|(k, v)| {
+                [Some(v.as_str()), None]
+                    .into_iter()
+                    .filter_map(|v| self.by_label.get(&(k.as_str(), v)))
+                    .flatten()
+                    .any(|s| s.matches(&pool.labels))
+            })
+            || self.unfiled.iter().any(|s| s.matches(&pool.labels))
+    }
+}
+
 /// Records `name` and reports a duplicate; true when the name is new.
 fn note_unique(
     name: &str,
@@ -153,6 +231,45 @@ fn object_name(raw_name: &Option<Located<String>>) -> Option<&str> {
         .filter(|n| !n.is_empty())
 }
 
+/// The name an object is known by: `valid` when it is a Kubernetes object name, and `shown` for
+/// messages (shortened when it is not; messages print it with control characters escaped).
+struct Name<'a> {
+    valid: Option<&'a str>,
+    shown: Option<String>,
+}
+
+/// Checks `metadata.name`: required, and a Kubernetes object name (RFC 1123 subdomain), as the
+/// API server requires for these kinds.
+fn check_name<'a>(
+    file: &str,
+    kind: &'static str,
+    meta: &'a RawMeta,
+    diags: &mut Vec<Diagnostic>,
+) -> Name<'a> {
+    let written = object_name(&meta.name);
+    let valid = written.filter(|n| selector::is_dns_subdomain(n));
+    let shown = written.map(|n| truncate(n, 253));
+    let mut sink = Sink {
+        out: diags,
+        file,
+        kind: Some(kind),
+        name: shown.as_deref(),
+    };
+    match (written, valid) {
+        (None, _) => sink.error(Code::MissingName, meta.line, "metadata.name is required"),
+        (Some(n), None) => sink.error(
+            Code::BadName,
+            meta.name.as_ref().map_or(meta.line, |l| l.line),
+            format!(
+                "metadata.name {:?} is not a valid name: use at most 253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit",
+                truncate(n, 60)
+            ),
+        ),
+        (Some(_), Some(_)) => {}
+    }
+    Name { valid, shown }
+}
+
 /// Checks one pool; returns it when its name is known (its other errors are recorded).
 fn check_pool<'a>(
     file: &'a str,
@@ -160,20 +277,14 @@ fn check_pool<'a>(
     diags: &mut Vec<Diagnostic>,
     ranges: &mut Vec<RangeEntry<'a>>,
 ) -> Option<Pool> {
-    let name = object_name(&raw.meta.name);
+    let checked = check_name(file, POOL, &raw.meta, diags);
+    let name = checked.valid;
     let mut sink = Sink {
         out: diags,
         file,
         kind: Some(POOL),
-        name,
+        name: checked.shown.as_deref(),
     };
-    if name.is_none() {
-        sink.error(
-            Code::MissingName,
-            raw.meta.line,
-            "metadata.name is required",
-        );
-    }
     let labels = check_labels(&raw.meta.labels, &mut sink);
     let mut written = Vec::new();
     match &raw.addresses {
@@ -235,6 +346,7 @@ fn check_pool<'a>(
             None => 0,
         };
         let mut namespaces: Vec<String> = Vec::new();
+        let mut seen_namespaces: HashSet<&str> = HashSet::new();
         for ns in &a.namespaces {
             if ns.value.is_empty() {
                 sink.error(
@@ -242,7 +354,7 @@ fn check_pool<'a>(
                     ns.line,
                     "empty namespace in serviceAllocation.namespaces",
                 );
-            } else if namespaces.contains(&ns.value) {
+            } else if !seen_namespaces.insert(&ns.value) {
                 sink.error(
                     Code::DuplicateNamespace,
                     ns.line,
@@ -300,24 +412,19 @@ fn check_l2(
     raw: &RawL2Advertisement,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<L2Advertisement> {
-    let name = object_name(&raw.meta.name);
+    let checked = check_name(file, L2, &raw.meta, diags);
+    let name = checked.valid;
     let mut sink = Sink {
         out: diags,
         file,
         kind: Some(L2),
-        name,
+        name: checked.shown.as_deref(),
     };
-    if name.is_none() {
-        sink.error(
-            Code::MissingName,
-            raw.meta.line,
-            "metadata.name is required",
-        );
-    }
     check_labels(&raw.meta.labels, &mut sink);
     let mut pools: Vec<String> = Vec::new();
+    let mut seen_pools: HashSet<&str> = HashSet::new();
     for p in &raw.pools {
-        if pools.contains(&p.value) {
+        if !seen_pools.insert(&p.value) {
             sink.error(
                 Code::DuplicatePoolRef,
                 p.line,
@@ -330,6 +437,7 @@ fn check_l2(
     let pool_selectors = check_selectors(&raw.pool_selectors, "ipAddressPoolSelectors", &mut sink);
     let node_selectors = check_selectors(&raw.node_selectors, "nodeSelectors", &mut sink);
     let mut interfaces: Vec<String> = Vec::new();
+    let mut seen_interfaces: HashSet<&str> = HashSet::new();
     for i in &raw.interfaces {
         let ok = !i.value.is_empty()
             && i.value.len() <= 15
@@ -344,7 +452,7 @@ fn check_l2(
                 i.line,
                 format!("{:?} is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)", i.value),
             );
-        } else if interfaces.contains(&i.value) {
+        } else if !seen_interfaces.insert(&i.value) {
             sink.error(
                 Code::BadInterface,
                 i.line,
@@ -383,17 +491,19 @@ fn check_labels(raw: &[(Located<String>, Located<String>)], sink: &mut Sink<'_>)
 
 fn check_selectors(raw: &[RawSelector], field: &str, sink: &mut Sink<'_>) -> Vec<LabelSelector> {
     let mut out: Vec<LabelSelector> = Vec::new();
+    let mut seen: HashSet<LabelSelector> = HashSet::new();
     for r in raw {
         let Some(sel) = check_selector(r, field, sink) else {
             continue;
         };
-        if out.contains(&sel) {
+        if seen.contains(&sel) {
             sink.error(
                 Code::DuplicateSelector,
                 r.line,
                 format!("duplicate selector in {field}: {sel}"),
             );
         } else {
+            seen.insert(sel.clone());
             out.push(sel);
         }
     }
