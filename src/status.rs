@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ferrolb_core::diag::escape_controls;
+use ferrolb_core::election;
 use ferrolb_core::layout::{self, Announcement, Claim, ConfigStatus, Keys, Registration};
 use ferrolb_core::net::Count;
 use ferrolb_etcd::{EtcdArgs, bounded};
@@ -56,6 +57,11 @@ pub struct AddressView {
     pub since: Option<String>,
     /// The nodes that may answer (empty: every node).
     pub eligible_nodes: Vec<String>,
+    /// A claim that holds the address for nobody: the node it names has no registration, or
+    /// the claim is on no lease (`ferrolb_core::election::is_orphaned`). The speakers clear it
+    /// after a grace period; until then nobody answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orphaned_claim: Option<String>,
 }
 
 /// Everything `status` shows.
@@ -87,9 +93,9 @@ pub async fn read(etcd: &EtcdArgs) -> anyhow::Result<StatusView> {
     .await?;
     let mut view = StatusView::default();
     let mut announcements: BTreeMap<IpAddr, Announcement> = BTreeMap::new();
-    let mut claims: BTreeMap<IpAddr, Claim> = BTreeMap::new();
+    let mut claims: BTreeMap<IpAddr, (Claim, i64)> = BTreeMap::new();
     for kv in &kvs {
-        let Some((value, _)) = &kv.value else {
+        let Some((value, lease)) = &kv.value else {
             continue;
         };
         let key = kv.key.as_slice();
@@ -99,7 +105,7 @@ pub async fn read(etcd: &EtcdArgs) -> anyhow::Result<StatusView> {
             })
         } else if let Some(ip) = keys.ip_in(&keys.claims(), key) {
             layout::decode("claim", key, value).map(|c| {
-                claims.insert(ip, c);
+                claims.insert(ip, (c, *lease));
             })
         } else if keys.node_in(key).is_some() {
             layout::decode("registration", key, value).map(|r| view.speakers.push(r))
@@ -115,10 +121,21 @@ pub async fn read(etcd: &EtcdArgs) -> anyhow::Result<StatusView> {
             view.unreadable.push(e.to_string());
         }
     }
+    let registered: BTreeMap<String, Registration> = view
+        .speakers
+        .iter()
+        .map(|r| (r.node.clone(), r.clone()))
+        .collect();
     view.addresses = announcements
         .into_values()
         .map(|a| {
-            let claim = claims.get(&a.ip);
+            let (claim, orphaned_claim) = match claims.get(&a.ip) {
+                Some((c, lease)) if election::is_orphaned(c, *lease, &registered) => {
+                    (None, Some(c.node.clone()))
+                }
+                Some((c, _)) => (Some(c), None),
+                None => (None, None),
+            };
             AddressView {
                 ip: a.ip,
                 services: a.services,
@@ -126,6 +143,7 @@ pub async fn read(etcd: &EtcdArgs) -> anyhow::Result<StatusView> {
                 interfaces: claim.map(|c| c.interfaces.clone()).unwrap_or(a.interfaces),
                 since: claim.map(|c| c.since.clone()),
                 eligible_nodes: a.nodes,
+                orphaned_claim,
             }
         })
         .collect();
@@ -186,10 +204,13 @@ pub fn render(v: &StatusView) -> String {
                 } else {
                     a.eligible_nodes.join(",")
                 };
-                (
-                    "!! NOBODY".to_string(),
-                    format!("no eligible speaker answers ({who})"),
-                )
+                let why = match &a.orphaned_claim {
+                    Some(ghost) => format!(
+                        "claimed by {ghost}, which is not a live speaker (cleared after a grace period)"
+                    ),
+                    None => format!("no eligible speaker answers ({who})"),
+                };
+                ("!! NOBODY".to_string(), why)
             }
         };
         rows.push(vec![
@@ -322,6 +343,7 @@ mod tests {
                     interfaces: vec![EVIL.to_string()],
                     since: Some(EVIL.to_string()),
                     eligible_nodes: Vec::new(),
+                    orphaned_claim: None,
                 },
                 AddressView {
                     ip: "10.0.0.2".parse().expect("ip"),
@@ -330,6 +352,7 @@ mod tests {
                     interfaces: Vec::new(),
                     since: None,
                     eligible_nodes: vec![EVIL.to_string()],
+                    orphaned_claim: Some(EVIL.to_string()),
                 },
             ],
             unreadable: vec![EVIL.to_string()],

@@ -25,6 +25,18 @@ fn put(etcd: &Etcd, key: &str, value: &str) {
     etcd.ctl(&["put", key, value]).expect("put");
 }
 
+/// A lease, as a speaker holds its registration and claims on one.
+fn grant(etcd: &Etcd) -> String {
+    let out = etcd.ctl(&["lease", "grant", "600"]).expect("grant");
+    // "lease 694d77aa9e38260f granted with TTL(600s)"
+    out.split_whitespace().nth(1).expect("lease id").to_string()
+}
+
+fn put_on(etcd: &Etcd, lease: &str, key: &str, value: &str) {
+    etcd.ctl(&["put", &format!("--lease={lease}"), key, value])
+        .expect("put on lease");
+}
+
 #[test]
 fn status_shows_holders_flags_unanswered_addresses_and_pool_use() {
     let etcd = Etcd::start().expect("etcd");
@@ -34,8 +46,10 @@ fn status_shows_holders_flags_unanswered_addresses_and_pool_use() {
         "/ferrolb/reconciler/config",
         r#"{"revision":"abc123","applied_at":"2026-11-29T00:00:00Z","error":"pools/lab.yaml:6: error: bad","pools":[{"pool":"lab","family":"IPv4","in_use":"2","total":"4"}]}"#,
     );
-    put(
+    let lease = grant(&etcd);
+    put_on(
         &etcd,
+        &lease,
         "/ferrolb/speakers/node1",
         r#"{"node":"node1","labels":{},"interfaces":[{"name":"eth0","mac":"02:00:00:00:00:01"}]}"#,
     );
@@ -49,10 +63,22 @@ fn status_shows_holders_flags_unanswered_addresses_and_pool_use() {
         "/ferrolb/announcements/10.0.0.2",
         r#"{"ip":"10.0.0.2","services":["default/api"],"nodes":["node9"],"interfaces":[]}"#,
     );
-    put(
+    put_on(
         &etcd,
+        &lease,
         "/ferrolb/claims/10.0.0.1",
         r#"{"node":"node1","interfaces":["eth0"],"since":"2026-11-29T01:00:00Z"}"#,
+    );
+    // A claim for a node that never registered, on no lease: it holds the address for nobody.
+    put(
+        &etcd,
+        "/ferrolb/announcements/10.0.0.3",
+        r#"{"ip":"10.0.0.3","services":["default/ghosted"],"nodes":[],"interfaces":[]}"#,
+    );
+    put(
+        &etcd,
+        "/ferrolb/claims/10.0.0.3",
+        r#"{"node":"ghost","interfaces":["eth0"],"since":"2026-11-29T01:00:00Z"}"#,
     );
 
     let (code, json) = status(&etcd, "json");
@@ -63,6 +89,11 @@ fn status_shows_holders_flags_unanswered_addresses_and_pool_use() {
     assert_eq!(v["addresses"][0]["node"], "node1");
     assert_eq!(v["addresses"][0]["since"], "2026-11-29T01:00:00Z");
     assert!(v["addresses"][1]["node"].is_null());
+    assert!(
+        v["addresses"][2]["node"].is_null(),
+        "nobody answers for 10.0.0.3"
+    );
+    assert_eq!(v["addresses"][2]["orphaned_claim"], "ghost");
     assert_eq!(v["speakers"][0]["node"], "node1");
 
     let (_, table) = status(&etcd, "table");
@@ -76,6 +107,14 @@ fn status_shows_holders_flags_unanswered_addresses_and_pool_use() {
     assert!(
         unanswered.contains("!! NOBODY") && unanswered.contains("node9"),
         "{unanswered}"
+    );
+    let ghosted = table
+        .lines()
+        .find(|l| l.starts_with("10.0.0.3"))
+        .expect("row");
+    assert!(
+        ghosted.contains("!! NOBODY") && ghosted.contains("claimed by ghost"),
+        "{ghosted}"
     );
     assert!(
         table

@@ -125,6 +125,27 @@ impl Situation<'_> {
     }
 }
 
+/// Whether the claim on an address holds it for nobody: its holder has no registration (it never
+/// registered, or wrote the claim on some other lease than its registration's and is gone), or
+/// the key is on no lease at all, so it would never end. Such a claim black-holes the address:
+/// every speaker respects it and none answers. The caller waits a grace period (a registration
+/// may still be on its way) and then has [`clears_orphan`] decide who deletes it.
+pub fn is_orphaned(
+    claim: &Claim,
+    claim_lease: i64,
+    speakers: &BTreeMap<String, Registration>,
+) -> bool {
+    claim_lease == 0 || !speakers.contains_key(&claim.node)
+}
+
+/// Whether this speaker is the one to delete an orphaned claim: the first in rank among the
+/// eligible live speakers, the one that would claim the address next. (Two speakers that
+/// disagree on the ranking for a moment both try; the deletion is guarded by the claim's
+/// revision, so a claim written since is never deleted.)
+pub fn clears_orphan(s: &Situation<'_>) -> bool {
+    s.i_am_eligible() && s.ranking().first() == Some(&s.me)
+}
+
 /// What a speaker should do about one address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -270,6 +291,57 @@ mod tests {
         by_hash.sort_by_key(|n| rank_hash(n, ip("10.0.0.5")));
         assert_eq!(order, by_hash);
         assert_eq!(order.len(), 3);
+    }
+
+    #[test]
+    fn a_claim_for_an_unregistered_node_or_on_no_lease_is_orphaned_and_the_first_ranked_clears_it()
+    {
+        let sp = speakers(&["a", "b", "c"]);
+        let claim = |node: &str| Claim {
+            node: node.into(),
+            interfaces: vec!["eth0".into()],
+            since: "x".into(),
+        };
+        assert!(is_orphaned(&claim("ghost"), 7, &sp), "never registered");
+        assert!(
+            is_orphaned(&claim("a"), 0, &sp),
+            "on no lease: it would never end"
+        );
+        assert!(!is_orphaned(&claim("a"), 7, &sp), "a live holder");
+        let a = ann("10.0.0.9");
+        let order = ranked(["a", "b", "c"], a.ip);
+        let ifs = eth0();
+        let ghost = claim("ghost");
+        let clearing: Vec<&str> = order
+            .iter()
+            .copied()
+            .filter(|me| {
+                clears_orphan(&Situation {
+                    me,
+                    announcement: &a,
+                    rank_key: a.ip,
+                    speakers: &sp,
+                    my_interfaces: &ifs,
+                    claim: Some(&ghost),
+                })
+            })
+            .collect();
+        assert_eq!(clearing, [order[0]], "exactly the first-ranked one");
+        // A node that may not answer for the address does not clear it.
+        let only_b = Announcement {
+            nodes: vec!["b".into()],
+            ..ann("10.0.0.9")
+        };
+        let s = Situation {
+            me: "a",
+            announcement: &only_b,
+            rank_key: only_b.ip,
+            speakers: &sp,
+            my_interfaces: &ifs,
+            claim: Some(&ghost),
+        };
+        assert!(!clears_orphan(&s));
+        assert!(clears_orphan(&Situation { me: "b", ..s }));
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub struct Controller {
     lease_until: Option<Instant>,
     world: World,
     unclaimed_since: HashMap<IpAddr, Instant>,
+    /// Since when each address has been claimed for nobody (`election::is_orphaned`).
+    orphaned_since: HashMap<IpAddr, Instant>,
     next_wake: Option<Instant>,
     /// Addresses given up after another node announced them while etcd was away.
     yielded: HashSet<IpAddr>,
@@ -159,6 +161,7 @@ impl Controller {
             lease_until: None,
             world: World::default(),
             unclaimed_since: HashMap::new(),
+            orphaned_since: HashMap::new(),
             next_wake: None,
             yielded: HashSet::new(),
             foreign_warned: HashMap::new(),
@@ -671,9 +674,10 @@ impl Controller {
             let plan = self.decide(lease);
             self.publish(plan.held);
             self.next_wake = plan.wake;
-            if plan.claim.is_empty() && plan.release.is_empty() {
+            if plan.claim.is_empty() && plan.release.is_empty() && plan.clear.is_empty() {
                 return Ok(());
             }
+            self.clear_orphans(etcd, plan.clear).await?;
             self.act(etcd, lease, plan.claim, plan.release).await?;
         }
         Ok(())
@@ -688,6 +692,14 @@ impl Controller {
         self.unclaimed_since.retain(|ip, _| {
             self.world.announcements.contains_key(ip) && !self.world.claims.contains_key(ip)
         });
+        let speakers = &self.world.speakers;
+        self.orphaned_since.retain(|ip, _| {
+            self.world
+                .claims
+                .get(ip)
+                .is_some_and(|c| election::is_orphaned(&c.claim, c.lease, speakers))
+        });
+        let grace = self.orphan_grace();
         for (ip, ann) in &self.world.announcements {
             let claim = self.world.claims.get(ip);
             // A claim under this node's name on an older lease is a leftover that ends with that
@@ -706,6 +718,20 @@ impl Controller {
                 my_interfaces: &usable,
                 claim: claim_ref,
             };
+            if let Some(c) = claim
+                && election::is_orphaned(&c.claim, c.lease, &self.world.speakers)
+            {
+                let since = *self.orphaned_since.entry(*ip).or_insert(now);
+                let at = since + grace;
+                if now >= at {
+                    if election::clears_orphan(&situation) {
+                        plan.clear.push((*ip, c.revision, c.claim.node.clone()));
+                    }
+                } else {
+                    plan.wake = Some(plan.wake.map_or(at, |w: Instant| w.min(at)));
+                }
+                continue;
+            }
             let step = match claim {
                 Some(c) if c.claim.node == me && c.lease != lease => Step::Idle {
                     reason: "claimed on an older lease of this node".into(),
@@ -737,6 +763,32 @@ impl Controller {
             }
         }
         plan
+    }
+
+    /// How long a claim may hold an address for nobody before it is cleared: twice this node's
+    /// lease TTL, at least 5 s (a registration may be on its way; a lease may be about to end).
+    fn orphan_grace(&self) -> Duration {
+        (self.settings.ttl() * 2).max(Duration::from_secs(5))
+    }
+
+    /// Deletes orphaned claims, each only if unchanged since it was read.
+    async fn clear_orphans(
+        &mut self,
+        etcd: &mut Etcd,
+        clear: Vec<(IpAddr, i64, String)>,
+    ) -> anyhow::Result<()> {
+        let step = self.settings.keepalive_interval();
+        for (ip, revision, holder) in clear {
+            let done = bounded(step, "clear", etcd.clear_orphan(ip, revision))
+                .await
+                .inspect_err(|_| self.etcd_error("clear"))?;
+            if done {
+                warn!(%ip, %holder, grace = ?self.orphan_grace(), "cleared a claim that held the address for nobody (no registration, or no lease)");
+                self.world.claims.remove(&ip);
+                self.orphaned_since.remove(&ip);
+            }
+        }
+        Ok(())
     }
 
     async fn act(
@@ -799,6 +851,8 @@ struct Plan {
     held: HeldSet,
     claim: Vec<(IpAddr, Vec<String>, usize)>,
     release: Vec<(IpAddr, String)>,
+    /// Orphaned claims to delete: address, the claim's revision, its holder's name.
+    clear: Vec<(IpAddr, i64, String)>,
     wake: Option<Instant>,
 }
 

@@ -153,6 +153,20 @@ impl Etcd {
         Ok(ClaimOutcome::Lost { current })
     }
 
+    /// Deletes the claim on `ip` if it is still the one written at `revision` (an orphaned claim,
+    /// `ferrolb_core::election::is_orphaned`); true when it was.
+    pub async fn clear_orphan(&mut self, ip: IpAddr, revision: i64) -> anyhow::Result<bool> {
+        let key = self.keys.claim(ip);
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                revision,
+            )])
+            .and_then([TxnOp::delete(key, None)]);
+        Ok(self.client.txn(txn).await?.succeeded())
+    }
+
     /// Deletes the claim on `ip` if it is still on `lease`; true when it was.
     pub async fn release(&mut self, ip: IpAddr, lease: i64) -> anyhow::Result<bool> {
         let key = self.keys.claim(ip);

@@ -823,3 +823,48 @@ fn a_stalled_holder_goes_quiet_before_another_node_answers() {
         c.logs()
     );
 }
+
+/// A claim written for a node that never registered, on no lease, would hold the address for
+/// nobody forever; after the grace period (5 s here) the first-ranked speaker clears it and the
+/// address is claimed and answered again. A claim of a live speaker is never touched.
+#[test]
+fn a_claim_for_a_node_that_never_registered_is_cleared_after_the_grace_period() {
+    require_root!();
+    let c = Cluster::start(2, &[]);
+    let live = IpAddr::V4(c.lab.vip4(6));
+    c.announce(live, "");
+    let holder = c
+        .wait_holder(live, Duration::from_secs(10), |h| h.is_some())
+        .expect("holder");
+    let ip = IpAddr::V4(c.lab.vip4(7));
+    c.etcd
+        .ctl(&[
+            "put",
+            &format!("/ferrolb/claims/{ip}"),
+            r#"{"node":"ghost","interfaces":["eth0"],"since":"2026-01-01T00:00:00Z"}"#,
+        ])
+        .expect("put ghost claim");
+    c.announce(ip, "");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        c.holder(ip).as_deref(),
+        Some("ghost"),
+        "kept during the grace period"
+    );
+    let now_held = c
+        .wait_holder(ip, Duration::from_secs(15), |h| {
+            h.is_some_and(|h| h != "ghost")
+        })
+        .expect("cleared and claimed");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(c.arp(ip), [c.mac_of(&now_held)], "{}", c.logs());
+    assert!(
+        c.logs()
+            .contains("cleared a claim that held the address for nobody")
+    );
+    assert_eq!(
+        c.holder(live).as_deref(),
+        Some(holder.as_str()),
+        "live claims stay"
+    );
+}
