@@ -378,7 +378,7 @@ mod tests {
             lines[8].starts_with("10.0.0.1") && lines[8].contains(SHOWN),
             "{text}"
         );
-        assert!(lines[9].contains(&format!("({SHOWN})")), "{text}");
+        assert!(lines[9].contains(&format!("claimed by {SHOWN},")), "{text}");
         assert!(lines[12].starts_with(SHOWN), "{text}");
         assert_eq!(lines[13], format!("!! unreadable: {SHOWN}"));
     }
