@@ -121,6 +121,8 @@ pub struct Controller {
     watching: HashMap<(String, i64), Duration>,
     /// Leases this node has ended, so it asks once.
     revoked: HashSet<i64>,
+    /// Since when the current session has been renewing the lease.
+    renewing_since: Option<Instant>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -176,6 +178,7 @@ impl Controller {
             fence,
             watching: HashMap::new(),
             revoked: HashSet::new(),
+            renewing_since: None,
         })
     }
 
@@ -186,10 +189,13 @@ impl Controller {
             match self.session(&mut shutdown).await {
                 SessionEnd::Shutdown => break,
                 SessionEnd::Failed(e) => {
-                    warn!(error = %format!("{e:#}"), "etcd unavailable; retrying every {:?}", self.settings.keepalive_interval());
+                    let step = self.settings.keepalive_interval();
+                    let renewed_for = self.renewing_since.take().map(|t| t.elapsed());
+                    let delay = retry_delay(renewed_for, step);
+                    warn!(error = %format!("{e:#}"), retry_in = ?delay, "etcd unavailable; retrying every {step:?}");
                     self.metrics.etcd_connected.set(0);
                     self.etcd = None;
-                    if self.wait_for_etcd(&mut shutdown).await {
+                    if self.wait_for_etcd(&mut shutdown, delay).await {
                         break;
                     }
                 }
@@ -266,10 +272,28 @@ impl Controller {
         if self.lease_until.is_none_or(|u| u <= Instant::now()) {
             self.lease_confirmed(Some(Instant::now() + self.settings.ttl()));
         }
+        // Renew before anything else. A renewal needs a leader but no quorum; registering,
+        // listing and watching need a quorum. A leader that has just lost its quorum still
+        // counts the lease down: left unrenewed there, the lease expires on its clock and it
+        // proposes the revocation, which commits when that member is elected again as the
+        // others return (etcd applies a new leader's log before it extends the leases), and
+        // every claim on the lease moves. Renewals run in a task of their own: slow claims
+        // or releases never delay them.
+        let keepalive = match bounded(
+            step,
+            "keepalive",
+            ferrolb_etcd::keep_alive(&mut etcd.client, lease, self.settings.ttl(), step),
+        )
+        .await
+        {
+            Ok(k) => k,
+            Err(e) => return SessionEnd::Failed(e),
+        };
+        self.renewing_since = Some(Instant::now());
         self.metrics.lease_alive.set(1);
         self.metrics.etcd_connected.set(1);
         self.etcd = Some(etcd.clone());
-        match self.connected(&mut etcd, lease, shutdown).await {
+        match self.connected(&mut etcd, lease, keepalive, shutdown).await {
             Ok(never) => match never {},
             Err(end) => end,
         }
@@ -279,6 +303,7 @@ impl Controller {
         &mut self,
         etcd: &mut Etcd,
         lease: i64,
+        mut keepalive: ferrolb_etcd::Keepalive,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<std::convert::Infallible, SessionEnd> {
         let step = self.settings.keepalive_interval();
@@ -295,13 +320,6 @@ impl Controller {
         self.sync_liveness();
         self.yielded.clear();
         let mut watch = bounded(step, "watch", etcd.watch(revision + 1)).await?;
-        // Renewals run in a task of their own: slow claims or releases never delay them.
-        let mut keepalive = bounded(
-            step,
-            "keepalive",
-            ferrolb_etcd::keep_alive(&mut etcd.client, lease, self.settings.ttl(), step),
-        )
-        .await?;
         let mut interface_tick = tokio::time::interval(Duration::from_secs(1));
         interface_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let heartbeats = self.settings.heartbeats();
@@ -396,9 +414,14 @@ impl Controller {
             });
     }
 
-    /// Waits out one retry interval while etcd is away; true when shutdown was asked for.
-    async fn wait_for_etcd(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
-        let retry = Instant::now() + self.settings.keepalive_interval();
+    /// Waits `delay` before the next attempt while etcd is away (see [`retry_delay`]); true
+    /// when shutdown was asked for.
+    async fn wait_for_etcd(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+        delay: Duration,
+    ) -> bool {
+        let retry = Instant::now() + delay;
         let release_at = self.release_at();
         loop {
             if let Some(at) = release_at {
@@ -845,6 +868,20 @@ impl Controller {
     }
 }
 
+/// How long to wait before connecting again after a session failed, given how long that
+/// session renewed the lease (`None`: it never got that far). A session that had been renewing
+/// for a retry interval or more lost a member that worked: the next member is tried at once, so
+/// that renewals reach the cluster again long before the lease can expire on a leader's clock,
+/// even when the member the session was on died just before its next renewal. Otherwise the
+/// cluster itself is failing: wait a retry interval, so that attempts come at most once per
+/// interval.
+fn retry_delay(renewed_for: Option<Duration>, step: Duration) -> Duration {
+    match renewed_for {
+        Some(d) if d >= step => Duration::ZERO,
+        _ => step,
+    }
+}
+
 /// The outcome of one round of decisions.
 #[derive(Debug, Default)]
 struct Plan {
@@ -868,4 +905,30 @@ pub fn format_mac(mac: [u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STEP: Duration = Duration::from_millis(666);
+
+    /// Regression (fault scenario 10): a speaker whose member died waited a retry interval
+    /// before renewing elsewhere, long enough for the lease to expire on the clock of a leader
+    /// that had lost its quorum, which revoked it once elected again; every claim moved.
+    #[test]
+    fn a_session_that_was_renewing_is_retried_on_the_next_member_at_once() {
+        assert_eq!(retry_delay(Some(STEP), STEP), Duration::ZERO);
+        assert_eq!(
+            retry_delay(Some(Duration::from_secs(3600)), STEP),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn a_session_that_failed_before_renewing_for_an_interval_waits_one() {
+        assert_eq!(retry_delay(None, STEP), STEP);
+        assert_eq!(retry_delay(Some(Duration::ZERO), STEP), STEP);
+        assert_eq!(retry_delay(Some(STEP / 2), STEP), STEP);
+    }
 }

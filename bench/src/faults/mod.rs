@@ -255,7 +255,7 @@ struct World {
 }
 
 impl Drop for World {
-    /// FERROLB_FAULTS_LOGS=DIR keeps the processes' logs, for looking into a failure.
+    /// FERROLB_FAULTS_LOGS=DIR keeps the processes' logs, etcd's too, for looking into a failure.
     fn drop(&mut self) {
         if let Some(dir) = std::env::var_os("FERROLB_FAULTS_LOGS") {
             let dir = PathBuf::from(dir);
@@ -264,6 +264,13 @@ impl Drop for World {
                 for e in entries.flatten() {
                     let _ = std::fs::copy(e.path(), dir.join(e.file_name()));
                 }
+            }
+            let members = match &self.store {
+                Store::One(e) => std::slice::from_ref(e),
+                Store::Three(c) => c.members(),
+            };
+            for (i, m) in members.iter().enumerate() {
+                let _ = std::fs::copy(m.log_path(), dir.join(format!("etcd-member{i}.log")));
             }
         }
     }
