@@ -510,7 +510,11 @@ impl Allocator {
                     "incompatible request: it asks for {} from pool {:?} (address-pool annotation), but {} in pool {:?}",
                     asked.join(","),
                     name,
-                    if asked.len() == 1 { "that address is" } else { "those addresses are" },
+                    if asked.len() == 1 {
+                        "that address is"
+                    } else {
+                        "those addresses are"
+                    },
                     pool.name
                 ));
             }
