@@ -544,7 +544,11 @@ fn metallb_rejects_duplicate_values_inside_one_match_expression() {
     let report = load_one(&with_selectors(&[expr], &[]));
     assert!(report.diagnostics.is_empty(), "{:#?}", report.diagnostics);
     let report = load_one(&with_selectors(&[], &[expr]));
-    assert!(report.errors().next().is_none(), "{:#?}", report.diagnostics);
+    assert!(
+        report.errors().next().is_none(),
+        "{:#?}",
+        report.diagnostics
+    );
 }
 
 #[test]
