@@ -37,6 +37,10 @@ pub struct Args {
     /// Serve only Services of this loadBalancerClass (default: only Services without a class).
     #[arg(long)]
     pub lb_class: Option<String>,
+    /// Namespace MetalLB runs in: pool objects of other namespaces are ignored with a warning
+    /// (default: read every namespace, and warn when the objects name several).
+    #[arg(long, value_parser = crate::validate::parse_namespace)]
+    pub config_namespace: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -72,7 +76,7 @@ fn row(d: &Decision) -> Row<'_> {
 
 /// Runs `ferrolb plan`.
 pub fn run(args: &Args) -> ExitCode {
-    let report = match load_report(&args.config) {
+    let report = match load_report(&args.config, args.config_namespace.as_deref()) {
         Ok(r) => r,
         Err(code) => return code,
     };

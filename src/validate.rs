@@ -8,6 +8,7 @@ use ferrolb_core::config::{self, Report};
 use ferrolb_core::diag::Diagnostic;
 use ferrolb_core::load;
 use ferrolb_core::net::Family;
+use ferrolb_core::selector;
 use serde::Serialize;
 
 /// Output formats.
@@ -29,6 +30,10 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Namespace MetalLB runs in: objects of other namespaces are ignored with a warning
+    /// (default: read every namespace, and warn when the objects name several).
+    #[arg(long, value_parser = parse_namespace)]
+    pub config_namespace: Option<String>,
     /// Files or directories (read recursively: *.yaml, *.yml).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
@@ -52,14 +57,27 @@ struct ReportJson<'a> {
     pools: Vec<PoolJson<'a>>,
 }
 
+/// Reads `--config-namespace`: a Kubernetes namespace name.
+pub fn parse_namespace(text: &str) -> Result<String, String> {
+    if selector::is_dns_label(text) {
+        Ok(text.to_string())
+    } else {
+        Err("not a namespace name: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit".to_string())
+    }
+}
+
 /// Reads and validates the paths; `Err` carries the exit code for unreadable paths.
-pub fn load_report(paths: &[PathBuf]) -> Result<Report, ExitCode> {
+pub fn load_report(paths: &[PathBuf], namespace: Option<&str>) -> Result<Report, ExitCode> {
     let files = load::read_paths(paths).map_err(|e| {
         eprintln!("ferrolb: {e}");
         ExitCode::from(EXIT_UNREADABLE)
     })?;
-    Ok(config::load(
+    let options = config::Options {
+        namespace: namespace.map(str::to_string),
+    };
+    Ok(config::load_with(
         files.iter().map(|f| (f.name.as_str(), f.bytes.as_slice())),
+        &options,
     ))
 }
 
@@ -73,7 +91,7 @@ pub fn print_diagnostics(report: &Report) {
 
 /// Runs `ferrolb validate`.
 pub fn run(args: &Args) -> ExitCode {
-    let report = match load_report(&args.paths) {
+    let report = match load_report(&args.paths, args.config_namespace.as_deref()) {
         Ok(r) => r,
         Err(code) => return code,
     };

@@ -219,3 +219,42 @@ fn a_pool_name_with_a_newline_is_an_error_printed_escaped() {
         "{stderr}"
     );
 }
+
+#[test]
+fn config_namespace_ignores_objects_of_other_namespaces_and_without_it_mixed_namespaces_warn() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "pools.yaml",
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: a\n  namespace: metallb-system\nspec:\n  addresses: [10.0.0.0/24]\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: a\n  namespace: team-b\nspec:\n  addresses: [10.0.0.0/25]\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: all\n  namespace: metallb-system\n",
+    );
+    let path = dir.path().to_str().expect("path");
+    // Without the flag both pools are read: the duplicate name and overlap are errors, and the
+    // second namespace is named in a warning.
+    let out = ferrolb(&["validate", path]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(r#"pools.yaml:13: warning: IPAddressPool "a": metadata.namespace "team-b" differs from "metallb-system""#),
+        "{stderr}"
+    );
+    // With it, team-b's pool is ignored with a warning naming it, as MetalLB would ignore it.
+    let out = ferrolb(&["validate", "--config-namespace", "metallb-system", path]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(r#"pools.yaml:13: warning: IPAddressPool "a": ignored: metadata.namespace "team-b" is not the configuration namespace "metallb-system" (--config-namespace)"#),
+        "{stderr}"
+    );
+    let out = ferrolb(&[
+        "validate",
+        "--strict",
+        "--config-namespace",
+        "metallb-system",
+        path,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    // A value that is no namespace name is a usage error.
+    let out = ferrolb(&["validate", "--config-namespace", "Team B", path]);
+    assert_eq!(out.status.code(), Some(2));
+}

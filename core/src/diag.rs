@@ -41,6 +41,8 @@ pub enum Code {
     BadAddress,
     /// A CIDR with bits set past its prefix.
     HostBits,
+    /// A CIDR written with spaces, which ferrolb trims and MetalLB cannot parse.
+    CidrSpaces,
     /// Two address ranges share an address.
     Overlap,
     /// Two objects of one kind with the same name.
@@ -59,6 +61,11 @@ pub enum Code {
     UnknownPool,
     /// A pool that no advertisement covers.
     UncoveredPool,
+    /// The objects of one configuration name different namespaces (MetalLB would read only
+    /// those of its own).
+    MixedNamespaces,
+    /// An object of another namespace than `--config-namespace`, ignored.
+    OtherNamespace,
     /// A Service manifest that cannot be read.
     BadService,
 }

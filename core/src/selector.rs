@@ -110,6 +110,12 @@ pub fn is_dns_subdomain(name: &str) -> bool {
         })
 }
 
+/// Whether `name` is a Kubernetes namespace name: an RFC 1123 label, at most 63 lowercase
+/// letters, digits and `-`, starting and ending with a letter or digit.
+pub fn is_dns_label(name: &str) -> bool {
+    name.len() <= 63 && !name.contains('.') && is_dns_subdomain(name)
+}
+
 /// Checks a label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63
 /// characters of alphanumerics, `-`, `_` and `.`, beginning and ending alphanumeric.
 pub fn check_key(key: &str) -> Result<(), String> {
@@ -216,6 +222,16 @@ mod tests {
         assert!(!sel.matches(&labels(&[("team", "a")])));
         assert!(!sel.matches(&labels(&[("team", "b"), ("tier", "x")])));
         assert_eq!(sel.to_string(), "team=a,tier");
+    }
+
+    #[test]
+    fn namespace_names_are_rfc_1123_labels() {
+        for ok in ["metallb-system", "a", "0", &"a".repeat(63)] {
+            assert!(is_dns_label(ok), "{ok:?}");
+        }
+        for bad in ["", "Metallb", "a.b", "-a", "a-", "a b", &"a".repeat(64)] {
+            assert!(!is_dns_label(bad), "{bad:?}");
+        }
     }
 
     #[test]

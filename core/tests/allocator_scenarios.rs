@@ -475,3 +475,45 @@ fn a_changed_request_moves_a_held_service() {
     let d = alloc.settle(&svc("b", "t"));
     assert_allocated(&d, &["10.0.0.0"], "p");
 }
+
+#[test]
+fn metallb_refuses_requested_addresses_outside_the_pool_the_service_names() {
+    // MetalLB: loadBalancerIPs together with an address-pool annotation naming a pool that
+    // does not hold them is an incompatible request; the Service stays pending with that
+    // reason instead of getting the address from the other pool.
+    let cfg = pools(&[
+        ("auto", &["10.0.0.0/30"], ""),
+        ("manual", &["10.0.9.0/30"], "  autoAssign: false\n"),
+    ]);
+    let asks = |ips: &str, pool: &str| {
+        annotate(
+            annotate(svc("a", "dns"), "loadBalancerIPs", ips),
+            "address-pool",
+            pool,
+        )
+    };
+    let d = run(cfg.clone(), &[asks("10.0.9.2", "auto")]);
+    assert_pending(
+        &d[0],
+        r#"incompatible request: it asks for 10.0.9.2 from pool "auto" (address-pool annotation), but that address is in pool "manual""#,
+    );
+    // spec.loadBalancerIP is a request too.
+    let mut s = annotate(svc("a", "old"), "address-pool", "auto");
+    s.load_balancer_ip = Some("10.0.9.1".into());
+    assert_pending(&run(cfg.clone(), &[s])[0], "incompatible request");
+    // A pool that does not exist holds none of them.
+    assert_pending(
+        &run(cfg.clone(), &[asks("10.0.9.2", "nowhere")])[0],
+        r#"from pool "nowhere""#,
+    );
+    // When the pool does hold them, both annotations together are fine.
+    let d = run(cfg.clone(), &[asks("10.0.9.2", "manual")]);
+    assert_allocated(&d[0], &["10.0.9.2"], "manual");
+
+    // A Service already holding the address does not keep it once its request is incompatible.
+    let mut held = asks("10.0.9.2", "auto");
+    held.current = ips(&["10.0.9.2"]);
+    let d = run(cfg, &[held]);
+    assert_pending(&d[0], "incompatible request");
+    assert!(d[0].moved());
+}

@@ -483,3 +483,237 @@ fn kubectl_list_output_is_read_item_by_item() {
     assert_eq!(config.pools.len(), 1);
     assert_eq!(config.advertisements.len(), 1);
 }
+
+/// A pool `a` whose serviceSelectors hold `selectors` (YAML flow items), with an advertisement
+/// whose nodeSelectors and ipAddressPoolSelectors hold `ad_selectors`.
+fn with_selectors(selectors: &[&str], ad_selectors: &[&str]) -> String {
+    let list = |items: &[&str]| {
+        items
+            .iter()
+            .map(|i| format!("\n      - {i}"))
+            .collect::<String>()
+    };
+    let mut text = pool("a", &["10.0.0.0/24"]);
+    if !selectors.is_empty() {
+        text.push_str(&format!(
+            "  serviceAllocation:\n    serviceSelectors:{}\n",
+            list(selectors)
+        ));
+    }
+    text.push_str(L2_ALL);
+    if !ad_selectors.is_empty() {
+        let items = list(ad_selectors).replace("\n      ", "\n    ");
+        text.push_str(&format!(
+            "spec:\n  nodeSelectors:{items}\n  ipAddressPoolSelectors:{items}\n"
+        ));
+    }
+    text
+}
+
+fn duplicate_selector_lines(report: &Report) -> Vec<(u32, String)> {
+    report
+        .errors()
+        .filter(|d| d.code == Code::DuplicateSelector)
+        .map(|d| (d.line, d.message.clone()))
+        .collect()
+}
+
+#[test]
+fn metallb_rejects_duplicate_values_inside_one_match_expression() {
+    let expr = "{matchExpressions: [{key: app, operator: In, values: [bar, bar]}]}";
+    let report = load_one(&with_selectors(&[expr], &[]));
+    assert_eq!(
+        duplicate_selector_lines(&report),
+        [(
+            10,
+            r#"duplicate value "bar" in a match expression of serviceAllocation.serviceSelectors: key "app""#
+                .to_string()
+        )]
+    );
+    assert!(report.config.is_none());
+    // In an advertisement's nodeSelectors and ipAddressPoolSelectors too, for NotIn as well.
+    let expr = "{matchExpressions: [{key: app, operator: NotIn, values: [x, bar, x]}]}";
+    let report = load_one(&with_selectors(&[], &[expr]));
+    let fields: Vec<bool> = duplicate_selector_lines(&report)
+        .iter()
+        .map(|(_, m)| m.contains("nodeSelectors") || m.contains("ipAddressPoolSelectors"))
+        .collect();
+    assert_eq!(fields, [true, true], "{:#?}", report.diagnostics);
+    // Distinct values are fine.
+    let expr = "{matchExpressions: [{key: app, operator: In, values: [bar, baz]}]}";
+    let report = load_one(&with_selectors(&[expr], &[]));
+    assert!(report.diagnostics.is_empty(), "{:#?}", report.diagnostics);
+    let report = load_one(&with_selectors(&[], &[expr]));
+    assert!(
+        report.errors().next().is_none(),
+        "{:#?}",
+        report.diagnostics
+    );
+}
+
+#[test]
+fn metallb_compares_match_expressions_with_their_values_sorted() {
+    // Within one selector: the same expression with its values in another order.
+    let expr = "{matchExpressions: [{key: app, operator: In, values: [a, b]}, {key: app, operator: In, values: [b, a]}]}";
+    let report = load_one(&with_selectors(&[expr], &[]));
+    let found = duplicate_selector_lines(&report);
+    assert_eq!(found.len(), 1, "{:#?}", report.diagnostics);
+    assert!(
+        found[0].1.starts_with(
+            r#"duplicate match expression in serviceAllocation.serviceSelectors: key "app""#
+        ),
+        "{found:?}"
+    );
+    // Two selectors that differ only in the order of values.
+    let report = load_one(&with_selectors(
+        &[
+            "{matchExpressions: [{key: app, operator: In, values: [a, b]}]}",
+            "{matchExpressions: [{key: app, operator: In, values: [b, a]}]}",
+        ],
+        &[],
+    ));
+    let found = duplicate_selector_lines(&report);
+    assert_eq!(
+        found.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+        [11],
+        "{found:?}"
+    );
+    assert!(
+        found[0]
+            .1
+            .starts_with("duplicate selector in serviceAllocation.serviceSelectors")
+    );
+    // Another operator or other values make another expression.
+    let report = load_one(&with_selectors(
+        &[
+            "{matchExpressions: [{key: app, operator: In, values: [a, b]}, {key: app, operator: NotIn, values: [b, a]}, {key: app, operator: In, values: [a, c]}]}",
+        ],
+        &[],
+    ));
+    assert!(report.diagnostics.is_empty(), "{:#?}", report.diagnostics);
+}
+
+#[test]
+fn metallb_cannot_parse_a_cidr_with_spaces_so_ferrolb_warns() {
+    let report = load_one(
+        &(pool(
+            "a",
+            &[
+                "\" 10.0.0.0/24\"",
+                "\"10.0.1.0 / 24\"",
+                "\" 10.0.2.1 - 10.0.2.9 \"",
+            ],
+        ) + L2_ALL),
+    );
+    let warnings: Vec<String> = report
+        .warnings()
+        .filter(|d| d.code == Code::CidrSpaces)
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            r#"pools.yaml:7: warning: IPAddressPool "a": " 10.0.0.0/24" is written with spaces: ferrolb ignores them, but MetalLB cannot parse such a CIDR; write 10.0.0.0/24"#,
+            r#"pools.yaml:8: warning: IPAddressPool "a": "10.0.1.0 / 24" is written with spaces: ferrolb ignores them, but MetalLB cannot parse such a CIDR; write 10.0.1.0/24"#,
+        ],
+        "an a-b range with spaces is fine for MetalLB: {:#?}",
+        report.diagnostics
+    );
+    assert!(!report.is_valid(true), "--strict refuses it");
+    // Still accepted, as written without the spaces.
+    let config = report.config.expect("valid");
+    assert_eq!(
+        config.pool("a").expect("a").size(Family::V4),
+        (512 + 9).into()
+    );
+}
+
+fn in_namespace(kind_doc: &str, namespace: &str) -> String {
+    kind_doc.replacen(
+        "metadata:\n",
+        &format!("metadata:\n  namespace: {namespace}\n"),
+        1,
+    )
+}
+
+#[test]
+fn metallb_reads_one_namespace_so_mixed_namespaces_warn() {
+    let a = in_namespace(&pool("a", &["10.0.0.0/24"]), "metallb-system");
+    let b = in_namespace(&pool("b", &["10.0.1.0/24"]), "team-b");
+    let l2 = in_namespace(L2_ALL, "metallb-system");
+    let files = [
+        ("a.yaml", a.as_bytes()),
+        ("b.yaml", b.as_bytes()),
+        ("l2.yaml", l2.as_bytes()),
+    ];
+    let report = config::load(files);
+    let text: Vec<String> = report.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        text,
+        [
+            r#"b.yaml:4: warning: IPAddressPool "b": metadata.namespace "team-b" differs from "metallb-system" (a.yaml:4): MetalLB reads IPAddressPools and L2Advertisements only from its own namespace and would ignore the others; choose one with --config-namespace"#
+        ]
+    );
+    // Without a flag every object is read.
+    assert_eq!(report.config.expect("valid").pools.len(), 2);
+    // One namespace, or none named, is quiet.
+    let report = config::load([("a.yaml", a.as_bytes()), ("l2.yaml", l2.as_bytes())]);
+    assert!(report.diagnostics.is_empty(), "{:#?}", report.diagnostics);
+    let plain = pool("c", &["10.0.2.0/24"]);
+    let report = config::load([
+        ("a.yaml", a.as_bytes()),
+        ("c.yaml", plain.as_bytes()),
+        ("l2.yaml", l2.as_bytes()),
+    ]);
+    assert!(report.diagnostics.is_empty(), "{:#?}", report.diagnostics);
+}
+
+#[test]
+fn with_a_config_namespace_objects_of_other_namespaces_are_ignored_with_a_warning() {
+    let a = in_namespace(&pool("a", &["10.0.0.0/24"]), "metallb-system");
+    // Same name and an overlapping range: no error, because MetalLB would never read it.
+    let other =
+        in_namespace(&pool("a", &["10.0.0.0/25"]), "team-b") + &in_namespace(L2_ALL, "team-b");
+    let plain = pool("c", &["10.0.2.0/24"]) + L2_ALL.replace("name: all", "name: c").as_str();
+    let files = [
+        ("a.yaml", a.as_bytes()),
+        ("other.yaml", other.as_bytes()),
+        ("plain.yaml", plain.as_bytes()),
+    ];
+    let options = config::Options {
+        namespace: Some("metallb-system".to_string()),
+    };
+    let report = config::load_with(files, &options);
+    let found: Vec<(Code, String)> = report
+        .diagnostics
+        .iter()
+        .map(|d| (d.code, d.to_string()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                Code::OtherNamespace,
+                r#"other.yaml:4: warning: IPAddressPool "a": ignored: metadata.namespace "team-b" is not the configuration namespace "metallb-system" (--config-namespace)"#.to_string()
+            ),
+            (
+                Code::OtherNamespace,
+                r#"other.yaml:13: warning: L2Advertisement "all": ignored: metadata.namespace "team-b" is not the configuration namespace "metallb-system" (--config-namespace)"#.to_string()
+            ),
+        ]
+    );
+    let config = report.config.expect("valid");
+    let pools: Vec<(&str, u32)> = config
+        .pools
+        .iter()
+        .map(|p| (p.name.as_str(), p.origin.line))
+        .collect();
+    // Objects that name no namespace are read: they are applied to whichever namespace.
+    assert_eq!(pools, [("a", 5), ("c", 4)]);
+    let ads: Vec<&str> = config
+        .advertisements
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(ads, ["c"]);
+}

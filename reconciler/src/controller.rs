@@ -340,11 +340,13 @@ impl Reconciler {
             }
             _ => {}
         }
+        let options = self.settings.config_options();
         let report = self
             .checker
             .run(move || {
-                ferrolb_core::config::load(
+                ferrolb_core::config::load_with(
                     files.iter().map(|f| (f.name.as_str(), f.bytes.as_slice())),
+                    &options,
                 )
             })
             .await;

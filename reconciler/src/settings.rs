@@ -25,6 +25,23 @@ fn parse_services(text: &str) -> Result<ServicesFrom, String> {
     }
 }
 
+fn parse_namespace(text: &str) -> Result<String, String> {
+    if ferrolb_core::selector::is_dns_label(text) {
+        Ok(text.to_string())
+    } else {
+        Err("not a namespace name: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit".into())
+    }
+}
+
+impl Settings {
+    /// How the pool configuration is read (`--config-namespace`).
+    pub fn config_options(&self) -> ferrolb_core::config::Options {
+        ferrolb_core::config::Options {
+            namespace: self.config_namespace.clone(),
+        }
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 1m)"))
 }
@@ -62,6 +79,10 @@ pub struct Settings {
     /// known_hosts file that the server's SSH host key must be in.
     #[arg(long, env = "FERROLB_GIT_KNOWN_HOSTS")]
     pub git_known_hosts: Option<PathBuf>,
+    /// Namespace MetalLB runs in: pool objects of other namespaces are ignored with a warning
+    /// (default: read every namespace, and warn when the objects name several).
+    #[arg(long, env = "FERROLB_CONFIG_NAMESPACE", value_parser = parse_namespace)]
+    pub config_namespace: Option<String>,
     /// Longest time reading and validating one revision of the configuration or of the
     /// Service manifests may take; a slower one is refused and the one in force stays.
     #[arg(long, env = "FERROLB_VALIDATION_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -129,5 +150,18 @@ mod tests {
         assert_eq!(s.git_interval, Duration::from_secs(30));
         assert_eq!(s.validation_timeout, Duration::from_secs(10));
         assert_eq!(s.config_quiet, Duration::from_secs(2));
+        assert_eq!(s.config_namespace, None);
+        assert_eq!(s.config_options(), ferrolb_core::config::Options::default());
+    }
+
+    #[test]
+    fn config_namespace_takes_a_namespace_name() {
+        let s = parse(&["--config", "p", "--config-namespace", "metallb-system"]).expect("valid");
+        assert_eq!(
+            s.config_options().namespace.as_deref(),
+            Some("metallb-system")
+        );
+        assert!(parse(&["--config", "p", "--config-namespace", "Metallb System"]).is_err());
+        assert!(parse(&["--config", "p", "--config-namespace", ""]).is_err());
     }
 }

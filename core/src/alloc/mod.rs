@@ -6,7 +6,9 @@
 //!
 //! Order of choice for a Service:
 //! 1. addresses it asks for (`metallb.io/loadBalancerIPs` or `spec.loadBalancerIP`), from any
-//!    pool that serves it, whether `autoAssign` or not;
+//!    pool that serves it, whether `autoAssign` or not; when it also names a pool
+//!    (`metallb.io/address-pool`), the addresses must be in that pool, or the request is
+//!    incompatible and the Service stays pending (MetalLB's rule);
 //! 2. else the pool named by `metallb.io/address-pool`, whether `autoAssign` or not;
 //! 3. else the `autoAssign` pools whose `serviceAllocation` matches it, by priority then name;
 //! 4. else any `autoAssign` pool without `serviceAllocation`, by name.
@@ -428,7 +430,7 @@ impl Allocator {
         }
         let pool = self.single_pool(ips)?;
         if let Some(name) = req.annotation("address-pool") {
-            if requested.is_empty() && name != pool.name {
+            if name != pool.name {
                 return Err(format!("it asks for pool {name:?}"));
             }
         }
@@ -501,6 +503,22 @@ impl Allocator {
             );
         }
         let pool = self.single_pool(requested)?;
+        if let Some(name) = req.annotation("address-pool") {
+            if name != pool.name {
+                let asked: Vec<String> = requested.iter().map(ToString::to_string).collect();
+                return Err(format!(
+                    "incompatible request: it asks for {} from pool {:?} (address-pool annotation), but {} in pool {:?}",
+                    asked.join(","),
+                    name,
+                    if asked.len() == 1 {
+                        "that address is"
+                    } else {
+                        "those addresses are"
+                    },
+                    pool.name
+                ));
+            }
+        }
         self.admits(pool, req)?;
         for ip in requested {
             self.check_shareable(sharing, *ip)?;

@@ -8,8 +8,8 @@
 //! 3. the result is a [`Report`]: the validated [`Config`] when there is no error, and the
 //!    diagnostics either way.
 //!
-//! `ferrolb validate`, `ferrolb plan` and the reconciler all go through [`load`], so they
-//! accept and refuse exactly the same files.
+//! `ferrolb validate`, `ferrolb plan` and the reconciler all go through [`load_with`] (with the
+//! [`Options`] that `--config-namespace` sets), so they accept and refuse exactly the same files.
 
 mod raw;
 mod validate;
@@ -21,7 +21,7 @@ pub use raw::{
     API_VERSION, Field, Located, MAX_FILE_BYTES, MAX_REVISION_BYTES, RawFile, RawObject,
     parse_file, read_documents,
 };
-pub use validate::validate;
+pub use validate::{Options, validate, validate_with};
 
 use crate::diag::{Diagnostic, Origin, Severity};
 use crate::net::{self, AddrRange, Count, Family, IntervalSet};
@@ -202,11 +202,19 @@ impl Report {
     }
 }
 
-/// Parses and validates a set of files given as `(name, bytes)`.
+/// Parses and validates a set of files given as `(name, bytes)`, reading every namespace.
 pub fn load<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Report {
+    load_with(files, &Options::default())
+}
+
+/// Parses and validates a set of files given as `(name, bytes)` under `options`.
+pub fn load_with<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    options: &Options,
+) -> Report {
     let raw: Vec<RawFile> = files
         .into_iter()
         .map(|(name, bytes)| parse_file(name, bytes))
         .collect();
-    validate(&raw)
+    validate_with(&raw, options)
 }

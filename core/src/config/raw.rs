@@ -54,6 +54,8 @@ pub struct RawMeta {
     pub line: u32,
     /// `metadata.name`.
     pub name: Option<Located<String>>,
+    /// `metadata.namespace`.
+    pub namespace: Option<Located<String>>,
     /// `metadata.labels`.
     pub labels: Vec<(Located<String>, Located<String>)>,
 }
@@ -446,6 +448,9 @@ impl Decoder<'_> {
         }
         if let Some(n) = m.get("name").filter(|n| !n.is_null()) {
             meta.name = self.string(n, "metadata.name");
+        }
+        if let Some(n) = m.get("namespace").filter(|n| !n.is_null()) {
+            meta.namespace = self.string(n, "metadata.namespace");
         }
         if let Some(l) = m.get("labels") {
             meta.labels = self.string_map(l, "metadata.labels");

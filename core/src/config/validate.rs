@@ -24,8 +24,108 @@ struct RangeEntry<'a> {
     line: u32,
 }
 
-/// Checks every object and the set as a whole.
+/// How a configuration is read: what `--config-namespace` sets, for `ferrolb validate`,
+/// `ferrolb plan` and the reconciler alike.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Read only the objects of this namespace (and those that name none); objects of other
+    /// namespaces are ignored with a warning naming them, as MetalLB reads only its own
+    /// namespace. `None` reads every object, and warns when the objects name different
+    /// namespaces.
+    pub namespace: Option<String>,
+}
+
+/// Checks every object and the set as a whole, reading every namespace.
 pub fn validate(files: &[RawFile]) -> Report {
+    validate_with(files, &Options::default())
+}
+
+/// The first object seen of one namespace, for the warning about mixed namespaces.
+struct NamespaceSeen<'a> {
+    namespace: &'a str,
+    file: &'a str,
+    line: u32,
+    kind: &'static str,
+    name: Option<String>,
+}
+
+/// Whether the object is read under `options`; an object of another namespace than
+/// `--config-namespace` is not, with a warning. Notes the first object of each namespace.
+fn in_namespace<'a>(
+    file: &'a str,
+    kind: &'static str,
+    meta: &'a RawMeta,
+    options: &Options,
+    seen: &mut Vec<NamespaceSeen<'a>>,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    let Some(ns) = &meta.namespace else {
+        return true;
+    };
+    let name = object_name(&meta.name).map(|n| truncate(n, 253));
+    match &options.namespace {
+        Some(wanted) if *wanted != ns.value => {
+            Sink {
+                out: diags,
+                file,
+                kind: Some(kind),
+                name: name.as_deref(),
+            }
+            .warn(
+                Code::OtherNamespace,
+                ns.line,
+                format!(
+                    "ignored: metadata.namespace {:?} is not the configuration namespace {wanted:?} (--config-namespace)",
+                    truncate(&ns.value, 253)
+                ),
+            );
+            false
+        }
+        Some(_) => true,
+        None => {
+            if !seen.iter().any(|s| s.namespace == ns.value) {
+                seen.push(NamespaceSeen {
+                    namespace: &ns.value,
+                    file,
+                    line: ns.line,
+                    kind,
+                    name,
+                });
+            }
+            true
+        }
+    }
+}
+
+/// Warns once for each namespace after the first that the objects name: MetalLB would read the
+/// objects of one namespace only.
+fn warn_mixed_namespaces(seen: &[NamespaceSeen<'_>], diags: &mut Vec<Diagnostic>) {
+    let Some((first, others)) = seen.split_first() else {
+        return;
+    };
+    for other in others {
+        Sink {
+            out: diags,
+            file: other.file,
+            kind: Some(other.kind),
+            name: other.name.as_deref(),
+        }
+        .warn(
+            Code::MixedNamespaces,
+            other.line,
+            format!(
+                "metadata.namespace {:?} differs from {:?} ({}:{}): MetalLB reads IPAddressPools and L2Advertisements only from its own namespace and would ignore the others; choose one with --config-namespace",
+                truncate(other.namespace, 253),
+                truncate(first.namespace, 253),
+                first.file,
+                first.line
+            ),
+        );
+    }
+}
+
+/// Checks every object and the set as a whole, under `options`.
+pub fn validate_with(files: &[RawFile], options: &Options) -> Report {
     let mut diags: Vec<Diagnostic> = files
         .iter()
         .flat_map(|f| f.diagnostics.iter().cloned())
@@ -35,9 +135,17 @@ pub fn validate(files: &[RawFile]) -> Report {
     let mut ranges: Vec<RangeEntry> = Vec::new();
     let mut pool_names: HashMap<String, Origin> = HashMap::new();
     let mut ad_names: HashMap<String, Origin> = HashMap::new();
+    let mut namespaces: Vec<NamespaceSeen> = Vec::new();
 
     for file in files {
         for obj in &file.objects {
+            let (kind, meta) = match obj {
+                RawObject::Pool(raw) => (POOL, &raw.meta),
+                RawObject::L2(raw) => (L2, &raw.meta),
+            };
+            if !in_namespace(&file.name, kind, meta, options, &mut namespaces, &mut diags) {
+                continue;
+            }
             match obj {
                 RawObject::Pool(raw) => {
                     let pool = check_pool(&file.name, raw, &mut diags, &mut ranges);
@@ -60,6 +168,7 @@ pub fn validate(files: &[RawFile]) -> Report {
     }
 
     check_overlaps(ranges, &mut diags);
+    warn_mixed_namespaces(&namespaces, &mut diags);
 
     for (ad, refs) in &ads {
         for r in refs {
@@ -302,6 +411,20 @@ fn check_pool<'a>(
             for item in &list.value {
                 match net::parse_range(&item.value) {
                     Ok(parsed) => {
+                        // MetalLB trims spaces only around the two ends of an `a-b` range;
+                        // anything else it reads as a CIDR, which does not parse with spaces.
+                        if !item.value.contains('-') && item.value.contains(char::is_whitespace) {
+                            let tight: String =
+                                item.value.chars().filter(|c| !c.is_whitespace()).collect();
+                            sink.warn(
+                                Code::CidrSpaces,
+                                item.line,
+                                format!(
+                                    "{:?} is written with spaces: ferrolb ignores them, but MetalLB cannot parse such a CIDR; write {tight}",
+                                    item.value
+                                ),
+                            );
+                        }
                         if parsed.host_bits_set {
                             sink.warn(
                                 Code::HostBits,
@@ -496,18 +619,45 @@ fn check_selectors(raw: &[RawSelector], field: &str, sink: &mut Sink<'_>) -> Vec
         let Some(sel) = check_selector(r, field, sink) else {
             continue;
         };
-        if seen.contains(&sel) {
+        if !seen.insert(sorted_values(&sel)) {
             sink.error(
                 Code::DuplicateSelector,
                 r.line,
                 format!("duplicate selector in {field}: {sel}"),
             );
         } else {
-            seen.insert(sel.clone());
             out.push(sel);
         }
     }
     out
+}
+
+/// The selector with the values of each match expression sorted: MetalLB compares selectors
+/// and match expressions this way, so `[a, b]` and `[b, a]` are the same.
+fn sorted_values(sel: &LabelSelector) -> LabelSelector {
+    let mut sorted = sel.clone();
+    for r in &mut sorted.match_expressions {
+        r.values.sort();
+    }
+    sorted
+}
+
+/// Whether two match expressions are the same when their values are compared in any order.
+fn same_requirement(a: &Requirement, b: &Requirement) -> bool {
+    if a.key != b.key || a.operator != b.operator || a.values.len() != b.values.len() {
+        return false;
+    }
+    let mut x: Vec<&String> = a.values.iter().collect();
+    let mut y: Vec<&String> = b.values.iter().collect();
+    x.sort();
+    y.sort();
+    x == y
+}
+
+/// The first value written twice, if any.
+fn repeated_value(values: &[String]) -> Option<&str> {
+    let mut seen: HashSet<&str> = HashSet::new();
+    values.iter().map(String::as_str).find(|v| !seen.insert(v))
 }
 
 /// Converts one selector; `None` when any part of it is malformed (the errors are recorded).
@@ -534,7 +684,24 @@ fn check_selector(raw: &RawSelector, field: &str, sink: &mut Sink<'_>) -> Option
     }
     for e in &raw.match_expressions {
         match check_requirement(e.key.as_deref(), e.operator.as_deref(), &e.values) {
-            Ok(req) if sel.match_expressions.contains(&req) => {
+            Ok(req) if repeated_value(&req.values).is_some() => {
+                sink.error(
+                    Code::DuplicateSelector,
+                    e.line,
+                    format!(
+                        "duplicate value {:?} in a match expression of {field}: key {:?}",
+                        repeated_value(&req.values).unwrap_or_default(),
+                        req.key
+                    ),
+                );
+                ok = false;
+            }
+            Ok(req)
+                if sel
+                    .match_expressions
+                    .iter()
+                    .any(|r| same_requirement(r, &req)) =>
+            {
                 sink.error(
                     Code::DuplicateSelector,
                     e.line,
