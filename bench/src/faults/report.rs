@@ -56,6 +56,17 @@ pub fn describe(n: u8) -> (&'static str, &'static str) {
             "with one member lost nothing moves; with quorum lost every address stays answered; \
              nothing moves when quorum returns",
         ),
+        11 => (
+            "a hostile LAN host: forged, replayed and junk heartbeats (unsigned, then signed)",
+            "no registration lease of a live speaker changes; no address changes node; no \
+             request answered by two MACs; no address unanswered longer than 150 ms",
+        ),
+        12 => (
+            "the holder's event loop stalls for 4 s (8 s long)",
+            "its addresses move within TTL + 1 s, its lease ended by the others' heartbeats; it \
+             answers nothing after --suspect-after and a round; no request answered by two MACs \
+             at any time; it comes back on a new lease; the other addresses stay answered",
+        ),
         _ => ("unknown scenario", ""),
     }
 }
