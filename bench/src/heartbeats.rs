@@ -39,6 +39,14 @@ pub struct CostArgs {
     /// The directory holding the ferrolb binaries (default: next to this one).
     #[arg(long)]
     pub bin: Option<PathBuf>,
+    /// Register the simulated nodes in etcd (each on a lease of its own), so that their
+    /// heartbeats are on the current lease and counted and tracked, not ignored at once.
+    #[arg(long)]
+    pub registered: bool,
+    /// The speaker and the simulated nodes share a heartbeat key (`--heartbeat-key-file`): every
+    /// frame is signed and checked.
+    #[arg(long)]
+    pub signed: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -186,32 +194,100 @@ pub fn cost(args: &CostArgs) -> anyhow::Result<()> {
         .parse()
         .context("ifindex")?;
     let ns = PathBuf::from("/run/netns").join(lab.ns(Host::Client));
+    let leases = if args.registered {
+        register_simulated(&etcd, 99)?
+    } else {
+        (1..=99).collect()
+    };
+    let dir = tempfile::tempdir()?;
+    let key_path = dir.path().join("heartbeat.key");
+    std::fs::write(&key_path, COST_KEY)?;
+    let key_arg = key_path.to_string_lossy().into_owned();
+    let signing: &[&str] = if args.signed {
+        &["--heartbeat-key-file", &key_arg]
+    } else {
+        &[]
+    };
+    let key = args.signed.then(|| COST_KEY.as_bytes().to_vec());
     for (name, extra) in [
-        ("heartbeats on", &[][..]),
-        ("heartbeats off", &["--heartbeat-interval", "0s"][..]),
+        ("heartbeats on", Vec::new()),
+        ("heartbeats off", vec!["--heartbeat-interval", "0s"]),
     ] {
-        let mut speaker = spawn_speaker(&lab, &etcd, &bin, 1, extra)?;
+        let extra: Vec<&str> = extra.into_iter().chain(signing.iter().copied()).collect();
+        let mut speaker = spawn_speaker(&lab, &etcd, &bin, 1, &extra)?;
         std::thread::sleep(Duration::from_secs(2));
         let pid = speaker.pid();
         let cpu0 = cpu_seconds(pid)?;
         let t0 = Instant::now();
         let seconds = args.seconds;
-        let ns2 = ns.clone();
-        let sent = std::thread::spawn(move || simulate(&ns2, ifindex, 99, seconds))
+        let (ns2, leases2, key2) = (ns.clone(), leases.clone(), key.clone());
+        let sent = std::thread::spawn(move || simulate(&ns2, ifindex, &leases2, key2, seconds))
             .join()
             .map_err(|_| anyhow::anyhow!("the sender panicked"))??;
         let cpu = (cpu_seconds(pid)? - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
         println!(
-            "{name}: {cpu:.2} % of a core while hearing {:.0} heartbeats a second from 99 nodes",
-            sent as f64 / t0.elapsed().as_secs_f64()
+            "{name}: {cpu:.2} % of a core while hearing {:.0} heartbeats a second from 99 nodes \
+             ({}, {})",
+            sent as f64 / t0.elapsed().as_secs_f64(),
+            if args.registered {
+                "registered in etcd"
+            } else {
+                "not registered"
+            },
+            if args.signed { "signed" } else { "unsigned" }
+        );
+        println!(
+            "  the speaker counted {} of them, ignored {} (not on a current lease), refused {}",
+            counter(&lab, 1, "ferrolb_speaker_heartbeats_heard_total"),
+            counter(
+                &lab,
+                1,
+                "ferrolb_speaker_heartbeats_ignored_total{reason=\"not_current_lease\"}"
+            ),
+            counter(&lab, 1, "ferrolb_speaker_heartbeats_refused_total"),
         );
         speaker.kill()?;
     }
     Ok(())
 }
 
-/// Sends heartbeats for `nodes` made-up nodes, ten a second each, for `seconds`.
-fn simulate(ns: &std::path::Path, ifindex: u32, nodes: u16, seconds: u64) -> anyhow::Result<u64> {
+/// The key of `hbcost --signed`.
+const COST_KEY: &str = "hbcost key";
+
+/// Registers `n` simulated nodes `sim-0`.. in etcd, each on a lease of its own (10 minutes);
+/// returns their leases in order.
+fn register_simulated(etcd: &Etcd, n: u16) -> anyhow::Result<Vec<i64>> {
+    (0..n)
+        .map(|k| {
+            let out = etcd.ctl(&["lease", "grant", "600"])?;
+            // "lease 694d7a1b2c3d4e5f granted with TTL(600s)"
+            let hex = out
+                .split_whitespace()
+                .nth(1)
+                .context("lease grant output")?;
+            let lease = i64::from_str_radix(hex, 16).context("lease id")?;
+            let value = format!(r#"{{"node":"sim-{k}","heartbeats":true}}"#);
+            etcd.ctl(&[
+                "put",
+                &format!("/ferrolb/speakers/sim-{k}"),
+                &value,
+                "--lease",
+                hex,
+            ])?;
+            Ok(lease)
+        })
+        .collect()
+}
+
+/// Sends heartbeats for one made-up node per lease in `leases` (node `sim-<k>` on the k-th),
+/// ten a second each, signed with `key` if given, for `seconds`.
+fn simulate(
+    ns: &std::path::Path,
+    ifindex: u32,
+    leases: &[i64],
+    key: Option<Vec<u8>>,
+    seconds: u64,
+) -> anyhow::Result<u64> {
     ferrolb_speaker::sys::enter_netns(ns)?;
     let sock = ferrolb_speaker::sys::RawSocket::open(ifindex, 0x88b5)?;
     let start = Instant::now();
@@ -219,15 +295,15 @@ fn simulate(ns: &std::path::Path, ifindex: u32, nodes: u16, seconds: u64) -> any
     let mut seq = 0u64;
     while start.elapsed() < Duration::from_secs(seconds) {
         seq += 1;
-        for k in 0..nodes {
-            let b = k.to_be_bytes();
+        for (k, lease) in leases.iter().enumerate() {
+            let b = u16::try_from(k).unwrap_or(u16::MAX).to_be_bytes();
             let hb = HeartbeatRepr {
                 node: format!("sim-{k}"),
-                lease: i64::from(k) + 1,
+                lease: *lease,
                 seq,
                 digest: [0; 8],
             };
-            if let Some(frame) = hb.frame(MacAddr([0x02, 0xdd, 0, 0, b[0], b[1]]), None)
+            if let Some(frame) = hb.frame(MacAddr([0x02, 0xdd, 0, 0, b[0], b[1]]), key.as_deref())
                 && sock.send(&frame).is_ok()
             {
                 sent += 1;

@@ -21,12 +21,15 @@ fn sleep(d: Duration) {
 }
 
 /// The bound on a takeover: the lease TTL and one second.
-fn takeover_bound_ms() -> f64 {
+pub(super) fn takeover_bound_ms() -> f64 {
     f64::from(TTL) * 1000.0 + 1000.0
 }
 
 /// Waits until every address has a claim again (etcd may just have come back).
-fn wait_claims(w: &World, timeout: Duration) -> anyhow::Result<BTreeMap<Ipv4Addr, String>> {
+pub(super) fn wait_claims(
+    w: &World,
+    timeout: Duration,
+) -> anyhow::Result<BTreeMap<Ipv4Addr, String>> {
     let start = Instant::now();
     loop {
         if let Ok(c) = w.claims()
@@ -41,7 +44,10 @@ fn wait_claims(w: &World, timeout: Duration) -> anyhow::Result<BTreeMap<Ipv4Addr
     }
 }
 
-fn moved(before: &BTreeMap<Ipv4Addr, String>, after: &BTreeMap<Ipv4Addr, String>) -> usize {
+pub(super) fn moved(
+    before: &BTreeMap<Ipv4Addr, String>,
+    after: &BTreeMap<Ipv4Addr, String>,
+) -> usize {
     before
         .iter()
         .filter(|(ip, n)| after.get(ip) != Some(n))
@@ -172,7 +178,12 @@ fn takeovers(
 }
 
 /// Waits until no address in `held` is claimed by `victim`.
-fn wait_moved(w: &World, victim: &str, held: &[Ipv4Addr], timeout: Duration) -> anyhow::Result<()> {
+pub(super) fn wait_moved(
+    w: &World,
+    victim: &str,
+    held: &[Ipv4Addr],
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         if let Ok(c) = w.claims()
@@ -191,7 +202,7 @@ fn wait_moved(w: &World, victim: &str, held: &[Ipv4Addr], timeout: Duration) -> 
 }
 
 /// The node holding the most addresses, and those addresses.
-fn busiest(w: &World) -> anyhow::Result<(String, Vec<Ipv4Addr>)> {
+pub(super) fn busiest(w: &World) -> anyhow::Result<(String, Vec<Ipv4Addr>)> {
     let claims = w.claims()?;
     let mut by_node: BTreeMap<&str, Vec<Ipv4Addr>> = BTreeMap::new();
     for (ip, n) in &claims {

@@ -10,6 +10,7 @@
 //! run the reconciler alone. The results go to a JSON file and a markdown report.
 
 mod control;
+mod hostile;
 mod lan;
 mod observe;
 mod report;
@@ -33,11 +34,12 @@ use observe::Observations;
 /// Arguments of `faults`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Args {
-    /// The scenarios to run (1-10), comma-separated; all by default.
+    /// The scenarios to run (1-12), comma-separated; all by default.
     #[arg(long, value_delimiter = ',')]
     pub scenarios: Vec<u8>,
     /// The long variants: etcd quorum lost for 30 s, 50 kill rounds, a minute of API faults,
-    /// a minute of flood. The short ones (the default) fit in CI.
+    /// a minute of flood, a minute of hostile heartbeats, a longer stall. The short ones (the
+    /// default) fit in CI.
     #[arg(long)]
     pub long: bool,
     /// How many times to run each scenario.
@@ -72,7 +74,7 @@ const CONTINUOUS_MS: f64 = 150.0;
 /// What one run of one scenario found.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Outcome {
-    /// Scenario number (1-10).
+    /// Scenario number (1-12).
     pub scenario: u8,
     /// What it does.
     pub title: String,
@@ -153,7 +155,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         seed,
     };
     let scenarios: Vec<u8> = if args.scenarios.is_empty() {
-        (1..=10).collect()
+        (1..=12).collect()
     } else {
         args.scenarios.clone()
     };
@@ -214,7 +216,9 @@ fn run_one(n: u8, s: &Settings) -> anyhow::Result<Outcome> {
         8 => control::api_faults(s),
         9 => lan::flood(s),
         10 => lan::etcd_cluster_losses(s),
-        _ => bail!("there is no scenario {n} (1-10)"),
+        11 => hostile::hostile_lan_host(s),
+        12 => hostile::stalled_holder(s),
+        _ => bail!("there is no scenario {n} (1-12)"),
     }
 }
 
@@ -252,6 +256,8 @@ struct World {
     dir: tempfile::TempDir,
     settings: Settings,
     targets: Vec<Ipv4Addr>,
+    /// Flags every speaker of this world starts with (also when started again).
+    speaker_args: Vec<String>,
 }
 
 impl Drop for World {
@@ -332,6 +338,17 @@ impl World {
     /// Builds a world; `cluster` puts a three-member etcd on the nodes instead of one member in
     /// the infrastructure namespace; `reconcilers` replicas.
     fn start(settings: &Settings, cluster: bool, reconcilers: usize) -> anyhow::Result<World> {
+        World::start_with(settings, cluster, reconcilers, |_| Ok(Vec::new()))
+    }
+
+    /// [`World::start`] with speakers started with the flags `speaker_args` returns; it is given
+    /// the world's temporary directory, for files the flags name.
+    fn start_with(
+        settings: &Settings,
+        cluster: bool,
+        reconcilers: usize,
+        speaker_args: impl FnOnce(&std::path::Path) -> anyhow::Result<Vec<String>>,
+    ) -> anyhow::Result<World> {
         let lab = Lab::new(3)?;
         let store = if cluster {
             let places: Vec<(&str, Ipv4Addr)> = (1..=3)
@@ -347,6 +364,7 @@ impl World {
         std::fs::write(dir.path().join("pools/lab.yaml"), pools(&lab.vip_range4()))?;
         std::fs::write(dir.path().join("services/lab.yaml"), services(ADDRESSES))?;
         let targets = (0..ADDRESSES).map(|k| lab.vip4(k)).collect();
+        let speaker_args = speaker_args(dir.path())?;
         let mut w = World {
             lab,
             store,
@@ -357,6 +375,7 @@ impl World {
             dir,
             settings: settings.clone(),
             targets,
+            speaker_args,
         };
         w.serve_http()?;
         for k in 0..reconcilers {
@@ -427,13 +446,14 @@ impl World {
     }
 
     fn spawn_speaker(&self, i: usize) -> anyhow::Result<LabProcess> {
+        let extra: Vec<&str> = self.speaker_args.iter().map(String::as_str).collect();
         crate::spawn_speaker(
             &self.lab,
             &self.settings.bin.join("ferrolb-speaker"),
             i,
             &self.endpoints(),
             TTL,
-            &[],
+            &extra,
         )
     }
 

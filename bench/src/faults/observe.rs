@@ -154,6 +154,17 @@ impl Observations {
             .max_by(f64::total_cmp)
     }
 
+    /// The time of the last reply to `ip` from `mac` within `[from, to]`.
+    pub fn last_reply_within(&self, ip: Ipv4Addr, mac: &str, from: f64, to: f64) -> Option<f64> {
+        self.replies
+            .values()
+            .filter_map(|m| m.get(&ip))
+            .filter_map(|m| m.get(mac))
+            .copied()
+            .filter(|t| *t >= from && *t <= to)
+            .max_by(f64::total_cmp)
+    }
+
     /// The time of the first gratuitous announcement of `ip` by `mac` after `after`.
     pub fn first_garp(&self, ip: Ipv4Addr, mac: &str, after: f64) -> Option<f64> {
         self.garps
@@ -244,6 +255,9 @@ mod tests {
         assert!((first_b - (100.0 + 21.0 * 0.05 + 0.001)).abs() < 1e-9);
         let last_a = o.last_reply(IP, A).expect("A");
         assert!((last_a - (100.0 + 30.0 * 0.05 + 0.001)).abs() < 1e-9);
+        let last_a_early = o.last_reply_within(IP, A, 0.0, 100.8).expect("A");
+        assert!((last_a_early - (100.0 + 10.0 * 0.05 + 0.001)).abs() < 1e-9);
+        assert_eq!(o.last_reply_within(IP, A, 100.6, 101.4), None);
     }
 
     #[test]

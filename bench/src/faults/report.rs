@@ -56,9 +56,32 @@ pub fn describe(n: u8) -> (&'static str, &'static str) {
             "with one member lost nothing moves; with quorum lost every address stays answered; \
              nothing moves when quorum returns",
         ),
+        11 => (
+            "a hostile LAN host: forged, replayed and junk heartbeats (unsigned, then signed)",
+            "no registration lease of a live speaker changes; no address changes node; no \
+             request answered by two MACs; no address unanswered longer than 150 ms",
+        ),
+        12 => (
+            "the holder's event loop stalls for 4 s (8 s long)",
+            "its addresses move within TTL + 1 s, its lease ended by the others' heartbeats; it \
+             answers nothing after --suspect-after and a round; no request answered by two MACs \
+             at any time; it comes back on a new lease; the other addresses stay answered",
+        ),
         _ => ("unknown scenario", ""),
     }
 }
+
+/// What the heartbeat defences cost, in every report: the figures are benchmarks' (they need a
+/// quiet machine and a release build), the report says where.
+const DEFENCES: &str = "The heartbeat defences scenarios 11 and 12 exercise, and what they cost \
+(measured in `docs/BENCHMARKS.md`, \"What the heartbeat defences cost\"): a heard heartbeat \
+counts only on the lease etcd says its node is on, and a signed one only with a higher sequence \
+number (a map lookup under a mutex per frame heard, in place of a channel send); the answering \
+fence closes a speaker's responders `--suspect-after` after its last heartbeat (a clock read and \
+two atomic loads per answer; the failover times with it are in the same section); \
+`--heartbeat-key-file` adds one \
+HMAC-SHA256 per frame sent and per signed frame heard. Scenario 11 reports the speakers' CPU \
+under thousands of hostile heartbeat frames a second.\n\n";
 
 fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.0} ms"))
@@ -130,6 +153,7 @@ pub fn markdown(outcomes: &[Outcome], args: &Args, seed: u64, took: Duration) ->
          documented `hold` overlap (up to 100 ms after the new holder's gratuitous ARP, scenarios \
          3 and 4) are not counted.\n\n"
     );
+    m.push_str(DEFENCES);
     m.push_str(&table(outcomes));
     m.push_str("\n## Runs\n");
     for o in outcomes {
