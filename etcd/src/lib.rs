@@ -236,6 +236,8 @@ pub enum LeaseState {
     Alive {
         /// When the lease ends without another renewal.
         until: tokio::time::Instant,
+        /// When the request that etcd confirmed was sent (`until` less the TTL).
+        sent: tokio::time::Instant,
     },
     /// etcd says the lease no longer exists.
     Expired,
@@ -268,7 +270,10 @@ pub async fn keep_alive(
 ) -> anyhow::Result<Keepalive> {
     let (mut keeper, mut answers) = client.lease_keep_alive(lease).await?;
     let now = tokio::time::Instant::now();
-    let (tx, state) = tokio::sync::watch::channel(LeaseState::Alive { until: now + ttl });
+    let (tx, state) = tokio::sync::watch::channel(LeaseState::Alive {
+        until: now + ttl,
+        sent: now,
+    });
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -299,7 +304,7 @@ pub async fn keep_alive(
                         answered = tokio::time::Instant::now();
                         let from = sent.pop_front().unwrap_or(answered).min(answered);
                         let secs = u64::try_from(a.ttl()).unwrap_or(0);
-                        let _ = tx.send(LeaseState::Alive { until: from + std::time::Duration::from_secs(secs) });
+                        let _ = tx.send(LeaseState::Alive { until: from + std::time::Duration::from_secs(secs), sent: from });
                     }
                     Ok(Some(_)) => {
                         let _ = tx.send(LeaseState::Expired);

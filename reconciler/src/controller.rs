@@ -849,7 +849,7 @@ impl Reconciler {
         let state = self.lease_state.clone();
         let leading = || {
             state.as_ref().is_some_and(|rx| match &*rx.borrow() {
-                LeaseState::Alive { until } => {
+                LeaseState::Alive { until, .. } => {
                     until.saturating_duration_since(tokio::time::Instant::now()) > step
                 }
                 _ => false,

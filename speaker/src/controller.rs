@@ -229,6 +229,9 @@ impl Controller {
             Ok(e) => e,
             Err(e) => return SessionEnd::Failed(e),
         };
+        // When the lease was last asked about: a confirmation opens the answering fence only if
+        // it was asked for after the fence closed (`Fence::reopen`).
+        let asked = Instant::now();
         let alive = match self.lease {
             // An error here means etcd did not answer: the lease may well be alive. Only etcd
             // saying so ends it.
@@ -251,6 +254,8 @@ impl Controller {
         let lease = match alive {
             Some((id, Some(remaining))) => {
                 self.lease_confirmed(Some(Instant::now() + remaining));
+                self.fence
+                    .reopen(asked, Instant::now(), self.settings.fence_window());
                 info!(lease = id, "connected; lease still alive, claims kept");
                 id
             }
@@ -258,8 +263,11 @@ impl Controller {
                 if previous.is_some() {
                     self.lease_lost("the lease expired while etcd was away");
                 }
+                let asked = Instant::now();
                 match bounded(step, "lease grant", etcd.grant(self.settings.lease_ttl)).await {
                     Ok(id) => {
+                        self.fence
+                            .reopen(asked, Instant::now(), self.settings.fence_window());
                         info!(lease = id, ttl = self.settings.lease_ttl, "lease granted");
                         id
                     }
@@ -361,7 +369,10 @@ impl Controller {
                     }
                     let state = keepalive.state.borrow_and_update().clone();
                     match state {
-                        LeaseState::Alive { until } => self.lease_confirmed(Some(until)),
+                        LeaseState::Alive { until, sent } => {
+                            self.lease_confirmed(Some(until));
+                            self.fence.reopen(sent, Instant::now(), self.settings.fence_window());
+                        }
                         LeaseState::Expired => {
                             self.lease_lost("etcd says the lease has expired");
                             return Err(anyhow::anyhow!("lease {lease} expired").into());

@@ -5,11 +5,15 @@
 //!
 //! Two deadlines close it, each checked by the thread that answers, with no help from the
 //! controller:
-//! - **beat**: every heartbeat sent opens it for `--suspect-after` more (without heartbeats, a
-//!   pulse on the same event loop does, for a third of the TTL). A stalled event loop sends no
+//! - **beat**: every heartbeat sent keeps it open for `--suspect-after` more (without heartbeats,
+//!   a pulse on the same event loop does, for a third of the TTL). A stalled event loop sends no
 //!   heartbeats, so the fence closes exactly when the first peer may start to suspect this node;
 //!   a takeover needs that silence and then a suspicion, a revocation and a claim in etcd, so the
-//!   stalled holder has gone quiet before a new holder answers.
+//!   stalled holder has gone quiet before a new holder answers. Once closed, a heartbeat cannot
+//!   open it again: after such a silence the others may have ended the lease, so only etcd
+//!   confirming the lease by a request sent after the fence closed ([`Fence::reopen`]: a
+//!   keepalive answer, a lease granted or found alive) does. A holder back from a stall stays
+//!   silent until then, instead of answering on a lease that may be gone.
 //! - **lease** (`--on-etcd-loss release`): the lease's end as last confirmed by a keepalive
 //!   (counted from when the keepalive was sent), less a margin. With `hold` there is no lease
 //!   deadline: answering on through an etcd outage is that mode's documented exception.
@@ -52,15 +56,55 @@ impl Fence {
         u64::try_from(t.saturating_duration_since(self.base).as_nanos()).unwrap_or(OPEN - 1)
     }
 
-    /// A sign of life of the event loop at `now`: open until `now + window` (never shortens).
-    pub fn beat(&self, now: Instant, window: Duration) {
-        self.beat_until
-            .fetch_max(self.at(now + window), Ordering::AcqRel);
+    /// A sign of life of the event loop at `now`: keeps the fence open until `now + window`
+    /// (never shortens), but only while it is still open; false when it had closed.
+    pub fn beat(&self, now: Instant, window: Duration) -> bool {
+        let (t, until) = (self.at(now), self.at(now + window));
+        let mut current = self.beat_until.load(Ordering::Acquire);
+        loop {
+            if t >= current {
+                return false;
+            }
+            match self.beat_until.compare_exchange_weak(
+                current,
+                current.max(until),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(seen) => current = seen,
+            }
+        }
     }
 
-    /// Closes the beat deadline at once (the lease is gone).
+    /// etcd confirmed the lease in answer to a request sent at `sent`: opens the fence until
+    /// `now + window` if that request went out after the fence closed (or while it was open);
+    /// a confirmation asked for before a silence says nothing about after it.
+    pub fn reopen(&self, sent: Instant, now: Instant, window: Duration) {
+        let (s, until) = (self.at(sent), self.at(now + window));
+        let mut current = self.beat_until.load(Ordering::Acquire);
+        loop {
+            let closed = self.at(now) >= current;
+            if closed && s < current {
+                return;
+            }
+            match self.beat_until.compare_exchange_weak(
+                current,
+                current.max(until),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// Closes the beat deadline at once (the lease is gone); only a confirmation asked for
+    /// from now on reopens it.
     pub fn close(&self) {
-        self.beat_until.store(0, Ordering::Release);
+        self.beat_until
+            .store(self.at(Instant::now()), Ordering::Release);
     }
 
     /// The lease deadline: `None` for none (`hold`).
@@ -84,7 +128,9 @@ pub async fn pulse(fence: Arc<Fence>, window: Duration, mut stop: watch::Receive
     loop {
         tokio::select! {
             () = crate::controller::stopped(&mut stop) => return,
-            _ = tick.tick() => fence.beat(Instant::now(), window),
+            _ = tick.tick() => {
+                fence.beat(Instant::now(), window);
+            }
         }
     }
 }
@@ -96,27 +142,51 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     #[test]
-    fn closed_until_the_first_beat_then_open_for_the_window_only() {
+    fn closed_until_etcd_confirms_then_kept_open_by_beats_for_the_window_only() {
         let f = Fence::new();
         let t0 = Instant::now();
         assert!(!f.is_open(t0));
-        f.beat(t0, 300 * MS);
+        assert!(!f.beat(t0, 300 * MS), "a heartbeat alone does not open it");
+        assert!(!f.is_open(t0));
+        f.reopen(t0, t0, 300 * MS);
         assert!(f.is_open(t0 + 299 * MS));
         assert!(!f.is_open(t0 + 300 * MS), "no beat for the window: closed");
         // A late, shorter beat never shortens the window.
-        f.beat(t0, 100 * MS);
+        assert!(f.beat(t0, 100 * MS));
         assert!(f.is_open(t0 + 299 * MS));
-        f.beat(t0 + 200 * MS, 300 * MS);
+        assert!(f.beat(t0 + 200 * MS, 300 * MS));
         assert!(f.is_open(t0 + 499 * MS));
         f.close();
         assert!(!f.is_open(t0 + 201 * MS));
     }
 
     #[test]
+    fn after_a_silence_only_a_confirmation_asked_for_after_it_reopens() {
+        let f = Fence::new();
+        let t0 = Instant::now();
+        f.reopen(t0, t0, 300 * MS);
+        // The event loop stalls from 0 to 4 s: the fence closed at 300 ms.
+        let back = t0 + 4000 * MS;
+        assert!(
+            !f.beat(back, 300 * MS),
+            "the first heartbeat after the stall"
+        );
+        assert!(!f.is_open(back));
+        // An answer to a keepalive sent before the stall does not reopen it...
+        f.reopen(t0 + 100 * MS, back, 300 * MS);
+        assert!(!f.is_open(back));
+        // ...one sent after the stall does, and heartbeats keep it open again.
+        f.reopen(back + 5 * MS, back + 10 * MS, 300 * MS);
+        assert!(f.is_open(back + 10 * MS));
+        assert!(f.beat(back + 100 * MS, 300 * MS));
+        assert!(f.is_open(back + 399 * MS));
+    }
+
+    #[test]
     fn the_lease_deadline_closes_it_whatever_the_beats_say() {
         let f = Fence::new();
         let t0 = Instant::now();
-        f.beat(t0, 10_000 * MS);
+        f.reopen(t0, t0, 10_000 * MS);
         f.set_lease_until(Some(t0 + 500 * MS));
         assert!(f.is_open(t0 + 499 * MS));
         assert!(!f.is_open(t0 + 500 * MS));

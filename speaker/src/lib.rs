@@ -71,7 +71,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 clock,
                 seq: Default::default(),
                 fence: fence.clone(),
-                window: settings.suspect_after(),
+                window: settings.fence_window(),
             },
         )),
         false => None,
@@ -105,7 +105,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let pulse = (!settings.heartbeats()).then(|| {
         tokio::spawn(fence::pulse(
             fence.clone(),
-            settings.keepalive_interval(),
+            settings.fence_window(),
             stop_rx.clone(),
         ))
     });

@@ -123,6 +123,16 @@ impl Settings {
             .unwrap_or(self.heartbeat_interval.saturating_mul(3))
     }
 
+    /// How long the answering fence stays open after a sign of life of the event loop: a
+    /// heartbeat sent (`--suspect-after`), or without heartbeats a pulse (a third of the TTL).
+    pub fn fence_window(&self) -> Duration {
+        if self.heartbeats() {
+            self.suspect_after()
+        } else {
+            self.keepalive_interval()
+        }
+    }
+
     /// The heartbeat key, read from `--heartbeat-key-file` (surrounding whitespace trimmed).
     pub fn heartbeat_key(&self) -> anyhow::Result<Option<Vec<u8>>> {
         let Some(path) = &self.heartbeat_key_file else {
