@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::alloc::{Decision, Outcome};
-use crate::config::Config;
+use crate::config::{Config, L2Advertisement, Pool};
 use crate::layout::Announcement;
 use crate::selector::Labels;
 
@@ -65,6 +65,20 @@ pub struct Announcements {
     pub unannounced: BTreeMap<IpAddr, String>,
 }
 
+/// The advertisements that cover an address of `pool` whose Services have `labels`: those of
+/// the pool without `serviceSelectors`, and those whose selectors match at least one of the
+/// Services. `ferrolb plan` shows them; [`build`] takes nodes and interfaces from them.
+pub fn advertisements_at<'a, 'l>(
+    config: &'a Config,
+    pool: &'a Pool,
+    labels: impl Iterator<Item = &'l Labels> + Clone,
+) -> Vec<&'a L2Advertisement> {
+    config
+        .advertisements_for(pool)
+        .filter(|a| labels.clone().any(|l| a.selects_service(l)))
+        .collect()
+}
+
 /// Builds every announcement.
 pub fn build(
     config: &Config,
@@ -89,16 +103,12 @@ pub fn build(
         let Some(pool) = config.pool(&pool_name) else {
             continue;
         };
-        let of_pool: Vec<_> = config.advertisements_for(pool).collect();
-        if of_pool.is_empty() {
+        if config.advertisements_for(pool).next().is_none() {
             out.unannounced
                 .insert(ip, format!("no L2Advertisement covers pool {pool_name:?}"));
             continue;
         }
-        let ads: Vec<_> = of_pool
-            .into_iter()
-            .filter(|a| services.iter().any(|s| a.selects_service(s.labels)))
-            .collect();
+        let ads = advertisements_at(config, pool, services.iter().map(|s| s.labels));
         if ads.is_empty() {
             out.unannounced.insert(
                 ip,
