@@ -1,11 +1,14 @@
 //! `ferrolb plan`: what the reconciler would do with these pools and Services, without a cluster.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ferrolb_core::alloc::{Allocator, Decision, Outcome, PoolUsage};
+use ferrolb_core::alloc::{Allocator, Decision, Outcome, PoolUsage, ServiceRequest};
+use ferrolb_core::announce;
+use ferrolb_core::config::Config;
 use ferrolb_core::diag::escape_controls;
 use ferrolb_core::load;
 use ferrolb_core::net::Count;
@@ -55,9 +58,48 @@ struct Row<'a> {
     pool: Option<&'a str>,
     reason: Option<&'a str>,
     previous_ips: &'a [IpAddr],
+    /// The L2Advertisements that would announce its addresses (after `serviceSelectors`).
+    advertisements: Vec<String>,
 }
 
-fn row(d: &Decision) -> Row<'_> {
+/// For each allocated Service, the L2Advertisements covering its addresses: those of its pool
+/// without `serviceSelectors` and those selecting at least one Service at the address (all the
+/// Services of a shared address count), as the reconciler builds announcements.
+fn announced_by(
+    config: &Config,
+    decisions: &[Decision],
+    requests: &[ServiceRequest],
+) -> Vec<Vec<String>> {
+    let mut at: BTreeMap<IpAddr, Vec<&ServiceRequest>> = BTreeMap::new();
+    for (d, r) in decisions.iter().zip(requests) {
+        for ip in d.outcome.ips() {
+            at.entry(*ip).or_default().push(r);
+        }
+    }
+    decisions
+        .iter()
+        .map(|d| {
+            let Some(pool) = d.outcome.pool().and_then(|p| config.pool(p)) else {
+                return Vec::new();
+            };
+            let mut names: Vec<String> = d
+                .outcome
+                .ips()
+                .iter()
+                .flat_map(|ip| {
+                    let services = at.get(ip).map(Vec::as_slice).unwrap_or_default();
+                    announce::advertisements_at(config, pool, services.iter().map(|s| &s.labels))
+                })
+                .map(|a| a.name.clone())
+                .collect();
+            names.sort();
+            names.dedup();
+            names
+        })
+        .collect()
+}
+
+fn row(d: &Decision, advertisements: Vec<String>) -> Row<'_> {
     let (state, reason) = match &d.outcome {
         Outcome::Allocated { .. } => ("allocated", None),
         Outcome::Pending { reason } => ("pending", Some(reason.as_str())),
@@ -71,6 +113,7 @@ fn row(d: &Decision) -> Row<'_> {
         pool: d.outcome.pool(),
         reason,
         previous_ips: &d.previous,
+        advertisements,
     }
 }
 
@@ -103,9 +146,10 @@ pub fn run(args: &Args) -> ExitCode {
     let requests: Vec<_> = manifests.services.into_iter().map(|s| s.request).collect();
     let mut allocator = Allocator::new(config, args.lb_class.clone());
     let decisions = allocator.allocate_all(&requests);
+    let ads = announced_by(allocator.config(), &decisions, &requests);
     match args.format {
         Format::Json => {
-            let rows: Vec<Row<'_>> = decisions.iter().map(row).collect();
+            let rows: Vec<Row<'_>> = decisions.iter().zip(ads).map(|(d, a)| row(d, a)).collect();
             match serde_json::to_string_pretty(&rows) {
                 Ok(s) => crate::out(&format!("{s}\n")),
                 Err(e) => {
@@ -117,7 +161,7 @@ pub fn run(args: &Args) -> ExitCode {
         Format::Table => {
             crate::out(&format!(
                 "{}\n{}",
-                services_table(&decisions),
+                services_table(&decisions, ads),
                 usage_table(&allocator.usage())
             ));
         }
@@ -158,7 +202,7 @@ pub fn columns(rows: &[Vec<String>]) -> String {
     out
 }
 
-fn services_table(decisions: &[Decision]) -> String {
+fn services_table(decisions: &[Decision], ads: Vec<Vec<String>>) -> String {
     let mut rows = vec![
         [
             "NAMESPACE",
@@ -166,13 +210,14 @@ fn services_table(decisions: &[Decision]) -> String {
             "EXTERNAL-IP",
             "POOL",
             "STATE",
+            "ANNOUNCED-BY",
             "REASON",
         ]
         .map(String::from)
         .to_vec(),
     ];
-    for d in decisions {
-        let r = row(d);
+    for (d, a) in decisions.iter().zip(ads) {
+        let r = row(d, a);
         let ip = match &d.outcome {
             Outcome::Allocated { ips, .. } => join(ips),
             Outcome::Pending { .. } => "<pending>".to_string(),
@@ -189,6 +234,11 @@ fn services_table(decisions: &[Decision]) -> String {
             ip,
             r.pool.unwrap_or("-").to_string(),
             r.state.to_string(),
+            match (&d.outcome, r.advertisements.is_empty()) {
+                (Outcome::Allocated { .. }, true) => "<none>".to_string(),
+                (Outcome::Allocated { .. }, false) => r.advertisements.join(","),
+                _ => "-".to_string(),
+            },
             reason,
         ]);
     }

@@ -54,6 +54,7 @@ struct ReportJson<'a> {
     valid: bool,
     errors: Vec<&'a Diagnostic>,
     warnings: Vec<&'a Diagnostic>,
+    notes: Vec<&'a Diagnostic>,
     pools: Vec<PoolJson<'a>>,
 }
 
@@ -113,6 +114,7 @@ pub fn run(args: &Args) -> ExitCode {
                 valid,
                 errors: report.errors().collect(),
                 warnings: report.warnings().collect(),
+                notes: report.notes().collect(),
                 pools,
             };
             match serde_json::to_string_pretty(&doc) {
@@ -154,6 +156,10 @@ fn summary(report: &Report, valid: bool, strict: bool) -> String {
     }
     parts.push(plural(errors, "error"));
     parts.push(plural(warnings, "warning"));
+    let notes = report.notes().count();
+    if notes > 0 {
+        parts.push(plural(notes, "note"));
+    }
     let mut s = format!(
         "{}: {}",
         if valid { "valid" } else { "invalid" },

@@ -99,6 +99,7 @@ fn table_looks_like_kubectl_get_svc_then_pool_use() {
             "EXTERNAL-IP",
             "POOL",
             "STATE",
+            "ANNOUNCED-BY",
             "REASON"
         ]
     );
@@ -186,4 +187,73 @@ fn a_service_asking_for_a_non_address_exits_1_naming_its_file_and_line() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty(), "nothing planned");
+}
+
+#[test]
+fn plan_shows_which_advertisements_announce_each_address_after_service_selectors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svc = |name: &str, labels: &str, extra: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: shop\n  labels: {{{labels}}}\n  annotations:\n    metallb.io/address-pool: frontends\n{extra}spec:\n  type: LoadBalancer\n  ports:\n    - {{port: 80}}\n"
+        )
+    };
+    let text = [
+        svc("storefront", "tier: frontend", ""),
+        svc("backoffice", "tier: backend", ""),
+        svc(
+            "shared-front",
+            "tier: frontend",
+            "    metallb.io/allow-shared-ip: k\n",
+        ),
+    ]
+    .concat();
+    std::fs::write(dir.path().join("svc.yaml"), text).expect("write");
+    let services = dir.path().to_string_lossy().into_owned();
+    let out = ferrolb(&[
+        "plan",
+        "--config",
+        "examples/pools",
+        "--services",
+        &services,
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let front = find(&rows, "shop", "storefront");
+    assert_eq!(front["state"], "allocated");
+    assert_eq!(
+        front["advertisements"],
+        serde_json::json!(["frontends-any", "frontends-edge"])
+    );
+    assert_eq!(
+        find(&rows, "shop", "backoffice")["advertisements"],
+        serde_json::json!(["frontends-any"])
+    );
+    let shared = find(&rows, "shop", "shared-front");
+    assert_eq!(shared["state"], "pending");
+    assert!(
+        shared["reason"].as_str().is_some_and(|r| r.contains(
+            "L2Advertisement \"frontends-edge\" of pool \"frontends\" selects it by serviceSelectors"
+        )),
+        "{shared}"
+    );
+    let table = ferrolb(&[
+        "plan",
+        "--config",
+        "examples/pools",
+        "--services",
+        &services,
+    ]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("backoffice")
+                && l.split_whitespace().nth(5) == Some("frontends-any")),
+        "{text}"
+    );
 }

@@ -23,7 +23,7 @@ fn examples_are_valid_even_under_strict() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.is_empty(), "no diagnostics expected: {stderr}");
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("valid: 7 pools"));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("valid: 8 pools"));
 }
 
 #[test]

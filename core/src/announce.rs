@@ -10,13 +10,20 @@
 //!   than announced everywhere.
 //! - `interfaces`: the union of the covering advertisements' interfaces; empty (any interface)
 //!   when one of them names none.
+//! - `preferred`: each eligible node's score, the sum over the covering advertisements of the
+//!   weights of the `preferredNodeSelectors` it matches (an advertisement scores only nodes its
+//!   own `nodeSelectors` allow); nodes scoring 0 are left out.
+//! - An advertisement with `serviceSelectors` covers an address only when it selects at least
+//!   one of the Services at the address; one without covers every address of its pools. (A
+//!   Service with `allow-shared-ip` that such selectors match is never allocated, see
+//!   `alloc`, so the Services sharing an address all see the same advertisements.)
 //! - A pool no advertisement covers is allocated but not announced.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::alloc::{Decision, Outcome};
-use crate::config::Config;
+use crate::config::{Config, L2Advertisement, Pool};
 use crate::layout::Announcement;
 use crate::selector::Labels;
 
@@ -45,6 +52,8 @@ pub struct Placed<'a> {
     pub decision: &'a Decision,
     /// With `externalTrafficPolicy: Local`, the nodes that have a ready endpoint of it.
     pub local_nodes: Option<&'a BTreeSet<String>>,
+    /// Its labels, for the advertisements' `serviceSelectors`.
+    pub labels: &'a Labels,
 }
 
 /// The announcements, and why some addresses are not announced.
@@ -54,6 +63,20 @@ pub struct Announcements {
     pub by_ip: BTreeMap<IpAddr, Announcement>,
     /// Addresses left unannounced, with the reason.
     pub unannounced: BTreeMap<IpAddr, String>,
+}
+
+/// The advertisements that cover an address of `pool` whose Services have `labels`: those of
+/// the pool without `serviceSelectors`, and those whose selectors match at least one of the
+/// Services. `ferrolb plan` shows them; [`build`] takes nodes and interfaces from them.
+pub fn advertisements_at<'a, 'l>(
+    config: &'a Config,
+    pool: &'a Pool,
+    labels: impl Iterator<Item = &'l Labels> + Clone,
+) -> Vec<&'a L2Advertisement> {
+    config
+        .advertisements_for(pool)
+        .filter(|a| labels.clone().any(|l| a.selects_service(l)))
+        .collect()
 }
 
 /// Builds every announcement.
@@ -80,10 +103,19 @@ pub fn build(
         let Some(pool) = config.pool(&pool_name) else {
             continue;
         };
-        let ads: Vec<_> = config.advertisements_for(pool).collect();
-        if ads.is_empty() {
+        if config.advertisements_for(pool).next().is_none() {
             out.unannounced
                 .insert(ip, format!("no L2Advertisement covers pool {pool_name:?}"));
+            continue;
+        }
+        let ads = advertisements_at(config, pool, services.iter().map(|s| s.labels));
+        if ads.is_empty() {
+            out.unannounced.insert(
+                ip,
+                format!(
+                    "the L2Advertisements of pool {pool_name:?} select none of its Services (serviceSelectors)"
+                ),
+            );
             continue;
         }
         let selected = ads.iter().any(|a| !a.node_selectors.is_empty());
@@ -115,6 +147,14 @@ pub fn build(
                 .into_iter()
                 .collect()
         };
+        let preferred: BTreeMap<String, u32> = eligible
+            .iter()
+            .filter_map(|name| {
+                let labels = &nodes.get(name)?.labels;
+                let score: u32 = ads.iter().map(|a| a.preference_score(labels)).sum();
+                (score > 0).then(|| (name.clone(), score))
+            })
+            .collect();
         let mut names: Vec<String> = services
             .iter()
             .map(|s| s.decision.key.to_string())
@@ -128,6 +168,7 @@ pub fn build(
                 services: names,
                 nodes: if restricted { eligible } else { Vec::new() },
                 interfaces,
+                preferred,
             },
         );
     }
@@ -143,6 +184,8 @@ mod tests {
         let r = crate::config::load([("c.yaml", yaml.as_bytes())]);
         r.config.unwrap_or_else(|| panic!("{:#?}", r.diagnostics))
     }
+
+    static NONE: Labels = Labels::new();
 
     const POOL: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: p\nspec:\n  addresses: [10.0.0.0/29]\n";
 
@@ -195,6 +238,7 @@ mod tests {
             .map(|d| Placed {
                 decision: d,
                 local_nodes: None,
+                labels: &NONE,
             })
             .collect();
         let a = build(&c, &placed, &nodes(&[("n1", &[]), ("n2", &[])]));
@@ -223,6 +267,7 @@ mod tests {
             &[Placed {
                 decision: &d[0],
                 local_nodes: None,
+                labels: &NONE,
             }],
             &n,
         );
@@ -235,6 +280,7 @@ mod tests {
             &[Placed {
                 decision: &d[0],
                 local_nodes: Some(&local),
+                labels: &NONE,
             }],
             &n,
         );
@@ -245,6 +291,7 @@ mod tests {
             &[Placed {
                 decision: &d[0],
                 local_nodes: Some(&none),
+                labels: &NONE,
             }],
             &n,
         );
@@ -261,6 +308,7 @@ mod tests {
             &[Placed {
                 decision: &d[0],
                 local_nodes: None,
+                labels: &NONE,
             }],
             &BTreeMap::new(),
         );
@@ -281,9 +329,104 @@ mod tests {
             &[Placed {
                 decision: &d[0],
                 local_nodes: None,
+                labels: &NONE,
             }],
             &BTreeMap::new(),
         );
         assert!(a.by_ip[&ip("10.0.0.1")].interfaces.is_empty());
+    }
+
+    #[test]
+    fn preference_scores_sum_per_advertisement_over_the_nodes_it_allows() {
+        let c = config(&format!(
+            "{POOL}{}{}",
+            ad(
+                "  nodeSelectors:\n    - matchLabels: {role: lb}\n  preferredNodeSelectors:\n    - weight: 70\n      preference:\n        matchLabels: {zone: primary}\n"
+            ),
+            ad(
+                "  nodeSelectors:\n    - matchLabels: {role: gpu}\n  preferredNodeSelectors:\n    - weight: 30\n      preference: {}\n    - weight: 5\n      preference:\n        matchLabels: {zone: primary}\n"
+            )
+        ));
+        let n = nodes(&[
+            ("x", &[("role", "lb"), ("zone", "primary")]),
+            ("y", &[("role", "lb")]),
+            ("z", &[("role", "gpu"), ("zone", "primary")]),
+            ("w", &[("zone", "primary")]),
+        ]);
+        let d = [decision("web", "10.0.0.1")];
+        let a = build(
+            &c,
+            &[Placed {
+                decision: &d[0],
+                local_nodes: None,
+                labels: &NONE,
+            }],
+            &n,
+        );
+        let got = &a.by_ip[&ip("10.0.0.1")];
+        assert_eq!(got.nodes, ["x", "y", "z"]);
+        // x: 70 from the first; z: 30 + 5 from the second only (the first does not allow z);
+        // y scores nothing and is left out; w is not eligible at all.
+        assert_eq!(
+            got.preferred,
+            BTreeMap::from([("x".to_string(), 70), ("z".to_string(), 35)])
+        );
+    }
+
+    #[test]
+    fn service_selectors_decide_which_advertisements_cover_an_address() {
+        let c = config(&format!(
+            "{POOL}{}{}",
+            ad(
+                "  serviceSelectors:\n    - matchLabels: {app: web}\n  nodeSelectors:\n    - matchLabels: {edge: \"true\"}\n  interfaces: [eth1]\n"
+            ),
+            ad("  nodeSelectors:\n    - matchLabels: {core: \"true\"}\n  interfaces: [eth0]\n")
+        ));
+        let n = nodes(&[("e", &[("edge", "true")]), ("k", &[("core", "true")])]);
+        let web: Labels = [("app".to_string(), "web".to_string())].into();
+        let d = [decision("web", "10.0.0.1"), decision("db", "10.0.0.2")];
+        let a = build(
+            &c,
+            &[
+                Placed {
+                    decision: &d[0],
+                    local_nodes: None,
+                    labels: &web,
+                },
+                Placed {
+                    decision: &d[1],
+                    local_nodes: None,
+                    labels: &NONE,
+                },
+            ],
+            &n,
+        );
+        let selected = &a.by_ip[&ip("10.0.0.1")];
+        assert_eq!(selected.nodes, ["e", "k"]);
+        assert_eq!(selected.interfaces, ["eth0", "eth1"]);
+        let outside = &a.by_ip[&ip("10.0.0.2")];
+        assert_eq!(
+            outside.nodes,
+            ["k"],
+            "only the advertisement without selectors"
+        );
+        assert_eq!(outside.interfaces, ["eth0"]);
+
+        // Only selector-bearing advertisements, and none selects the Service: not announced.
+        let c = config(&format!(
+            "{POOL}{}",
+            ad("  serviceSelectors:\n    - matchLabels: {app: web}\n")
+        ));
+        let a = build(
+            &c,
+            &[Placed {
+                decision: &d[1],
+                local_nodes: None,
+                labels: &NONE,
+            }],
+            &n,
+        );
+        assert!(a.by_ip.is_empty());
+        assert!(a.unannounced[&ip("10.0.0.2")].contains("serviceSelectors"));
     }
 }

@@ -13,6 +13,8 @@ pub enum Severity {
     Error,
     /// Suspicious, but valid (an error under `--strict`).
     Warning,
+    /// A valid field that ferrolb applies otherwise than MetalLB, on purpose (never an error).
+    Note,
 }
 
 /// Which rule a diagnostic comes from, so callers and tests classify by type, not by text.
@@ -68,6 +70,10 @@ pub enum Code {
     OtherNamespace,
     /// A Service manifest that cannot be read.
     BadService,
+    /// `preferredNodeSelectors`: a preferred node that returns does not take an address back.
+    PreferenceSticky,
+    /// `serviceSelectors`: Services they match cannot share an address; left pending.
+    SharingWithServiceSelectors,
 }
 
 /// One error or warning.
@@ -96,6 +102,7 @@ impl fmt::Display for Diagnostic {
         let severity = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Note => "note",
         };
         write!(
             f,
@@ -218,6 +225,11 @@ impl Sink<'_> {
     /// Records a warning.
     pub fn warn(&mut self, code: Code, line: u32, message: impl Into<String>) {
         self.push(Severity::Warning, code, line, message.into());
+    }
+
+    /// Records a note: a deliberate difference from MetalLB.
+    pub fn note(&mut self, code: Code, line: u32, message: impl Into<String>) {
+        self.push(Severity::Note, code, line, message.into());
     }
 
     fn push(&mut self, severity: Severity, code: Code, line: u32, message: String) {

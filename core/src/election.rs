@@ -1,11 +1,14 @@
 //! Who answers for an address: ranking, claiming, holding and releasing, as pure decisions.
 //!
-//! Every live speaker that may announce an address ranks the eligible speakers by
-//! `sha256("<node>#<ip>")` (MetalLB's hash key, so placement matches MetalLB's for the same nodes).
+//! Every live speaker that may announce an address ranks the eligible speakers by their
+//! preference score (the announcement's `preferred`, from `preferredNodeSelectors`; higher
+//! first, absent is 0), then by `sha256("<node>#<ip>")` (MetalLB's hash key and order, so
+//! placement matches MetalLB's for the same nodes).
 //! The first-ranked tries to claim at once; the one ranked `r` waits `r × stagger` and tries only
 //! if the address is still unclaimed. etcd decides: a claim is created only when absent and lives
 //! on its holder's lease. Claims are sticky: a better-ranked node that comes back does not take an
-//! address from a live holder. The addresses of one Service share a rank key (see [`rank_keys`]),
+//! address from a live holder, and that includes a preferred node (MetalLB re-elects it and moves
+//! the address back; ferrolb moves an address only when its holder goes away). The addresses of one Service share a rank key (see [`rank_keys`]),
 //! so a dual-stack Service's two addresses land on the same node.
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +34,24 @@ pub fn ranked<'a>(nodes: impl IntoIterator<Item = &'a str>, key: IpAddr) -> Vec<
     let mut v: Vec<([u8; 32], &str)> = nodes.into_iter().map(|n| (rank_hash(n, key), n)).collect();
     v.sort_unstable();
     v.into_iter().map(|(_, n)| n).collect()
+}
+
+/// `nodes` in rank order for `key` with preference scores: highest score first (a node not in
+/// `preferred` scores 0), then as [`ranked`] orders them.
+pub fn ranked_preferred<'a>(
+    nodes: impl IntoIterator<Item = &'a str>,
+    key: IpAddr,
+    preferred: &BTreeMap<String, u32>,
+) -> Vec<&'a str> {
+    let mut v: Vec<(std::cmp::Reverse<u32>, [u8; 32], &str)> = nodes
+        .into_iter()
+        .map(|n| {
+            let score = preferred.get(n).copied().unwrap_or(0);
+            (std::cmp::Reverse(score), rank_hash(n, key), n)
+        })
+        .collect();
+    v.sort_unstable();
+    v.into_iter().map(|(_, _, n)| n).collect()
 }
 
 /// The rank key of every announced address: the first address (IPv4 before IPv6, then lowest)
@@ -111,7 +132,8 @@ impl Situation<'_> {
         self.may_answer(self.me, &mut self.my_interfaces.iter().map(String::as_str))
     }
 
-    /// The eligible live speakers in rank order (this speaker judged by its own interfaces).
+    /// The eligible live speakers in rank order (this speaker judged by its own interfaces):
+    /// preference score first, hash second.
     pub fn ranking(&self) -> Vec<&str> {
         let eligible = self.speakers.iter().filter_map(|(node, reg)| {
             let ok = if node == self.me {
@@ -121,7 +143,7 @@ impl Situation<'_> {
             };
             ok.then_some(node.as_str())
         });
-        ranked(eligible, self.rank_key)
+        ranked_preferred(eligible, self.rank_key, &self.announcement.preferred)
     }
 }
 
@@ -268,6 +290,7 @@ mod tests {
             services: vec![],
             nodes: vec![],
             interfaces: vec![],
+            preferred: BTreeMap::new(),
         }
     }
 
@@ -474,6 +497,97 @@ mod tests {
             decide(&s, Duration::ZERO, Duration::ZERO),
             Step::Idle { .. }
         ));
+    }
+
+    #[test]
+    fn a_higher_preference_score_ranks_first_and_ties_fall_back_to_the_hash() {
+        let sp = speakers(&["a", "b", "c", "d"]);
+        let mut a = ann("10.0.0.5");
+        let by_hash = ranked(["a", "b", "c", "d"], a.ip);
+        // Prefer the two nodes the hash ranks last: they must come first, still in hash order
+        // between themselves, with the best of them scoring more on top.
+        let (third, last) = (by_hash[2], by_hash[3]);
+        a.preferred = BTreeMap::from([(third.to_string(), 50), (last.to_string(), 100)]);
+        let ifs = eth0();
+        let s = Situation {
+            me: last,
+            announcement: &a,
+            rank_key: a.ip,
+            speakers: &sp,
+            my_interfaces: &ifs,
+            claim: None,
+        };
+        assert_eq!(s.ranking(), [last, third, by_hash[0], by_hash[1]]);
+        assert_eq!(
+            decide(&s, Duration::ZERO, Duration::from_secs(1)),
+            Step::Claim { rank: 0 }
+        );
+        let s = Situation {
+            me: by_hash[0],
+            ..s
+        };
+        assert_eq!(
+            decide(&s, Duration::ZERO, Duration::from_millis(100)),
+            Step::Wait {
+                rank: 2,
+                remaining: Duration::from_millis(200)
+            }
+        );
+        // Equal scores: the hash decides, as without preferences.
+        let mut tied = a.clone();
+        tied.preferred = BTreeMap::from([(third.to_string(), 70), (last.to_string(), 70)]);
+        let s = Situation {
+            announcement: &tied,
+            ..s
+        };
+        assert_eq!(s.ranking(), [third, last, by_hash[0], by_hash[1]]);
+    }
+
+    #[test]
+    fn a_preferred_node_that_is_not_eligible_or_not_alive_is_skipped() {
+        let sp = speakers(&["a", "b", "c"]);
+        let mut a = ann("10.0.0.5");
+        a.nodes = vec!["a".into(), "b".into()];
+        a.preferred = BTreeMap::from([("c".to_string(), 100), ("ghost".to_string(), 100)]);
+        let ifs = eth0();
+        let s = Situation {
+            me: "a",
+            announcement: &a,
+            rank_key: a.ip,
+            speakers: &sp,
+            my_interfaces: &ifs,
+            claim: None,
+        };
+        assert_eq!(s.ranking(), ranked(["a", "b"], a.ip));
+    }
+
+    #[test]
+    fn a_preferred_node_does_not_take_a_claimed_address_back() {
+        let sp = speakers(&["a", "b"]);
+        let mut a = ann("10.0.0.5");
+        a.preferred = BTreeMap::from([("a".to_string(), 100)]);
+        let claim = Claim {
+            node: "b".into(),
+            interfaces: eth0(),
+            since: String::new(),
+        };
+        let ifs = eth0();
+        let s = Situation {
+            me: "a",
+            announcement: &a,
+            rank_key: a.ip,
+            speakers: &sp,
+            my_interfaces: &ifs,
+            claim: Some(&claim),
+        };
+        assert_eq!(s.ranking().first(), Some(&"a"));
+        assert!(
+            matches!(decide(&s, Duration::from_secs(60), Duration::ZERO), Step::Idle { ref reason } if reason == "held by b")
+        );
+        assert_eq!(
+            decide(&Situation { me: "b", ..s }, Duration::ZERO, Duration::ZERO),
+            Step::Hold
+        );
     }
 
     #[test]

@@ -157,6 +157,12 @@ pub struct Announcement {
     /// The interfaces to answer on; empty: any suitable interface.
     #[serde(default)]
     pub interfaces: Vec<String>,
+    /// Preference scores of nodes (`preferredNodeSelectors`): speakers rank a higher score
+    /// first, then by hash. A node not named scores 0. Left out of the JSON when empty, so
+    /// values without preferences stay byte-for-byte what older reconcilers wrote, and older
+    /// speakers (which ignore unknown fields) still read values with it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub preferred: BTreeMap<String, u32>,
 }
 
 /// `P/claims/<ip>`: who answers for the address now.
@@ -321,5 +327,19 @@ mod tests {
         assert!(err.to_string().starts_with("invalid claim at /p/claims/x"));
         let back: Announcement = decode("announcement", b"k", &encode(&a)).expect("round trip");
         assert_eq!(back, a);
+    }
+
+    #[test]
+    fn preference_scores_are_optional_and_left_out_when_empty() {
+        let mut a: Announcement =
+            decode("announcement", b"k", br#"{"ip": "10.0.0.5", "nodes": []}"#).expect("valid");
+        assert!(a.preferred.is_empty());
+        let plain = String::from_utf8(encode(&a)).expect("utf-8");
+        assert!(!plain.contains("preferred"), "{plain}");
+        a.preferred.insert("edge-1".into(), 100);
+        let text = String::from_utf8(encode(&a)).expect("utf-8");
+        assert!(text.contains(r#""preferred":{"edge-1":100}"#), "{text}");
+        let back: Announcement = decode("announcement", b"k", text.as_bytes()).expect("valid");
+        assert_eq!(back.preferred.get("edge-1"), Some(&100));
     }
 }

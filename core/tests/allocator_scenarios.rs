@@ -517,3 +517,47 @@ fn metallb_refuses_requested_addresses_outside_the_pool_the_service_names() {
     assert_pending(&d[0], "incompatible request");
     assert!(d[0].moved());
 }
+
+#[test]
+fn a_service_that_advertisement_service_selectors_match_cannot_share_an_address() {
+    let cfg = config(
+        "---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: p\nspec:\n  addresses: [10.0.0.0/30]\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: q\nspec:\n  addresses: [10.0.1.0/30]\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: web-only\nspec:\n  ipAddressPools: [p]\n  serviceSelectors:\n    - matchLabels: {app: web}\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: everything\nspec:\n  ipAddressPools: [p, q]\n",
+    );
+    let web = |name: &str| {
+        let mut s = annotate(svc("a", name), "allow-shared-ip", "k");
+        s.labels.insert("app".into(), "web".into());
+        s
+    };
+    // Pool p is refused (web-only selects the Service); q has no selecting advertisement.
+    let d = run(cfg.clone(), &[web("auto")]);
+    assert_allocated(&d[0], &["10.0.1.0"], "q");
+    for forced in [
+        annotate(web("by-pool"), "address-pool", "p"),
+        annotate(web("by-ip"), "loadBalancerIPs", "10.0.0.1"),
+    ] {
+        let d = run(cfg.clone(), &[forced]);
+        assert_pending(
+            &d[0],
+            "L2Advertisement \"web-only\" of pool \"p\" selects it by serviceSelectors",
+        );
+    }
+    // A Service it held before is not kept either.
+    let mut held = web("held");
+    held.current = ips(&["10.0.0.2"]);
+    let d = run(cfg.clone(), &[held]);
+    assert_allocated(&d[0], &["10.0.1.0"], "q");
+    // Without the sharing key, or not matched by the selectors: allowed.
+    let mut plain = svc("a", "plain");
+    plain.labels.insert("app".into(), "web".into());
+    let other = annotate(svc("a", "other"), "allow-shared-ip", "k");
+    let d = run(
+        cfg,
+        &[
+            annotate(plain, "address-pool", "p"),
+            annotate(other, "address-pool", "p"),
+        ],
+    );
+    // Settled by name: other, then plain.
+    assert_allocated(&d[1], &["10.0.0.0"], "p");
+    assert_allocated(&d[0], &["10.0.0.1"], "p");
+}

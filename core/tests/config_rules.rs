@@ -717,3 +717,103 @@ fn with_a_config_namespace_objects_of_other_namespaces_are_ignored_with_a_warnin
         .collect();
     assert_eq!(ads, ["c"]);
 }
+
+
+fn l2_with(spec: &str) -> String {
+    pool("p", &["10.0.0.0/24"])
+        + "---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: ad\nspec:\n"
+        + spec
+}
+
+#[test]
+fn service_and_preferred_node_selectors_are_read_not_warned_about() {
+    let report = load_one(&l2_with(
+        "  serviceSelectors:\n    - matchLabels: {app: web}\n  preferredNodeSelectors:\n    - weight: 60\n      preference:\n        matchLabels: {zone: primary}\n    - weight: 40\n      preference: {}\n",
+    ));
+    assert!(report.diagnostics.is_empty(), "{:#?}", report.diagnostics);
+    let config = report.config.expect("valid");
+    let ad = &config.advertisements[0];
+    assert_eq!(ad.service_selectors[0].to_string(), "app=web");
+    let weights: Vec<u32> = ad
+        .preferred_node_selectors
+        .iter()
+        .map(|p| p.weight)
+        .collect();
+    assert_eq!(weights, [60, 40]);
+    let primary = [("zone".to_string(), "primary".to_string())].into();
+    assert_eq!(ad.preference_score(&primary), 100);
+    assert_eq!(ad.preference_score(&Default::default()), 40);
+}
+
+#[test]
+fn preferred_node_selectors_are_validated_like_metallb() {
+    // (spec, message part, line)
+    let cases = [
+        (
+            "    - weight: 0\n      preference: {}\n",
+            "weight must be 1 to 100, found 0",
+            15,
+        ),
+        (
+            "    - weight: 101\n      preference: {}\n",
+            "weight must be 1 to 100, found 101",
+            15,
+        ),
+        (
+            "    - weight: -5\n      preference: {}\n",
+            "weight must be 1 to 100, found -5",
+            15,
+        ),
+        ("    - preference: {}\n", "weight is required", 15),
+        ("    - weight: 10\n", "preference is required", 15),
+        (
+            "    - weight: 10\n      preference:\n        matchExpressions:\n          - {key: zone, operator: Near, values: [a]}\n",
+            "unknown operator \"Near\"",
+            18,
+        ),
+        (
+            "    - weight: 10\n      preference:\n        matchExpressions:\n          - {key: zone, operator: In}\n",
+            "needs values",
+            18,
+        ),
+        (
+            "    - weight: 10\n      preference:\n        matchLabels: {\"bad key\": x}\n",
+            "invalid label key",
+            17,
+        ),
+    ];
+    for (spec, part, line) in cases {
+        let report = load_one(&l2_with(&format!("  preferredNodeSelectors:\n{spec}")));
+        let errors: Vec<_> = report.errors().collect();
+        assert_eq!(errors.len(), 1, "{spec}: {errors:#?}");
+        assert_eq!(errors[0].code, Code::BadSelector, "{spec}");
+        assert!(
+            errors[0].message.contains(part),
+            "{spec}: {}",
+            errors[0].message
+        );
+        assert_eq!(errors[0].line, line, "{spec}");
+        assert!(report.config.is_none());
+    }
+    let report = load_one(&l2_with(
+        "  preferredNodeSelectors:\n    - weight: high\n      preference: {}\n",
+    ));
+    assert_eq!(report.errors().next().map(|d| d.code), Some(Code::Type));
+}
+
+#[test]
+fn service_selectors_are_validated_like_the_other_selectors() {
+    let report = load_one(&l2_with(
+        "  serviceSelectors:\n    - matchExpressions:\n        - {key: app, operator: Near, values: [a]}\n",
+    ));
+    let e = report.errors().next().expect("an error");
+    assert_eq!((e.code, e.line), (Code::BadSelector, 16));
+    assert!(e.message.contains("serviceSelectors"), "{}", e.message);
+    let report = load_one(&l2_with(
+        "  serviceSelectors:\n    - matchLabels: {app: a}\n    - matchLabels: {app: a}\n",
+    ));
+    assert_eq!(
+        report.errors().next().map(|d| d.code),
+        Some(Code::DuplicateSelector)
+    );
+}

@@ -250,6 +250,7 @@ mod tests {
                 services: vec!["default/web".into()],
                 nodes: vec![],
                 interfaces: vec![],
+                preferred: BTreeMap::new(),
             },
         )]);
         let claim = |n: &str| Claim {

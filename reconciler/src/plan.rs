@@ -64,6 +64,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                 .local_nodes
                 .filter(|_| s.traffic_policy_local)
                 .map(|l| l.get(&s.key).unwrap_or(&no_endpoints)),
+            labels: &s.labels,
         })
         .collect();
     let desired = announce::build(inputs.config, &placed, inputs.nodes);

@@ -30,6 +30,22 @@ impl Cluster {
         c
     }
 
+    /// A cluster whose node `i` (from 1) registers with the labels `labels[i - 1]` (`k=v,...`).
+    fn start_labelled(labels: &[&str]) -> Cluster {
+        let lab = Lab::new(labels.len()).expect("lab");
+        let etcd = lab.start_etcd().expect("etcd");
+        let mut c = Cluster {
+            lab,
+            etcd,
+            speakers: Vec::new(),
+        };
+        for (i, l) in labels.iter().enumerate() {
+            let p = c.spawn_speaker(i + 1, &["--labels", l]);
+            c.speakers.push(Some(p));
+        }
+        c
+    }
+
     fn spawn_speaker(&self, i: usize, extra: &[&str]) -> LabProcess {
         let node = format!("node{i}");
         let endpoints = self.etcd.endpoints();
@@ -869,4 +885,139 @@ fn a_claim_for_a_node_that_never_registered_is_cleared_after_the_grace_period() 
         Some(holder.as_str()),
         "live claims stay"
     );
+}
+
+#[test]
+fn the_preferred_node_answers_and_with_it_gone_the_next_preferred_does_and_keeps_it() {
+    require_root!();
+    let mut c = Cluster::start(3, &[]);
+    let ip = IpAddr::V4(c.lab.vip4(6));
+    // Prefer the nodes the hash alone ranks last and second: ignoring the scores would pick
+    // another node at each step.
+    let by_hash = ferrolb_core::election::ranked(["node1", "node2", "node3"], ip);
+    let (best, second) = (by_hash[2], by_hash[1]);
+    c.announce(
+        ip,
+        &format!(r#","preferred":{{"{best}":100,"{second}":50}}"#),
+    );
+    c.wait_holder(ip, Duration::from_secs(10), |h| h == Some(best));
+    assert_eq!(c.arp(ip), [c.mac_of(best)], "{}", c.logs());
+    // The preferred node stops: the next by score takes over, not the first by hash.
+    let speaker = c.speaker(Cluster::node_index(best));
+    speaker.signal(Signal::Term).expect("term");
+    speaker
+        .wait_timeout(Duration::from_secs(5))
+        .expect("wait")
+        .expect("exited");
+    c.wait_holder(ip, Duration::from_secs(5), |h| h == Some(second));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(c.arp(ip), [c.mac_of(second)], "{}", c.logs());
+    // It comes back: claims are sticky, the address stays where it is (documented choice).
+    let i = Cluster::node_index(best);
+    let p = c.spawn_speaker(i, &[]);
+    c.speakers[i - 1] = Some(p);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c
+        .etcd
+        .get_json(&format!("/ferrolb/speakers/{best}"))
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "{best} did not register again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(c.holder(ip).as_deref(), Some(second), "{}", c.logs());
+    assert_eq!(c.arp(ip), [c.mac_of(second)]);
+}
+
+#[test]
+fn a_service_outside_an_advertisements_service_selectors_is_announced_only_by_those_covering_it() {
+    use std::collections::BTreeMap;
+
+    use ferrolb_core::alloc::{Allocator, Port, ServiceKey, ServiceRequest};
+    use ferrolb_core::announce::{self, NodeInfo, Placed};
+
+    require_root!();
+    let labels = ["role=edge", "role=core"];
+    let mut c = Cluster::start_labelled(&labels);
+    let (web_ip, db_ip) = (c.lab.vip4(7), c.lab.vip4(8));
+    let config = format!(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: lab\nspec:\n  addresses: [{web_ip}/32, {db_ip}/32]\n\
+         ---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: edge-for-web\nspec:\n  serviceSelectors:\n    - matchLabels: {{app: web}}\n  nodeSelectors:\n    - matchLabels: {{role: edge}}\n\
+         ---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: core\nspec:\n  nodeSelectors:\n    - matchLabels: {{role: core}}\n"
+    );
+    let report = ferrolb_core::config::load([("lab.yaml", config.as_bytes())]);
+    let config = report.config.expect("valid configuration");
+    let service = |name: &str, app: &str| ServiceRequest {
+        key: ServiceKey::new("default", name),
+        service_type: "LoadBalancer".into(),
+        labels: [("app".to_string(), app.to_string())].into(),
+        ports: vec![Port {
+            port: 80,
+            protocol: "TCP".into(),
+        }],
+        ..ServiceRequest::default()
+    };
+    let services = [service("web", "web"), service("db", "db")];
+    let decisions = Allocator::new(config.clone(), None).allocate_all(&services);
+    let placed: Vec<Placed<'_>> = decisions
+        .iter()
+        .zip(&services)
+        .map(|(d, s)| Placed {
+            decision: d,
+            local_nodes: None,
+            labels: &s.labels,
+        })
+        .collect();
+    let nodes: BTreeMap<String, NodeInfo> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let (k, v) = l.split_once('=').expect("k=v");
+            let info = NodeInfo {
+                labels: [(k.to_string(), v.to_string())].into(),
+                network_unavailable: false,
+            };
+            (format!("node{}", i + 1), info)
+        })
+        .collect();
+    let built = announce::build(&config, &placed, &nodes);
+    let by_service = |name: &str| {
+        built
+            .by_ip
+            .values()
+            .find(|a| a.services == [format!("default/{name}")])
+            .unwrap_or_else(|| panic!("no announcement for {name}: {built:?}"))
+    };
+    assert_eq!(by_service("web").nodes, ["node1", "node2"]);
+    assert_eq!(by_service("db").nodes, ["node2"]);
+    for a in built.by_ip.values() {
+        let value = String::from_utf8(ferrolb_core::layout::encode(a)).expect("utf-8");
+        c.etcd
+            .ctl(&["put", &format!("/ferrolb/announcements/{}", a.ip), &value])
+            .expect("put announcement");
+    }
+    let db_ip_announced = by_service("db").ip;
+    let web_ip_announced = by_service("web").ip;
+    c.wait_holder(db_ip_announced, Duration::from_secs(10), |h| {
+        h == Some("node2")
+    });
+    c.wait_holder(web_ip_announced, Duration::from_secs(10), |h| h.is_some());
+    assert_eq!(c.arp(db_ip_announced), [c.mac_of("node2")]);
+    // The core node stops: web moves to (or stays on) the edge node, which its advertisement
+    // allows; db has no other node and goes unanswered rather than to the edge node.
+    let speaker = c.speaker(2);
+    speaker.signal(Signal::Term).expect("term");
+    speaker
+        .wait_timeout(Duration::from_secs(5))
+        .expect("wait")
+        .expect("exited");
+    c.wait_holder(web_ip_announced, Duration::from_secs(5), |h| {
+        h == Some("node1")
+    });
+    c.wait_holder(db_ip_announced, Duration::from_secs(5), |h| h.is_none());
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(c.holder(db_ip_announced), None, "{}", c.logs());
+    assert!(c.arp(db_ip_announced).is_empty());
+    assert_eq!(c.arp(web_ip_announced), [c.mac_of("node1")]);
 }

@@ -13,7 +13,9 @@
 //! 3. else the `autoAssign` pools whose `serviceAllocation` matches it, by priority then name;
 //! 4. else any `autoAssign` pool without `serviceAllocation`, by name.
 //!
-//! A pool with `serviceAllocation` serves only the Services it matches, in every step.
+//! A pool with `serviceAllocation` serves only the Services it matches, in every step. A Service
+//! with an `allow-shared-ip` key never takes an address of a pool one of whose L2Advertisements
+//! selects it by `serviceSelectors` (MetalLB's rule; it stays pending, with the reason).
 //! Addresses a Service already holds are kept while still valid; [`Allocator::allocate_all`]
 //! settles holders first, then the others by creation time, namespace and name, so the result
 //! never depends on the order of its input.
@@ -387,6 +389,7 @@ impl Allocator {
                 Some(i) => {
                     let pool = &self.config.pools[i];
                     self.admits(pool, req)
+                        .and_then(|()| self.sharing_allowed(pool, req))
                         .and_then(|()| self.take_from(i, req, sharing))
                         .map(|ips| (ips, pool.name.clone()))
                 }
@@ -435,6 +438,7 @@ impl Allocator {
             }
         }
         self.admits(pool, req)?;
+        self.sharing_allowed(pool, req)?;
         for ip in ips {
             self.check_shareable(sharing, *ip)?;
         }
@@ -520,6 +524,7 @@ impl Allocator {
             }
         }
         self.admits(pool, req)?;
+        self.sharing_allowed(pool, req)?;
         for ip in requested {
             self.check_shareable(sharing, *ip)?;
         }
@@ -555,6 +560,29 @@ impl Allocator {
         Ok(())
     }
 
+    /// MetalLB's rule for `L2Advertisement.spec.serviceSelectors`: a Service with an
+    /// `allow-shared-ip` key may not take an address of `pool` when an advertisement of the pool
+    /// has service selectors that match it. (Services sharing an address could otherwise be
+    /// covered by different advertisements, with different nodes.) MetalLB's speakers refuse
+    /// to announce such a Service; ferrolb leaves it pending, with this reason, rather than
+    /// hand out an address that nobody answers for.
+    fn sharing_allowed(&self, pool: &Pool, req: &ServiceRequest) -> Result<(), String> {
+        if req.sharing_key().is_none() {
+            return Ok(());
+        }
+        match self
+            .config
+            .advertisements_for(pool)
+            .find(|a| !a.service_selectors.is_empty() && a.selects_service(&req.labels))
+        {
+            Some(ad) => Err(format!(
+                "it has an allow-shared-ip key, and L2Advertisement {:?} of pool {:?} selects it by serviceSelectors; a Service matched by serviceSelectors cannot share its address",
+                ad.name, pool.name
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn auto_assign(
         &self,
         req: &ServiceRequest,
@@ -575,7 +603,10 @@ impl Allocator {
             (0..pools.len()).filter(|&i| pools[i].auto_assign && pools[i].allocation.is_none());
         let mut reasons = Vec::new();
         for i in matching.into_iter().chain(general) {
-            match self.take_from(i, req, sharing) {
+            match self
+                .sharing_allowed(&pools[i], req)
+                .and_then(|()| self.take_from(i, req, sharing))
+            {
                 Ok(ips) => return Ok((ips, pools[i].name.clone())),
                 Err(why) => reasons.push(why),
             }

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 
 pub use raw::{
     API_VERSION, Field, Located, MAX_FILE_BYTES, MAX_REVISION_BYTES, RawFile, RawObject,
-    parse_file, read_documents,
+    RawPreference, parse_file, read_documents,
 };
 pub use validate::{Options, validate, validate_with};
 
@@ -106,8 +106,22 @@ pub struct L2Advertisement {
     pub node_selectors: Vec<LabelSelector>,
     /// `spec.interfaces` (empty: every interface).
     pub interfaces: Vec<String>,
+    /// `spec.serviceSelectors` (empty: every Service of the covered pools).
+    pub service_selectors: Vec<LabelSelector>,
+    /// `spec.preferredNodeSelectors`: soft preferences among the nodes `nodeSelectors` allow.
+    pub preferred_node_selectors: Vec<PreferredNodeSelector>,
     /// Where it was written.
     pub origin: Origin,
+}
+
+/// One `spec.preferredNodeSelectors` entry of an L2Advertisement, shaped like Kubernetes'
+/// `PreferredSchedulingTerm`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreferredNodeSelector {
+    /// `weight`, 1 to 100.
+    pub weight: u32,
+    /// `preference`: the nodes the weight goes to (the empty selector matches every node).
+    pub preference: LabelSelector,
 }
 
 impl L2Advertisement {
@@ -123,6 +137,27 @@ impl L2Advertisement {
     /// or there is none).
     pub fn selects_node(&self, labels: &Labels) -> bool {
         self.node_selectors.is_empty() || self.node_selectors.iter().any(|s| s.matches(labels))
+    }
+
+    /// Whether the advertisement applies to a Service with `labels` (any service selector
+    /// matches, or there is none).
+    pub fn selects_service(&self, labels: &Labels) -> bool {
+        self.service_selectors.is_empty()
+            || self.service_selectors.iter().any(|s| s.matches(labels))
+    }
+
+    /// What this advertisement adds to the score of a node with `labels`: the sum of the
+    /// weights of the preferences it matches, and 0 for a node its `nodeSelectors` do not
+    /// allow (an advertisement never lifts a node it does not let announce).
+    pub fn preference_score(&self, labels: &Labels) -> u32 {
+        if !self.selects_node(labels) {
+            return 0;
+        }
+        self.preferred_node_selectors
+            .iter()
+            .filter(|p| p.preference.matches(labels))
+            .map(|p| p.weight)
+            .sum()
     }
 }
 
@@ -194,6 +229,13 @@ impl Report {
         self.diagnostics
             .iter()
             .filter(|d| d.severity == Severity::Warning)
+    }
+
+    /// The notes: where ferrolb applies a valid field otherwise than MetalLB.
+    pub fn notes(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Note)
     }
 
     /// Whether the configuration may be used; under `strict` warnings count as errors.

@@ -127,6 +127,21 @@ pub struct RawL2Advertisement {
     pub node_selectors: Vec<RawSelector>,
     /// `spec.interfaces`.
     pub interfaces: Vec<Located<String>>,
+    /// `spec.serviceSelectors`.
+    pub service_selectors: Vec<RawSelector>,
+    /// `spec.preferredNodeSelectors`.
+    pub preferred_node_selectors: Vec<RawPreference>,
+}
+
+/// A `preferredNodeSelectors` entry as written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawPreference {
+    /// Its line.
+    pub line: u32,
+    /// `weight`.
+    pub weight: Option<Located<i64>>,
+    /// `preference`.
+    pub preference: Option<RawSelector>,
 }
 
 /// One object ferrolb reads.
@@ -594,6 +609,8 @@ impl Decoder<'_> {
                     "ipAddressPoolSelectors",
                     "nodeSelectors",
                     "interfaces",
+                    "serviceSelectors",
+                    "preferredNodeSelectors",
                 ],
             );
         }
@@ -603,6 +620,45 @@ impl Decoder<'_> {
             pool_selectors: self.selectors(spec, "ipAddressPoolSelectors"),
             node_selectors: self.selectors(spec, "nodeSelectors"),
             interfaces: self.string_list(spec, "interfaces"),
+            service_selectors: self.selectors(spec, "serviceSelectors"),
+            preferred_node_selectors: self.preferences(spec),
         }
+    }
+
+    /// `spec.preferredNodeSelectors`: a list of `{weight, preference}` mappings.
+    fn preferences(&mut self, spec: Option<&Node>) -> Vec<RawPreference> {
+        const FIELD: &str = "preferredNodeSelectors";
+        let Some(node) = spec.and_then(|s| s.get(FIELD)) else {
+            return Vec::new();
+        };
+        let Field::Present(items) = self.list(node, FIELD) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items {
+            if item.as_map().is_none() {
+                self.type_error(
+                    item,
+                    "an item of preferredNodeSelectors",
+                    "a mapping (weight, preference)",
+                );
+                continue;
+            }
+            self.known_keys(item, &["weight", "preference"]);
+            let weight = item
+                .get("weight")
+                .filter(|w| !w.is_null())
+                .and_then(|w| self.int(w, "weight"));
+            let preference = item
+                .get("preference")
+                .filter(|p| !p.is_null())
+                .and_then(|p| self.selector(p, "preference"));
+            out.push(RawPreference {
+                line: item.line,
+                weight,
+                preference,
+            });
+        }
+        out
     }
 }

@@ -3,9 +3,10 @@
 use std::collections::{HashMap, HashSet};
 
 use super::raw::{
-    Field, Located, RawFile, RawL2Advertisement, RawMeta, RawObject, RawPool, RawSelector,
+    Field, Located, RawFile, RawL2Advertisement, RawMeta, RawObject, RawPool, RawPreference,
+    RawSelector,
 };
-use super::{Config, L2Advertisement, Pool, Report, ServiceAllocation};
+use super::{Config, L2Advertisement, Pool, PreferredNodeSelector, Report, ServiceAllocation};
 use crate::diag::{Code, Diagnostic, Origin, Severity, Sink};
 use crate::net::{self, Family, Interval, IntervalSet};
 use crate::selector::{self, LabelSelector, Labels, Operator, Requirement};
@@ -559,6 +560,24 @@ fn check_l2(
     }
     let pool_selectors = check_selectors(&raw.pool_selectors, "ipAddressPoolSelectors", &mut sink);
     let node_selectors = check_selectors(&raw.node_selectors, "nodeSelectors", &mut sink);
+    let service_selectors = check_selectors(&raw.service_selectors, "serviceSelectors", &mut sink);
+    let preferred_node_selectors = check_preferences(&raw.preferred_node_selectors, &mut sink);
+    if let Some(first) = raw.preferred_node_selectors.first() {
+        sink.note(
+            Code::PreferenceSticky,
+            first.line,
+            "preferredNodeSelectors choose the node that claims a free address; a preferred node \
+             that returns does not take an address back from its live holder (MetalLB moves it)",
+        );
+    }
+    if let Some(first) = raw.service_selectors.first() {
+        sink.note(
+            Code::SharingWithServiceSelectors,
+            first.line,
+            "Services these serviceSelectors match cannot share an address (allow-shared-ip): \
+             ferrolb leaves them pending (MetalLB allocates the address and does not announce it)",
+        );
+    }
     let mut interfaces: Vec<String> = Vec::new();
     let mut seen_interfaces: HashSet<&str> = HashSet::new();
     for i in &raw.interfaces {
@@ -591,11 +610,59 @@ fn check_l2(
         pool_selectors,
         node_selectors,
         interfaces,
+        service_selectors,
+        preferred_node_selectors,
         origin: Origin {
             file: file.to_string(),
             line: raw.meta.name.as_ref().map_or(raw.meta.line, |n| n.line),
         },
     })
+}
+
+/// Checks `preferredNodeSelectors` as Kubernetes checks a `PreferredSchedulingTerm` (and MetalLB
+/// its CRD): `weight` required, 1 to 100; `preference` required, a valid label selector (checked
+/// like every other selector; `{}` matches every node).
+fn check_preferences(raw: &[RawPreference], sink: &mut Sink<'_>) -> Vec<PreferredNodeSelector> {
+    const FIELD: &str = "preferredNodeSelectors";
+    let mut out = Vec::new();
+    for r in raw {
+        let weight = match &r.weight {
+            None => {
+                sink.error(
+                    Code::BadSelector,
+                    r.line,
+                    format!("{FIELD}: weight is required (1 to 100)"),
+                );
+                None
+            }
+            Some(w) => match u32::try_from(w.value) {
+                Ok(v) if (1..=100).contains(&v) => Some(v),
+                _ => {
+                    sink.error(
+                        Code::BadSelector,
+                        w.line,
+                        format!("{FIELD}: weight must be 1 to 100, found {}", w.value),
+                    );
+                    None
+                }
+            },
+        };
+        let preference = match &r.preference {
+            None => {
+                sink.error(
+                    Code::BadSelector,
+                    r.line,
+                    format!("{FIELD}: preference is required (a label selector; {{}} matches every node)"),
+                );
+                None
+            }
+            Some(p) => check_selector(p, &format!("{FIELD}.preference"), sink),
+        };
+        if let (Some(weight), Some(preference)) = (weight, preference) {
+            out.push(PreferredNodeSelector { weight, preference });
+        }
+    }
+    out
 }
 
 fn check_labels(raw: &[(Located<String>, Located<String>)], sink: &mut Sink<'_>) -> Labels {
