@@ -260,13 +260,15 @@ impl Drop for Keepalive {
     }
 }
 
-/// Starts renewing `lease` every `interval` (a third of the TTL, say). The state starts as alive
-/// for `ttl` from now; a renewal without an answer within two intervals is a failure.
+/// Starts renewing `lease` every `interval` (a third of the TTL, say), and at once whenever
+/// `renew` is notified (an owner that wants a fresh confirmation). The state starts as alive for
+/// `ttl` from now; a renewal without an answer within two intervals is a failure.
 pub async fn keep_alive(
     client: &mut Client,
     lease: i64,
     ttl: std::time::Duration,
     interval: std::time::Duration,
+    renew: Option<std::sync::Arc<tokio::sync::Notify>>,
 ) -> anyhow::Result<Keepalive> {
     let (mut keeper, mut answers) = client.lease_keep_alive(lease).await?;
     let now = tokio::time::Instant::now();
@@ -282,6 +284,12 @@ pub async fn keep_alive(
         // so the lease is sure to live until the send time plus the TTL, never longer (the
         // answer's arrival would overstate it by the round trip).
         let mut sent: std::collections::VecDeque<tokio::time::Instant> = Default::default();
+        let wanted = || async {
+            match &renew {
+                Some(n) => n.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         loop {
             tokio::select! {
                 _ = tick.tick() => {
@@ -289,36 +297,40 @@ pub async fn keep_alive(
                         let _ = tx.send(LeaseState::Failed(format!("no keepalive answer for {:?}", answered.elapsed())));
                         return;
                     }
-                    if let Err(e) = keeper.keep_alive().await {
-                        let _ = tx.send(LeaseState::Failed(format!("sending a keepalive: {e}")));
-                        return;
-                    }
-                    sent.push_back(tokio::time::Instant::now());
-                    // Answers come in order; more outstanding than this means they are lost.
-                    if sent.len() > 16 {
-                        sent.pop_front();
-                    }
                 }
-                answer = answers.message() => match answer {
-                    Ok(Some(a)) if a.ttl() > 0 => {
-                        answered = tokio::time::Instant::now();
-                        let from = sent.pop_front().unwrap_or(answered).min(answered);
-                        let secs = u64::try_from(a.ttl()).unwrap_or(0);
-                        let _ = tx.send(LeaseState::Alive { until: from + std::time::Duration::from_secs(secs), sent: from });
+                () = wanted() => {}
+                answer = answers.message() => {
+                    match answer {
+                        Ok(Some(a)) if a.ttl() > 0 => {
+                            answered = tokio::time::Instant::now();
+                            let from = sent.pop_front().unwrap_or(answered).min(answered);
+                            let secs = u64::try_from(a.ttl()).unwrap_or(0);
+                            let _ = tx.send(LeaseState::Alive { until: from + std::time::Duration::from_secs(secs), sent: from });
+                        }
+                        Ok(Some(_)) => {
+                            let _ = tx.send(LeaseState::Expired);
+                            return;
+                        }
+                        Ok(None) => {
+                            let _ = tx.send(LeaseState::Failed("the keepalive stream ended".into()));
+                            return;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(LeaseState::Failed(format!("keepalive: {e}")));
+                            return;
+                        }
                     }
-                    Ok(Some(_)) => {
-                        let _ = tx.send(LeaseState::Expired);
-                        return;
-                    }
-                    Ok(None) => {
-                        let _ = tx.send(LeaseState::Failed("the keepalive stream ended".into()));
-                        return;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(LeaseState::Failed(format!("keepalive: {e}")));
-                        return;
-                    }
-                },
+                    continue;
+                }
+            }
+            if let Err(e) = keeper.keep_alive().await {
+                let _ = tx.send(LeaseState::Failed(format!("sending a keepalive: {e}")));
+                return;
+            }
+            sent.push_back(tokio::time::Instant::now());
+            // Answers come in order; more outstanding than this means they are lost.
+            if sent.len() > 16 {
+                sent.pop_front();
             }
         }
     });

@@ -585,7 +585,7 @@ impl Reconciler {
         let mut keepalive = bounded(
             step,
             "keepalive",
-            ferrolb_etcd::keep_alive(&mut store.client, lease, ttl, step),
+            ferrolb_etcd::keep_alive(&mut store.client, lease, ttl, step, None),
         )
         .await?;
         self.lease_state = Some(keepalive.state.clone());

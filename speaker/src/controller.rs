@@ -290,7 +290,13 @@ impl Controller {
         let keepalive = match bounded(
             step,
             "keepalive",
-            ferrolb_etcd::keep_alive(&mut etcd.client, lease, self.settings.ttl(), step),
+            ferrolb_etcd::keep_alive(
+                &mut etcd.client,
+                lease,
+                self.settings.ttl(),
+                step,
+                Some(self.fence.confirmations()),
+            ),
         )
         .await
         {

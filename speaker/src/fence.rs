@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 /// No deadline.
@@ -34,6 +34,9 @@ pub struct Fence {
     base: Instant,
     beat_until: AtomicU64,
     lease_until: AtomicU64,
+    /// Notified when a beat finds the fence closed: the keepalive task asks etcd at once, so a
+    /// holder that was only slow is open again after one round trip, not a keepalive interval.
+    confirm: Arc<Notify>,
 }
 
 impl Default for Fence {
@@ -49,6 +52,7 @@ impl Fence {
             base: Instant::now(),
             beat_until: AtomicU64::new(0),
             lease_until: AtomicU64::new(OPEN),
+            confirm: Arc::default(),
         }
     }
 
@@ -56,13 +60,20 @@ impl Fence {
         u64::try_from(t.saturating_duration_since(self.base).as_nanos()).unwrap_or(OPEN - 1)
     }
 
+    /// What a closed fence notifies to ask for a confirmation of the lease (see `beat`).
+    pub fn confirmations(&self) -> Arc<Notify> {
+        self.confirm.clone()
+    }
+
     /// A sign of life of the event loop at `now`: keeps the fence open until `now + window`
-    /// (never shortens), but only while it is still open; false when it had closed.
+    /// (never shortens), but only while it is still open; false when it had closed, and then
+    /// it asks for a confirmation of the lease ([`confirmations`](Self::confirmations)).
     pub fn beat(&self, now: Instant, window: Duration) -> bool {
         let (t, until) = (self.at(now), self.at(now + window));
         let mut current = self.beat_until.load(Ordering::Acquire);
         loop {
             if t >= current {
+                self.confirm.notify_one();
                 return false;
             }
             match self.beat_until.compare_exchange_weak(
@@ -167,10 +178,22 @@ mod tests {
         f.reopen(t0, t0, 300 * MS);
         // The event loop stalls from 0 to 4 s: the fence closed at 300 ms.
         let back = t0 + 4000 * MS;
+        let asks = f.confirmations();
         assert!(
             !f.beat(back, 300 * MS),
             "the first heartbeat after the stall"
         );
+        // ...and asks the keepalive task for a confirmation at once.
+        let asked = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                tokio::time::timeout(Duration::ZERO, asks.notified())
+                    .await
+                    .is_ok()
+            });
+        assert!(asked, "a closed fence asks for a confirmation");
         assert!(!f.is_open(back));
         // An answer to a keepalive sent before the stall does not reopen it...
         f.reopen(t0 + 100 * MS, back, 300 * MS);
