@@ -1,7 +1,7 @@
 //! `deploy/`: the plain Kubernetes manifests, the Helm chart, the images and the Grafana
 //! dashboard, checked statically against each other and against the daemons' real flags and
-//! metrics. There is no `helm` binary here: the chart's templates are rendered by the small
-//! renderer below, which understands exactly the subset `deploy/helm/ferrolb/README.md` allows.
+//! metrics. The chart is linted and rendered by the real Helm (built from `helm.sh/helm/v3` by
+//! `scripts/kube-binaries.sh`), and the checks read Helm's output.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -119,178 +119,58 @@ fn json(node: &Node) -> serde_json::Value {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The Helm subset: `{{ .Values.a.b }}`, `{{ toYaml .Values.a.b | nindent N }}`,
-// `{{ if .Values.a.b }}` / `{{ else }}` / `{{ end }}`, with Go's `{{-` / `-}}` trimming.
+// The real Helm.
 
-enum Segment {
-    Text(String),
-    Action(String),
+/// `helm ARGS` with its caches and configuration in a temporary directory; panics with its
+/// stderr unless it succeeds.
+fn helm(args: &[&str]) -> String {
+    let helm = ferrolb_testkit::go_bin("helm").expect("helm");
+    let home = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(helm)
+        .env("HELM_CACHE_HOME", home.path().join("cache"))
+        .env("HELM_CONFIG_HOME", home.path().join("config"))
+        .env("HELM_DATA_HOME", home.path().join("data"))
+        .args(args)
+        .output()
+        .expect("run helm");
+    assert!(
+        out.status.success(),
+        "helm {}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
 }
 
-/// Splits a template into text and actions, applying the `{{-` / `-}}` trimming to the text.
-fn segments(template: &str) -> Vec<Segment> {
-    let mut out = Vec::new();
-    let mut rest = template;
-    let mut trim_next = false;
-    while let Some(start) = rest.find("{{") {
-        let mut text = &rest[..start];
-        if trim_next {
-            text = text.trim_start();
-        }
-        let after = &rest[start + 2..];
-        let end = after.find("}}").expect("unclosed {{");
-        let mut action = &after[..end];
-        if let Some(a) = action.strip_prefix('-') {
-            text = text.trim_end();
-            action = a;
-        }
-        trim_next = false;
-        if let Some(a) = action.strip_suffix('-') {
-            trim_next = true;
-            action = a;
-        }
-        out.push(Segment::Text(text.to_string()));
-        out.push(Segment::Action(action.trim().to_string()));
-        rest = &after[end + 2..];
-    }
-    out.push(Segment::Text(if trim_next {
-        rest.trim_start().to_string()
-    } else {
-        rest.to_string()
-    }));
-    out
+/// The Kubernetes version the chart is rendered for: that of the kube-apiserver the tests run
+/// (`testkit/kube-bin/go.mod`). A Helm built from its module without release flags would
+/// otherwise assume 1.20, which the chart's `kubeVersion` refuses.
+const KUBE_VERSION: &str = "v1.37.2";
+
+/// Every object `helm template` renders with the chart's values and `overrides` (YAML).
+fn chart_with(overrides: &str) -> Vec<Node> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values = dir.path().join("overrides.yaml");
+    std::fs::write(&values, overrides).expect("write overrides");
+    let chart = chart_dir();
+    let text = helm(&[
+        "template",
+        "ferrolb",
+        chart.to_str().expect("path"),
+        "--namespace",
+        "ferrolb-system",
+        "--kube-version",
+        KUBE_VERSION,
+        "--values",
+        values.to_str().expect("path"),
+    ]);
+    documents(&text, "helm template")
 }
 
-fn lookup<'a>(values: &'a Node, reference: &str) -> Option<&'a Node> {
-    let path = reference.strip_prefix(".Values.")?;
-    path.split('.').try_fold(values, |n, key| n.get(key))
-}
-
-fn value<'a>(values: &'a Node, reference: &str) -> &'a Node {
-    lookup(values, reference).unwrap_or_else(|| panic!("{reference} is not in values.yaml"))
-}
-
-/// Go template truthiness.
-fn truthy(node: &Node) -> bool {
-    match &node.value {
-        _ if node.is_null() => false,
-        Value::Scalar { text, plain } => {
-            !(text.is_empty() || *plain && (text == "false" || text == "0"))
-        }
-        Value::Seq(items) => !items.is_empty(),
-        Value::Map(entries) => !entries.is_empty(),
-    }
-}
-
-fn yaml_scalar(node: &Node) -> String {
-    match &node.value {
-        _ if node.is_null() => "null".to_string(),
-        Value::Scalar { text, plain: true } => text.clone(),
-        Value::Scalar { text, .. } => serde_json::to_string(text).expect("json string"),
-        Value::Seq(_) => "[]".to_string(),
-        Value::Map(_) => "{}".to_string(),
-    }
-}
-
-fn is_collection(node: &Node) -> bool {
-    node.as_seq().is_some_and(|s| !s.is_empty()) || node.as_map().is_some_and(|m| !m.is_empty())
-}
-
-/// `toYaml`: block YAML at column `indent` (no trailing newline).
-fn to_yaml(node: &Node, indent: usize, lines: &mut Vec<String>) {
-    let pad = " ".repeat(indent);
-    if let Some(entries) = node.as_map().filter(|m| !m.is_empty()) {
-        for (k, v) in entries {
-            let key = k.as_str().expect("string key");
-            if is_collection(v) {
-                lines.push(format!("{pad}{key}:"));
-                to_yaml(v, indent + 2, lines);
-            } else {
-                lines.push(format!("{pad}{key}: {}", yaml_scalar(v)));
-            }
-        }
-    } else if let Some(items) = node.as_seq().filter(|s| !s.is_empty()) {
-        for item in items {
-            if is_collection(item) {
-                lines.push(format!("{pad}-"));
-                to_yaml(item, indent + 2, lines);
-            } else {
-                lines.push(format!("{pad}- {}", yaml_scalar(item)));
-            }
-        }
-    } else {
-        lines.push(format!("{pad}{}", yaml_scalar(node)));
-    }
-}
-
-fn render(template: &str, values: &Node) -> String {
-    let mut out = String::new();
-    // One entry per open `if`: whether its current branch is taken.
-    let mut branches: Vec<bool> = Vec::new();
-    for segment in segments(template) {
-        let active = branches.iter().all(|b| *b);
-        match segment {
-            Segment::Text(text) => {
-                if active {
-                    out.push_str(&text);
-                }
-            }
-            Segment::Action(action) => {
-                let words: Vec<&str> = action.split_whitespace().collect();
-                match words.as_slice() {
-                    ["if", reference] => branches.push(truthy(value(values, reference))),
-                    ["else"] => {
-                        let last = branches.last_mut().expect("else without if");
-                        *last = !*last;
-                    }
-                    ["end"] => {
-                        branches.pop().expect("end without if");
-                    }
-                    [reference] if reference.starts_with(".Values.") => {
-                        let node = value(values, reference);
-                        assert!(!is_collection(node), "{reference} is not a scalar");
-                        if active {
-                            out.push_str(node.as_str().unwrap_or_default());
-                        }
-                    }
-                    ["toYaml", reference, "|", "nindent", n] => {
-                        let indent: usize = n.parse().expect("nindent width");
-                        let mut lines = Vec::new();
-                        to_yaml(value(values, reference), indent, &mut lines);
-                        if active {
-                            out.push('\n');
-                            out.push_str(&lines.join("\n"));
-                        }
-                    }
-                    _ => panic!(
-                        "template action {{{{ {action} }}}} is outside the subset documented in deploy/helm/ferrolb/README.md"
-                    ),
-                }
-            }
-        }
-    }
-    assert!(branches.is_empty(), "unclosed if");
-    out
-}
-
-/// A copy of `base` with `overrides` merged in (mappings deeply, anything else replaced).
-fn merged(base: &Node, overrides: &Node) -> Node {
-    match (base.as_map(), overrides.as_map()) {
-        (Some(b), Some(o)) => {
-            let mut entries: Vec<(Node, Node)> = b.to_vec();
-            for (key, value) in o {
-                match entries.iter_mut().find(|(k, _)| k.as_str() == key.as_str()) {
-                    Some((_, existing)) => *existing = merged(existing, value),
-                    None => entries.push((key.clone(), value.clone())),
-                }
-            }
-            Node {
-                line: base.line,
-                value: Value::Map(entries),
-            }
-        }
-        _ => overrides.clone(),
-    }
+/// With the chart's own values.
+fn chart_defaults() -> Vec<Node> {
+    chart_with("{}\n")
 }
 
 fn default_values() -> Node {
@@ -301,24 +181,14 @@ fn default_values() -> Node {
         .expect("values.yaml holds a mapping")
 }
 
+/// The value at `.Values.a.b` of `values`.
+fn lookup<'a>(values: &'a Node, reference: &str) -> Option<&'a Node> {
+    let path = reference.strip_prefix(".Values.")?;
+    path.split('.').try_fold(values, |n, key| n.get(key))
+}
+
 fn templates() -> Vec<PathBuf> {
     files(&chart_dir().join("templates"), &["yaml", "yml"])
-}
-
-/// Every object the chart renders with these values.
-fn render_chart(values: &Node) -> Vec<Node> {
-    templates()
-        .iter()
-        .flat_map(|p| {
-            let text = render(&read(p), values);
-            documents(&text, &format!("{} (rendered)", p.display()))
-        })
-        .collect()
-}
-
-fn chart_with(overrides: &str) -> Vec<Node> {
-    let overrides = documents(overrides, "overrides").remove(0);
-    render_chart(&merged(&default_values(), &overrides))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -794,11 +664,7 @@ fn assert_heartbeats_are_signed(docs: &[Node], origin: &str, secret: &str) {
 #[test]
 fn heartbeat_authentication_is_on_by_default_in_the_manifests_and_the_chart() {
     assert_heartbeats_are_signed(&manifests(), "deploy/manifests", "ferrolb-heartbeat-key");
-    assert_heartbeats_are_signed(
-        &render_chart(&default_values()),
-        "chart",
-        "ferrolb-heartbeat-key",
-    );
+    assert_heartbeats_are_signed(&chart_defaults(), "chart", "ferrolb-heartbeat-key");
     // Turned off in the chart, no flag and no volume.
     let off = chart_with("speaker:\n  heartbeatKey:\n    enabled: false\n");
     let daemonset = object(&off, "DaemonSet", "ferrolb-speaker");
@@ -829,7 +695,7 @@ fn the_reconciler_role_grants_exactly_what_it_uses_and_the_speaker_gets_no_role(
 fn every_file_a_daemon_is_given_is_mounted_from_a_volume_holding_it() {
     let keys = secret_keys();
     assert_file_arguments_are_mounted(&manifests(), &keys);
-    assert_file_arguments_are_mounted(&render_chart(&default_values()), &keys);
+    assert_file_arguments_are_mounted(&chart_defaults(), &keys);
     assert_file_arguments_are_mounted(&git_variant(), &keys);
 }
 
@@ -955,7 +821,7 @@ fn the_chart_metadata_names_the_chart_and_its_versions() {
 #[test]
 fn the_chart_defaults_render_the_plain_manifests_objects() {
     let plain = manifests();
-    let chart = render_chart(&default_values());
+    let chart = chart_defaults();
     let plain_names: BTreeSet<_> = plain.iter().map(kind_and_name).collect();
     let chart_names: BTreeSet<_> = chart.iter().map(kind_and_name).collect();
     assert_eq!(chart_names.len(), chart.len(), "an object rendered twice");
@@ -1002,10 +868,46 @@ fn the_chart_defaults_render_the_plain_manifests_objects() {
     assert_least_privilege_rbac(&chart, "chart");
 }
 
+/// The value sets the chart is checked with: its defaults, Git with every credential, the
+/// speaker as root, etcd without TLS.
+const GIT_VALUES: &str = "pools:\n  git:\n    enabled: true\n    url: ssh://git@git.example.com/infra/pools.git\n    credentials:\n      token: true\n      sshKey: true\n      webhookSecret: true\nlbClass: example.com/ferrolb\n";
+const ROOT_SPEAKER_VALUES: &str = "speaker:\n  runAsRoot: true\n";
+const NO_TLS_VALUES: &str = "etcd:\n  tls:\n    enabled: false\n";
+const VALUE_SETS: [&str; 4] = ["{}\n", GIT_VALUES, ROOT_SPEAKER_VALUES, NO_TLS_VALUES];
+
+#[test]
+fn helm_lints_the_chart_strictly_with_every_value_set() {
+    let chart = chart_dir();
+    for overrides in VALUE_SETS {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let values = dir.path().join("values.yaml");
+        std::fs::write(&values, overrides).expect("write");
+        let out = helm(&[
+            "lint",
+            "--strict",
+            "--kube-version",
+            KUBE_VERSION,
+            chart.to_str().expect("path"),
+            "--values",
+            values.to_str().expect("path"),
+        ]);
+        assert!(
+            out.contains("1 chart(s) linted, 0 chart(s) failed"),
+            "{out}"
+        );
+        // Every value set renders objects that the shared checks accept (a root speaker has a
+        // test of its own).
+        let docs = chart_with(overrides);
+        if overrides != ROOT_SPEAKER_VALUES {
+            assert_speaker_is_confined(&docs, overrides);
+        }
+        assert_reconciler_is_hardened(&docs, overrides);
+        assert_least_privilege_rbac(&docs, overrides);
+    }
+}
+
 fn git_variant() -> Vec<Node> {
-    chart_with(
-        "pools:\n  git:\n    enabled: true\n    url: ssh://git@git.example.com/infra/pools.git\n    credentials:\n      token: true\n      sshKey: true\n      webhookSecret: true\nlbClass: example.com/ferrolb\n",
-    )
+    chart_with(GIT_VALUES)
 }
 
 #[test]
@@ -1040,7 +942,7 @@ fn the_chart_reads_pools_from_git_with_every_credential_when_asked() {
 
 #[test]
 fn the_chart_can_run_the_speaker_as_root_with_only_net_raw_and_no_escalation() {
-    let chart = chart_with("speaker:\n  runAsRoot: true\n");
+    let chart = chart_with(ROOT_SPEAKER_VALUES);
     let daemonset = object(&chart, "DaemonSet", "ferrolb-speaker");
     let security = container(daemonset)
         .get("securityContext")
@@ -1063,7 +965,7 @@ fn the_chart_can_run_the_speaker_as_root_with_only_net_raw_and_no_escalation() {
 
 #[test]
 fn without_etcd_tls_the_chart_passes_no_certificate_flags_and_mounts_no_secret() {
-    let chart = chart_with("etcd:\n  tls:\n    enabled: false\n");
+    let chart = chart_with(NO_TLS_VALUES);
     for (kind, name) in [
         ("Deployment", "ferrolb-reconciler"),
         ("DaemonSet", "ferrolb-speaker"),

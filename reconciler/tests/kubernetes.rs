@@ -1,10 +1,11 @@
-//! The reconciler against the fake Kubernetes API server (kube's real client on one side, the
+//! The reconciler against a real `kube-apiserver` and against the fake API server (kube's real client on one side, the
 //! real `kubectl` reading back) and a real etcd.
 
-use std::path::PathBuf;
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ferrolb_testkit::Etcd;
+use ferrolb_testkit::{Etcd, KubeApiServer, RECONCILER_USER};
 
 mod common;
 use common::Reconciler;
@@ -27,24 +28,171 @@ fn service(name: &str, created: &str, extra_spec: Value) -> Value {
     })
 }
 
-struct World {
-    api: FakeApiServer,
+/// What the tests need of an API server: the fake (`FakeApiServer`, which can also inject
+/// faults) or a real `kube-apiserver` (`KubeApiServer`). Every scenario that the real server can
+/// play runs against both.
+trait Api {
+    fn create(&self, object: Value);
+    fn get(&self, resource: &str, namespace: Option<&str>, name: &str) -> Option<Value>;
+    fn replace(&self, object: Value);
+    fn delete(&self, resource: &str, namespace: Option<&str>, name: &str);
+    /// events.k8s.io/v1 Events (and core ones, where the back end keeps them apart).
+    fn events(&self) -> Vec<Value>;
+    /// The kubeconfig the reconciler runs with.
+    fn kubeconfig(&self) -> PathBuf;
+    fn kubectl(&self, args: &[&str]) -> String;
+    /// Successful writes the reconciler made to `resource` (`subresource`) since the last
+    /// [`clear_writes`](Self::clear_writes).
+    fn writes(&self, resource: &str, subresource: Option<&str>) -> usize;
+    /// Successful writes the reconciler made to anything since the last `clear_writes`.
+    fn total_writes(&self) -> usize;
+    fn clear_writes(&self);
+    /// What the server saw of the reconciler, for messages.
+    fn describe(&self) -> String;
+}
+
+impl Api for FakeApiServer {
+    fn create(&self, object: Value) {
+        FakeApiServer::create(self, object).expect("create");
+    }
+    fn get(&self, resource: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+        FakeApiServer::get(self, resource, namespace, name)
+    }
+    fn replace(&self, object: Value) {
+        self.upsert(object).expect("update");
+    }
+    fn delete(&self, resource: &str, namespace: Option<&str>, name: &str) {
+        FakeApiServer::delete(self, resource, namespace, name);
+    }
+    fn events(&self) -> Vec<Value> {
+        FakeApiServer::events(self)
+    }
+    fn kubeconfig(&self) -> PathBuf {
+        FakeApiServer::kubeconfig(self)
+    }
+    fn kubectl(&self, args: &[&str]) -> String {
+        FakeApiServer::kubectl(self, args).expect("kubectl")
+    }
+    fn writes(&self, resource: &str, subresource: Option<&str>) -> usize {
+        FakeApiServer::writes(self, resource, subresource)
+    }
+    fn total_writes(&self) -> usize {
+        FakeApiServer::total_writes(self)
+    }
+    fn clear_writes(&self) {
+        self.clear_requests();
+    }
+    fn describe(&self) -> String {
+        format!("{:#?}", self.requests())
+    }
+}
+
+/// The real server; the reconciler runs as `RECONCILER_USER` with exactly the RBAC of
+/// `deploy/manifests/30-reconciler-rbac.yaml`.
+struct Real {
+    server: KubeApiServer,
+    /// Writes of the reconciler's user before the last `clear_writes`.
+    baseline: Cell<(usize, usize)>,
+}
+
+impl Real {
+    fn start() -> Real {
+        let server = KubeApiServer::start().expect("kube-apiserver");
+        let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/manifests");
+        for f in ["00-namespace.yaml", "30-reconciler-rbac.yaml"] {
+            let text = std::fs::read_to_string(manifests.join(f)).expect("manifest");
+            server.apply(&text, &[]).expect("kubectl apply");
+        }
+        Real {
+            server,
+            baseline: Cell::new((0, 0)),
+        }
+    }
+
+    fn all_writes(&self) -> usize {
+        [
+            "services",
+            "events",
+            "nodes",
+            "namespaces",
+            "endpointslices",
+        ]
+        .iter()
+        .map(|r| {
+            self.server.writes_by(RECONCILER_USER, r, None)
+                + self.server.writes_by(RECONCILER_USER, r, Some("status"))
+        })
+        .sum()
+    }
+}
+
+impl Api for Real {
+    fn create(&self, object: Value) {
+        self.server.create(&object).expect("create");
+    }
+    fn get(&self, resource: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+        self.server.get(resource, namespace, name)
+    }
+    fn replace(&self, object: Value) {
+        self.server.replace(&object).expect("kubectl replace");
+    }
+    fn delete(&self, resource: &str, namespace: Option<&str>, name: &str) {
+        let mut args = vec!["delete", resource, name, "--wait=false"];
+        if let Some(ns) = namespace {
+            args.extend(["-n", ns]);
+        }
+        self.server.kubectl(&args).expect("kubectl delete");
+    }
+    fn events(&self) -> Vec<Value> {
+        self.server.list("events.events.k8s.io")
+    }
+    fn kubeconfig(&self) -> PathBuf {
+        self.server.reconciler_kubeconfig()
+    }
+    fn kubectl(&self, args: &[&str]) -> String {
+        self.server.kubectl(args).expect("kubectl")
+    }
+    fn writes(&self, resource: &str, subresource: Option<&str>) -> usize {
+        let base = if subresource == Some("status") {
+            self.baseline.get().0
+        } else {
+            0
+        };
+        self.server
+            .writes_by(RECONCILER_USER, resource, subresource)
+            .saturating_sub(base)
+    }
+    fn total_writes(&self) -> usize {
+        self.all_writes().saturating_sub(self.baseline.get().1)
+    }
+    fn clear_writes(&self) {
+        self.baseline.set((
+            self.server
+                .writes_by(RECONCILER_USER, "services", Some("status")),
+            self.all_writes(),
+        ));
+    }
+    fn describe(&self) -> String {
+        self.server.requests_by(RECONCILER_USER).join("\n")
+    }
+}
+
+struct World<A: Api> {
+    api: A,
     etcd: Etcd,
     dir: tempfile::TempDir,
     pools: PathBuf,
 }
 
-fn world() -> World {
-    let api = FakeApiServer::start().expect("fake api");
+fn world<A: Api>(api: A) -> World<A> {
     let etcd = Etcd::start().expect("etcd");
     let dir = tempfile::tempdir().expect("tempdir");
     let pools = dir.path().join("pools");
     std::fs::create_dir_all(&pools).expect("mkdir");
     std::fs::write(pools.join("lab.yaml"), POOLS).expect("write");
-    // The fake server, like a real one, starts with the `default` namespace.
+    // Both servers start with the `default` namespace.
     for n in ["n1", "n2"] {
-        api.create(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n, "labels": {"kubernetes.io/hostname": n}}}))
-            .expect("node");
+        api.create(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n, "labels": {"kubernetes.io/hostname": n}}}));
     }
     World {
         api,
@@ -54,8 +202,16 @@ fn world() -> World {
     }
 }
 
-/// The reconciler on the fake API server.
-fn start(w: &World, name: &str) -> Reconciler {
+fn fake() -> World<FakeApiServer> {
+    world(FakeApiServer::start().expect("fake api"))
+}
+
+fn real() -> World<Real> {
+    world(Real::start())
+}
+
+/// The reconciler on the world's API server.
+fn start<A: Api>(w: &World<A>, name: &str) -> Reconciler {
     let a = common::args(&[
         "--config",
         w.pools.to_str().expect("path"),
@@ -71,7 +227,7 @@ fn start(w: &World, name: &str) -> Reconciler {
     Reconciler::spawn(&a, w.dir.path(), name)
 }
 
-fn ingress(api: &FakeApiServer, name: &str) -> Vec<String> {
+fn ingress(api: &dyn Api, name: &str) -> Vec<String> {
     api.get("services", Some("default"), name)
         .and_then(|s| s["status"]["loadBalancer"]["ingress"].as_array().cloned())
         .unwrap_or_default()
@@ -80,7 +236,7 @@ fn ingress(api: &FakeApiServer, name: &str) -> Vec<String> {
         .collect()
 }
 
-fn reasons(api: &FakeApiServer, name: &str) -> Vec<String> {
+fn reasons(api: &dyn Api, name: &str) -> Vec<String> {
     api.events()
         .iter()
         .filter(|e| e["regarding"]["name"] == name || e["involvedObject"]["name"] == name)
@@ -89,10 +245,10 @@ fn reasons(api: &FakeApiServer, name: &str) -> Vec<String> {
 }
 
 fn wait(what: &str, log: &dyn Fn() -> String, f: impl Fn() -> bool) {
-    let end = Instant::now() + Duration::from_secs(10);
+    let end = Instant::now() + Duration::from_secs(20);
     while !f() {
         assert!(Instant::now() < end, "timed out: {what}\n{}", log());
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -101,36 +257,53 @@ fn announcement_nodes(etcd: &Etcd, ip: &str) -> Option<Value> {
     Some(v["nodes"].clone())
 }
 
-#[test]
-fn services_get_their_status_events_and_announcements() {
-    let w = world();
+/// A test per back end for each scenario that both can play.
+macro_rules! on_both {
+    ($($scenario:ident),* $(,)?) => {
+        mod fake_server {
+            $(#[test]
+            fn $scenario() {
+                super::$scenario(&super::fake());
+            })*
+        }
+        mod real_server {
+            $(#[test]
+            fn $scenario() {
+                super::$scenario(&super::real());
+            })*
+        }
+    };
+}
+
+on_both!(
+    services_get_their_status_events_and_announcements,
+    changes_deletions_and_exhaustion_are_followed,
+    a_restart_writes_nothing_when_nothing_changed,
+    local_traffic_policy_announces_from_nodes_with_endpoints,
+);
+
+fn services_get_their_status_events_and_announcements<A: Api>(w: &World<A>) {
     w.api
-        .create(service("web", "2026-01-01T00:00:00Z", json!({})))
-        .expect("web");
-    w.api
-        .create(service(
-            "db",
-            "2026-01-02T00:00:00Z",
-            json!({"type": "ClusterIP"}),
-        ))
-        .expect("db");
-    let r = start(&w, "r");
+        .create(service("web", "2026-01-01T00:00:00Z", json!({})));
+    w.api.create(service(
+        "db",
+        "2026-01-02T00:00:00Z",
+        json!({"type": "ClusterIP"}),
+    ));
+    let r = start(w, "r");
     let log = || r.log();
     wait("web's status", &log, || {
         ingress(&w.api, "web") == ["10.250.0.100"]
     });
-    let kubectl = w
-        .api
-        .kubectl([
-            "get",
-            "svc",
-            "web",
-            "-n",
-            "default",
-            "-o",
-            "jsonpath={.status.loadBalancer.ingress[0].ip}",
-        ])
-        .expect("kubectl");
+    let kubectl = w.api.kubectl(&[
+        "get",
+        "svc",
+        "web",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.status.loadBalancer.ingress[0].ip}",
+    ]);
     assert_eq!(kubectl.trim(), "10.250.0.100");
     wait("IPAllocated", &log, || {
         reasons(&w.api, "web").contains(&"IPAllocated".to_string())
@@ -172,20 +345,17 @@ fn services_get_their_status_events_and_announcements() {
     );
 }
 
-#[test]
-fn changes_deletions_and_exhaustion_are_followed() {
-    let w = world();
+fn changes_deletions_and_exhaustion_are_followed<A: Api>(w: &World<A>) {
     w.api
-        .create(service("web", "2026-01-01T00:00:00Z", json!({})))
-        .expect("web");
-    let r = start(&w, "r");
+        .create(service("web", "2026-01-01T00:00:00Z", json!({})));
+    let r = start(w, "r");
     let log = || r.log();
     wait("web's status", &log, || {
         ingress(&w.api, "web") == ["10.250.0.100"]
     });
     let mut web = w.api.get("services", Some("default"), "web").expect("web");
     web["metadata"]["annotations"] = json!({"metallb.io/loadBalancerIPs": "10.250.0.103"});
-    w.api.upsert(web).expect("update");
+    w.api.replace(web);
     wait("web moved", &log, || {
         ingress(&w.api, "web") == ["10.250.0.103"]
     });
@@ -193,13 +363,11 @@ fn changes_deletions_and_exhaustion_are_followed() {
         reasons(&w.api, "web").contains(&"IPChanged".to_string())
     });
     for i in 0..4 {
-        w.api
-            .create(service(
-                &format!("s{i}"),
-                &format!("2026-02-0{}T00:00:00Z", i + 1),
-                json!({}),
-            ))
-            .expect("svc");
+        w.api.create(service(
+            &format!("s{i}"),
+            &format!("2026-02-0{}T00:00:00Z", i + 1),
+            json!({}),
+        ));
     }
     wait("the last one pending", &log, || {
         reasons(&w.api, "s3").contains(&"AllocationFailed".to_string())
@@ -212,19 +380,16 @@ fn changes_deletions_and_exhaustion_are_followed() {
     });
 }
 
-#[test]
-fn a_restart_writes_nothing_when_nothing_changed() {
-    let w = world();
+fn a_restart_writes_nothing_when_nothing_changed<A: Api>(w: &World<A>) {
     w.api
-        .create(service("web", "2026-01-01T00:00:00Z", json!({})))
-        .expect("web");
+        .create(service("web", "2026-01-01T00:00:00Z", json!({})));
     w.api
-        .create(service("api", "2026-01-02T00:00:00Z", json!({})))
-        .expect("api");
-    let mut r = start(&w, "r1");
+        .create(service("api", "2026-01-02T00:00:00Z", json!({})));
+    let mut r = start(w, "r1");
     let log = || r.log();
+    // Which gets which depends on creation times, which only the fake lets a test choose.
     wait("both allocated", &log, || {
-        ingress(&w.api, "api") == ["10.250.0.101"]
+        ingress(&w.api, "api").len() == 1 && ingress(&w.api, "web").len() == 1
     });
     std::thread::sleep(Duration::from_millis(500));
     r.term();
@@ -232,8 +397,8 @@ fn a_restart_writes_nothing_when_nothing_changed() {
         .etcd
         .ctl(&["get", "--prefix", "/ferrolb/announcements/", "-w", "json"])
         .expect("get");
-    w.api.clear_requests();
-    let r2 = start(&w, "r2");
+    w.api.clear_writes();
+    let r2 = start(w, "r2");
     let log2 = || r2.log();
     wait("ready and leading", &log2, || {
         r2.status()["ready"] == true && r2.status()["is_leader"] == true
@@ -242,7 +407,8 @@ fn a_restart_writes_nothing_when_nothing_changed() {
     assert_eq!(
         w.api.total_writes(),
         0,
-        "no write to Kubernetes\n{}",
+        "no write to Kubernetes\n{}\n{}",
+        w.api.describe(),
         r2.log()
     );
     let after = w
@@ -259,11 +425,11 @@ fn a_restart_writes_nothing_when_nothing_changed() {
 
 #[test]
 fn api_errors_and_conflicts_are_retried_until_written() {
-    let w = world();
+    let w = fake();
     w.api.fail_next(Matcher::new("PATCH", "/status"), 500, 2);
     w.api
         .create(service("web", "2026-01-01T00:00:00Z", json!({})))
-        .expect("web");
+        .expect("create");
     let r = start(&w, "r");
     let log = || r.log();
     wait("web's status despite two 500s", &log, || {
@@ -272,31 +438,26 @@ fn api_errors_and_conflicts_are_retried_until_written() {
     w.api.fail_next(Matcher::new("PATCH", "/status"), 409, 2);
     w.api
         .create(service("api", "2026-01-02T00:00:00Z", json!({})))
-        .expect("api");
+        .expect("create");
     wait("api's status despite two 409s", &log, || {
         ingress(&w.api, "api") == ["10.250.0.101"]
     });
 }
 
-#[test]
-fn local_traffic_policy_announces_from_nodes_with_endpoints() {
-    let w = world();
-    w.api
-        .create(service(
-            "web",
-            "2026-01-01T00:00:00Z",
-            json!({"externalTrafficPolicy": "Local"}),
-        ))
-        .expect("web");
+fn local_traffic_policy_announces_from_nodes_with_endpoints<A: Api>(w: &World<A>) {
+    w.api.create(service(
+        "web",
+        "2026-01-01T00:00:00Z",
+        json!({"externalTrafficPolicy": "Local"}),
+    ));
     w.api
         .create(json!({
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": "web-abc", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
             "addressType": "IPv4",
             "endpoints": [{"addresses": ["10.1.0.5"], "conditions": {"ready": true}, "nodeName": "n2"}]
-        }))
-        .expect("slice");
-    let r = start(&w, "r");
+        }));
+    let r = start(w, "r");
     let log = || r.log();
     wait("announced from n2 only", &log, || {
         announcement_nodes(&w.etcd, "10.250.0.100") == Some(json!(["n2"]))
@@ -305,14 +466,14 @@ fn local_traffic_policy_announces_from_nodes_with_endpoints() {
 
 #[test]
 fn a_compacted_watch_is_relisted_and_followed() {
-    let w = world();
+    let w = fake();
     let r = start(&w, "r");
     let log = || r.log();
     wait("ready", &log, || r.status()["ready"] == true);
     w.api.compact();
     w.api
         .create(service("late", "2026-03-01T00:00:00Z", json!({})))
-        .expect("late");
+        .expect("create");
     wait("late allocated", &log, || {
         ingress(&w.api, "late") == ["10.250.0.100"]
     });

@@ -76,6 +76,12 @@ pub enum TestkitError {
         /// How long it was awaited.
         waited: Duration,
     },
+    /// A program or file the harness needs is not there.
+    #[error("missing {what}")]
+    Missing {
+        /// What is missing, and how to get it.
+        what: String,
+    },
     /// An operation needs a process that is not running (already killed or stopped).
     #[error("{what} is not running")]
     NotRunning {

@@ -24,10 +24,9 @@ use crate::process::{
 };
 use crate::stale::{cleanup_stale_once, own_prefix};
 
-/// The `etcd` binary (package etcd-server).
-const ETCD: &str = "etcd";
-/// The `etcdctl` binary (package etcd-client).
-const ETCDCTL: &str = "etcdctl";
+/// The environment variable naming a directory with the `etcd` and `etcdctl` to use instead of
+/// Debian's (for example `target/go-bin/bin`, the 3.6 build): how a suite runs against 3.6.
+pub const ETCD_DIR_VAR: &str = "FERROLB_TEST_ETCD_DIR";
 /// How long a start or restart may take until every member answers healthy.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often a start is retried after losing the race for a free port.
@@ -42,6 +41,43 @@ const LOG_TAIL_LINES: usize = 30;
 
 /// Numbers etcd names and cluster tokens within this process.
 static NEXT_ETCD: AtomicUsize = AtomicUsize::new(0);
+
+/// Which `etcd` and `etcdctl` programs a harness runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdBinaries {
+    /// The server.
+    pub etcd: PathBuf,
+    /// The client.
+    pub etcdctl: PathBuf,
+}
+
+impl EtcdBinaries {
+    /// Those of the directory [`ETCD_DIR_VAR`] names, else Debian's `etcd` 3.4 from `PATH`.
+    pub fn from_env() -> EtcdBinaries {
+        match std::env::var_os(ETCD_DIR_VAR) {
+            Some(dir) if !dir.is_empty() => EtcdBinaries::in_dir(&PathBuf::from(dir)),
+            _ => EtcdBinaries {
+                etcd: PathBuf::from("etcd"),
+                etcdctl: PathBuf::from("etcdctl"),
+            },
+        }
+    }
+
+    /// etcd 3.6 as `scripts/kube-binaries.sh` builds it (see [`crate::go_bin`]).
+    pub fn v3_6() -> Result<EtcdBinaries> {
+        Ok(EtcdBinaries {
+            etcd: crate::go_bin("etcd")?,
+            etcdctl: crate::go_bin("etcdctl")?,
+        })
+    }
+
+    fn in_dir(dir: &std::path::Path) -> EtcdBinaries {
+        EtcdBinaries {
+            etcd: dir.join("etcd"),
+            etcdctl: dir.join("etcdctl"),
+        }
+    }
+}
 
 /// One etcd member process with its own temporary data directory.
 ///
@@ -61,6 +97,8 @@ pub struct Etcd {
     initial_cluster: String,
     /// `--initial-cluster-token`.
     token: String,
+    /// The programs it runs.
+    binaries: EtcdBinaries,
     /// The running process; `None` once stopped or killed.
     child: Option<Child>,
     /// Holds `data/` and `etcd.log`.
@@ -69,8 +107,15 @@ pub struct Etcd {
 
 impl Etcd {
     /// Starts a single-member etcd on free ports of 127.0.0.1 and waits until it is healthy.
+    /// The programs are [`EtcdBinaries::from_env`].
     pub fn start() -> Result<Etcd> {
-        Self::launch(None, Ipv4Addr::LOCALHOST)
+        Self::launch(None, Ipv4Addr::LOCALHOST, &EtcdBinaries::from_env())
+    }
+
+    /// Like [`start`](Self::start), with the given programs (for example
+    /// [`EtcdBinaries::v3_6`]).
+    pub fn start_with(binaries: &EtcdBinaries) -> Result<Etcd> {
+        Self::launch(None, Ipv4Addr::LOCALHOST, binaries)
     }
 
     /// Starts a single-member etcd inside network namespace `netns` (`ip netns exec`), listening
@@ -78,10 +123,10 @@ impl Etcd {
     ///
     /// [`endpoints`](Self::endpoints) names `ip`; [`ctl`](Self::ctl) runs inside the namespace.
     pub fn start_in_netns(netns: &str, ip: Ipv4Addr) -> Result<Etcd> {
-        Self::launch(Some(netns), ip)
+        Self::launch(Some(netns), ip, &EtcdBinaries::from_env())
     }
 
-    fn launch(netns: Option<&str>, ip: Ipv4Addr) -> Result<Etcd> {
+    fn launch(netns: Option<&str>, ip: Ipv4Addr, binaries: &EtcdBinaries) -> Result<Etcd> {
         cleanup_stale_once();
         let mut attempt = 0;
         loop {
@@ -100,6 +145,7 @@ impl Etcd {
                 (ports[0], ports[1]),
                 initial_cluster,
                 name,
+                binaries.clone(),
             )?;
             etcd.spawn()?;
             match wait_all_ready(std::slice::from_mut(&mut etcd), READY_TIMEOUT) {
@@ -120,6 +166,7 @@ impl Etcd {
         (client_port, peer_port): (u16, u16),
         initial_cluster: String,
         token: String,
+        binaries: EtcdBinaries,
     ) -> Result<Etcd> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("{}etcd-", own_prefix()))
@@ -133,6 +180,7 @@ impl Etcd {
             peer_port,
             initial_cluster,
             token,
+            binaries,
             child: None,
             dir,
         })
@@ -155,7 +203,7 @@ impl Etcd {
             listen_client.push_str(&url(Ipv4Addr::LOCALHOST, self.client_port));
         }
         let peer = url(self.ip, self.peer_port);
-        let mut cmd = command_in(self.netns.as_deref(), ETCD);
+        let mut cmd = command_in(self.netns.as_deref(), &self.binaries.etcd);
         cmd.arg(format!("--name={}", self.name))
             .arg(format!("--data-dir={}", self.data_dir().display()))
             .arg(format!("--listen-client-urls={listen_client}"))
@@ -324,7 +372,12 @@ impl Etcd {
     /// when the member runs in one) and returns its stdout; fails with its stderr when it exits
     /// unsuccessfully. Flags in `args` override the defaults (`--endpoints=...` included).
     pub fn ctl(&self, args: &[&str]) -> Result<String> {
-        ctl_at(self.netns.as_deref(), &self.ctl_endpoint(), args)
+        ctl_at(
+            self.netns.as_deref(),
+            &self.binaries.etcdctl,
+            &self.ctl_endpoint(),
+            args,
+        )
     }
 
     /// The JSON value stored at `key`; `None` when the key is missing, unreadable or not JSON.
@@ -427,6 +480,7 @@ impl EtcdCluster {
                     (ports[2 * i], ports[2 * i + 1]),
                     initial_cluster.clone(),
                     base.clone(),
+                    EtcdBinaries::from_env(),
                 )?;
                 member.spawn()?;
                 members.push(member);
@@ -526,7 +580,12 @@ impl EtcdCluster {
     /// cluster runs in namespaces); see [`Etcd::ctl`].
     pub fn ctl(&self, args: &[&str]) -> Result<String> {
         let netns = self.members.first().and_then(Etcd::netns);
-        ctl_at(netns, &self.endpoints(), args)
+        ctl_at(
+            netns,
+            &EtcdBinaries::from_env().etcdctl,
+            &self.endpoints(),
+            args,
+        )
     }
 
     /// The index of the member that is the raft leader right now, if a running member says it
@@ -550,8 +609,13 @@ impl EtcdCluster {
 }
 
 /// Runs etcdctl with `--endpoints=endpoints` and `args`, inside `netns` if given.
-fn ctl_at(netns: Option<&str>, endpoints: &str, args: &[&str]) -> Result<String> {
-    let mut cmd: Command = command_in(netns, ETCDCTL);
+fn ctl_at(
+    netns: Option<&str>,
+    etcdctl: &std::path::Path,
+    endpoints: &str,
+    args: &[&str],
+) -> Result<String> {
+    let mut cmd: Command = command_in(netns, etcdctl);
     cmd.env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoints}"))
         .args(args);

@@ -1,8 +1,8 @@
-//! The etcd harness against Debian's real etcd.
+//! The etcd harness against Debian's real etcd (or the one `FERROLB_TEST_ETCD_DIR` names), and the 3.6 build.
 
 use std::time::Duration;
 
-use ferrolb_testkit::{Etcd, EtcdCluster, Host, Lab, require_root};
+use ferrolb_testkit::{Etcd, EtcdBinaries, EtcdCluster, Host, Lab, require_root};
 
 #[test]
 fn a_started_etcd_stores_and_returns_a_key() {
@@ -192,4 +192,24 @@ fn a_cluster_spread_over_lab_nodes_survives_a_cut_link() {
         .member_mut(leader)
         .wait_ready(Duration::from_secs(10))
         .expect("the old leader rejoins");
+}
+
+/// The etcd 3.6 built from Go modules (`scripts/kube-binaries.sh`) runs under the same harness,
+/// and is what it says it is.
+#[test]
+fn the_etcd_3_6_build_serves_the_harness() {
+    let etcd = Etcd::start_with(&EtcdBinaries::v3_6().expect("etcd 3.6 built")).expect("etcd");
+    let status = etcd
+        .ctl(&["endpoint", "status", "-w", "json"])
+        .expect("status");
+    let v: serde_json::Value = serde_json::from_str(&status).expect("json");
+    let version = v[0]["Status"]["version"].as_str().unwrap_or_default();
+    assert!(version.starts_with("3.6."), "{status}");
+    etcd.ctl(&["put", "k", "v"]).expect("put");
+    assert_eq!(
+        etcd.ctl(&["get", "k", "--print-value-only"])
+            .expect("get")
+            .trim(),
+        "v"
+    );
 }
