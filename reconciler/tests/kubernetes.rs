@@ -478,3 +478,91 @@ fn a_compacted_watch_is_relisted_and_followed() {
         ingress(&w.api, "late") == ["10.250.0.100"]
     });
 }
+
+/// The real API server restarted under a running reconciler: its watches resume, a Service
+/// created after the restart is allocated, and nothing already written is written again.
+#[test]
+fn real_server_restarted_mid_run_resumes_watches_and_writes_nothing_twice() {
+    let mut w = real();
+    w.api
+        .create(service("web", "2026-01-01T00:00:00Z", json!({})));
+    let r = start(&w, "r");
+    let log = || r.log();
+    wait("web's status", &log, || {
+        ingress(&w.api, "web") == ["10.250.0.100"]
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(w.api.writes("services", Some("status")), 1);
+    w.api.server.stop().expect("stop kube-apiserver");
+    std::thread::sleep(Duration::from_secs(2));
+    w.api.server.restart().expect("restart kube-apiserver");
+    w.api
+        .create(service("late", "2026-01-02T00:00:00Z", json!({})));
+    wait("late allocated after the restart", &log, || {
+        ingress(&w.api, "late") == ["10.250.0.101"]
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        w.api.writes("services", Some("status")),
+        2,
+        "web written once, late once\n{}\n{}",
+        w.api.describe(),
+        r.log()
+    );
+    assert_eq!(ingress(&w.api, "web"), ["10.250.0.100"]);
+}
+
+/// etcd compacted past every revision the reconciler's watches saw, while the API server was
+/// down: the watches get `410 Gone` ("too old resource version"), the reconciler lists again,
+/// follows new Services and rewrites nothing.
+#[test]
+fn real_server_compacted_etcd_makes_the_reconciler_relist_without_writes() {
+    let mut w = real();
+    w.api
+        .create(service("web", "2026-01-01T00:00:00Z", json!({})));
+    let r = start(&w, "r");
+    let log = || r.log();
+    wait("web's status", &log, || {
+        ingress(&w.api, "web") == ["10.250.0.100"]
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    // Revisions none of the reconciler's watches sees.
+    for i in 0..5 {
+        w.api.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm{i}"), "namespace": "default"}}));
+    }
+    w.api.server.stop().expect("stop kube-apiserver");
+    let status = w
+        .api
+        .server
+        .etcd()
+        .ctl(&["endpoint", "status", "-w", "json"])
+        .expect("etcd status");
+    let revision =
+        serde_json::from_str::<Value>(&status).expect("json")[0]["Status"]["header"]["revision"]
+            .as_u64()
+            .expect("revision");
+    w.api
+        .server
+        .etcd()
+        .ctl(&["compact", &revision.to_string()])
+        .expect("etcdctl compact");
+    w.api.server.restart().expect("restart kube-apiserver");
+    w.api
+        .create(service("late", "2026-01-02T00:00:00Z", json!({})));
+    wait("late allocated after the relist", &log, || {
+        ingress(&w.api, "late") == ["10.250.0.101"]
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        r.log().contains("too old resource version"),
+        "the watches were told they are too old\n{}",
+        r.log()
+    );
+    assert_eq!(
+        w.api.writes("services", Some("status")),
+        2,
+        "web written once, late once\n{}\n{}",
+        w.api.describe(),
+        r.log()
+    );
+}
