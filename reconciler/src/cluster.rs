@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -41,6 +42,60 @@ pub struct Snapshot {
     pub nodes: BTreeMap<String, NodeInfo>,
 }
 
+/// What the API server refused for want of a permission (`403 Forbidden`), by operation, until
+/// that operation next succeeds. While any is refused the reconciler is not ready, and
+/// `/status` names each refusal in the server's words (which name the user, verb and
+/// resource).
+#[derive(Clone, Debug, Default)]
+pub struct Refusals(Arc<Mutex<BTreeMap<&'static str, String>>>);
+
+impl Refusals {
+    /// Records the outcome of `operation`: refused with `message`, or (`None`) allowed.
+    fn record(&self, operation: &'static str, refused: Option<&str>) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match refused {
+            Some(message) => {
+                map.insert(operation, message.to_string());
+            }
+            None => {
+                map.remove(operation);
+            }
+        }
+    }
+
+    /// Each refusal as `operation: message`, sorted by operation.
+    pub fn list(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(op, message)| format!("{op}: {message}"))
+            .collect()
+    }
+}
+
+/// The server's message when `e` is a `403 Forbidden`.
+fn forbidden(e: &kube::Error) -> Option<&str> {
+    match e {
+        kube::Error::Api(s) if s.code == 403 => Some(&s.message),
+        _ => None,
+    }
+}
+
+/// The server's message when a watch failed with `403 Forbidden`.
+fn forbidden_watch(e: &watcher::Error) -> Option<&str> {
+    match e {
+        watcher::Error::InitialListFailed(k)
+        | watcher::Error::WatchStartFailed(k)
+        | watcher::Error::WatchFailed(k) => forbidden(k),
+        watcher::Error::WatchError(s) if s.code == 403 => Some(&s.message),
+        _ => None,
+    }
+}
+
 /// Caches of the cluster, and the client to write with.
 pub struct Cluster {
     client: Client,
@@ -52,6 +107,7 @@ pub struct Cluster {
     /// One `()` per burst of changes in any cache.
     pub changes: mpsc::Receiver<()>,
     recorder: Recorder,
+    refusals: Refusals,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -89,6 +145,7 @@ fn spawn_reflector<K>(
     api: Api<K>,
     tx: mpsc::Sender<()>,
     what: &'static str,
+    refusals: Refusals,
 ) -> (Store<K>, JoinHandle<()>)
 where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
@@ -104,9 +161,15 @@ where
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(_) => {
+                    refusals.record(what, None);
                     let _ = tx.try_send(());
                 }
-                Err(e) => warn!(resource = what, error = %e, "watch error; retrying"),
+                Err(e) => {
+                    if let Some(message) = forbidden_watch(&e) {
+                        refusals.record(what, Some(message));
+                    }
+                    warn!(resource = what, error = %e, "watch error; retrying");
+                }
             }
         }
     });
@@ -117,18 +180,30 @@ impl Cluster {
     /// Starts the four reflectors.
     pub fn start(client: Client, instance: &str) -> Cluster {
         let (tx, changes) = mpsc::channel(1);
-        let (services, t1) =
-            spawn_reflector(Api::<Service>::all(client.clone()), tx.clone(), "services");
-        let (nodes, t2) = spawn_reflector(Api::<Node>::all(client.clone()), tx.clone(), "nodes");
+        let refusals = Refusals::default();
+        let (services, t1) = spawn_reflector(
+            Api::<Service>::all(client.clone()),
+            tx.clone(),
+            "list/watch services",
+            refusals.clone(),
+        );
+        let (nodes, t2) = spawn_reflector(
+            Api::<Node>::all(client.clone()),
+            tx.clone(),
+            "list/watch nodes",
+            refusals.clone(),
+        );
         let (namespaces, t3) = spawn_reflector(
             Api::<Namespace>::all(client.clone()),
             tx.clone(),
-            "namespaces",
+            "list/watch namespaces",
+            refusals.clone(),
         );
         let (slices, t4) = spawn_reflector(
             Api::<EndpointSlice>::all(client.clone()),
             tx,
-            "endpointslices",
+            "list/watch endpointslices",
+            refusals.clone(),
         );
         let recorder = Recorder::new(
             client.clone(),
@@ -146,7 +221,13 @@ impl Cluster {
             tasks: vec![t1, t2, t3, t4],
             changes,
             recorder,
+            refusals,
         }
+    }
+
+    /// What the API server refuses this reconciler right now (see [`Refusals`]).
+    pub fn refusals(&self) -> Vec<String> {
+        self.refusals.list()
     }
 
     /// Waits until every cache has been filled once.
@@ -233,10 +314,19 @@ impl Cluster {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match api
+            let result = api
                 .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&body))
-                .await
-            {
+                .await;
+            const OP: &str = "patch services/status";
+            match &result {
+                Ok(_) => self.refusals.record(OP, None),
+                Err(e) => {
+                    if let Some(message) = forbidden(e) {
+                        self.refusals.record(OP, Some(message));
+                    }
+                }
+            }
+            match result {
                 Ok(_) => return Ok(()),
                 Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
                 Err(e) if attempt < 6 && retryable(&e) => {
@@ -280,10 +370,13 @@ impl Cluster {
             action: reason.to_string(),
             secondary: None,
         };
-        self.recorder
-            .publish(&ev, &reference)
-            .await
-            .with_context(|| format!("recording {reason} on {key}"))
+        let result = self.recorder.publish(&ev, &reference).await;
+        const OP: &str = "create events";
+        match &result {
+            Ok(()) => self.refusals.record(OP, None),
+            Err(e) => self.refusals.record(OP, forbidden(e)),
+        }
+        result.with_context(|| format!("recording {reason} on {key}"))
     }
 }
 

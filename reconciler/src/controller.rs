@@ -64,7 +64,10 @@ pub struct StatusView {
     pub leader: Option<String>,
     /// Whether this replica leads.
     pub is_leader: bool,
-    /// Configuration, Services and etcd have all been read.
+    /// What the Kubernetes API refuses this reconciler for want of a permission
+    /// (`operation: the server's message`), until the operation next succeeds.
+    pub kubernetes_refused: Vec<String>,
+    /// Configuration, Services and etcd have all been read, and Kubernetes refuses nothing.
     pub ready: bool,
     /// Pool use (leader only: standbys do not allocate).
     pub pools: Vec<PoolUse>,
@@ -911,6 +914,11 @@ impl Reconciler {
                     .collect()
             })
             .unwrap_or_else(|| self.status_tx.borrow().pools.clone());
+        let refused = self
+            .cluster
+            .as_ref()
+            .map(Cluster::refusals)
+            .unwrap_or_default();
         let view = StatusView {
             revision: self.config.as_ref().map(|(r, _)| r.clone()),
             applied_at: self.config.as_ref().map(|_| self.applied_at.clone()),
@@ -921,7 +929,9 @@ impl Reconciler {
             is_leader,
             ready: self.synced
                 && self.config.is_some()
-                && (self.services.is_some() || self.cluster.is_some()),
+                && (self.services.is_some() || self.cluster.is_some())
+                && refused.is_empty(),
+            kubernetes_refused: refused,
             pools,
         };
         self.status_tx.send_if_modified(|cur| {

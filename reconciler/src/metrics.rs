@@ -224,12 +224,21 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
-    if s.status.borrow().ready {
-        (StatusCode::OK, "ready\n")
+    let status = s.status.borrow();
+    if status.ready {
+        (StatusCode::OK, "ready\n".to_string())
+    } else if !status.kubernetes_refused.is_empty() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: the Kubernetes API refuses a permission the reconciler needs:\n{}\n",
+                status.kubernetes_refused.join("\n")
+            ),
+        )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: sources or etcd not read yet\n",
+            "not ready: sources or etcd not read yet\n".to_string(),
         )
     }
 }

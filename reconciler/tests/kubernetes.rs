@@ -566,3 +566,70 @@ fn real_server_compacted_etcd_makes_the_reconciler_relist_without_writes() {
         r.log()
     );
 }
+
+/// Least privilege, proven on the real server: the reconciler runs with exactly the manifests'
+/// role. Take one rule away (patching `services/status`): it names the refused permission in
+/// `/status`, `/readyz` says not ready and why; give it back: the status is written and it is
+/// ready again.
+#[test]
+fn real_server_a_missing_permission_is_named_unready_and_heals_when_granted() {
+    let w = real();
+    let r = start(&w, "r");
+    let log = || r.log();
+    wait("ready", &log, || r.status()["ready"] == true);
+    let rbac = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/manifests/30-reconciler-rbac.yaml"),
+    )
+    .expect("rbac");
+    let rule = "  - apiGroups: [\"\"]\n    resources: [\"services/status\"]\n    verbs: [\"patch\", \"update\"]\n";
+    assert!(rbac.contains(rule), "the manifest's status rule");
+    w.api
+        .server
+        .apply(&rbac.replace(rule, ""), &[])
+        .expect("role without the status rule");
+    // RBAC changes reach the authorizer through its own watch: wait until the rule is gone.
+    wait("the rule revoked", &log, || {
+        w.api
+            .server
+            .kubectl([
+                "auth",
+                "can-i",
+                "patch",
+                "services/status",
+                "--as",
+                RECONCILER_USER,
+            ])
+            .is_err()
+    });
+    w.api
+        .create(service("web", "2026-01-01T00:00:00Z", json!({})));
+    wait("the refusal reported", &log, || {
+        let s = r.status();
+        s["ready"] == false
+            && s["kubernetes_refused"][0].as_str().is_some_and(|m| {
+                m.starts_with("patch services/status: ")
+                    && m.contains(RECONCILER_USER)
+                    && m.contains("services/status")
+            })
+    });
+    assert!(r.get("/readyz").is_none(), "/readyz answers 503");
+    let body = std::process::Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{}/readyz", r.port)])
+        .output()
+        .expect("curl");
+    let body = String::from_utf8_lossy(&body.stdout);
+    assert!(
+        body.starts_with("not ready: the Kubernetes API refuses")
+            && body.contains("services/status"),
+        "{body}"
+    );
+    assert!(ingress(&w.api, "web").is_empty());
+    w.api.server.apply(&rbac, &[]).expect("the rule back");
+    wait("written once the rule is back", &log, || {
+        ingress(&w.api, "web") == ["10.250.0.100"]
+    });
+    wait("ready again", &log, || {
+        let s = r.status();
+        s["ready"] == true && s["kubernetes_refused"] == json!([])
+    });
+}
