@@ -1057,3 +1057,105 @@ fn the_images_build_each_daemon_and_run_it_as_a_non_root_user() {
     let speaker = read(&root().join("deploy/docker/Dockerfile.speaker"));
     assert!(speaker.contains("setcap cap_net_raw+ep /usr/local/bin/ferrolb-speaker"));
 }
+
+/// `helm install` of the chart into a real `kube-apiserver` (no kubelet: nothing runs, but every
+/// object must be accepted by the server's validation and admission), with the defaults, Git
+/// with every credential, more reconciler replicas and etcd without TLS; `helm uninstall`
+/// removes every object again.
+#[test]
+fn helm_installs_every_variant_into_a_real_api_server_and_uninstalls_it() {
+    let server = ferrolb_testkit::KubeApiServer::start().expect("kube-apiserver");
+    let kubeconfig = server.admin_kubeconfig();
+    let kubeconfig = kubeconfig.to_str().expect("path");
+    let chart = chart_dir();
+    for (release, overrides) in [
+        ("defaults", "{}\n"),
+        ("git", GIT_VALUES),
+        ("ha", "reconciler:\n  replicas: 3\n"),
+        ("notls", NO_TLS_VALUES),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let values = dir.path().join("values.yaml");
+        std::fs::write(&values, overrides).expect("write");
+        helm(&[
+            "install",
+            release,
+            chart.to_str().expect("path"),
+            "--kubeconfig",
+            kubeconfig,
+            "--namespace",
+            "ferrolb-system",
+            "--create-namespace",
+            "--values",
+            values.to_str().expect("path"),
+        ]);
+        let manifest = helm(&[
+            "get",
+            "manifest",
+            release,
+            "--kubeconfig",
+            kubeconfig,
+            "--namespace",
+            "ferrolb-system",
+        ]);
+        let objects: Vec<(String, String)> = documents(&manifest, "helm get manifest")
+            .iter()
+            .map(kind_and_name)
+            .collect();
+        assert!(objects.len() >= 8, "{release}: {objects:?}");
+        for (kind, name) in &objects {
+            let found = server
+                .kubectl([
+                    "get",
+                    kind.as_str(),
+                    name.as_str(),
+                    "-n",
+                    "ferrolb-system",
+                    "-o",
+                    "name",
+                ])
+                .unwrap_or_else(|e| panic!("{release}: {kind} {name} not in the server: {e}"));
+            assert!(!found.trim().is_empty(), "{release}: {kind} {name}");
+        }
+        let replicas = server
+            .kubectl([
+                "get",
+                "deployment",
+                "ferrolb-reconciler",
+                "-n",
+                "ferrolb-system",
+                "-o",
+                "jsonpath={.spec.replicas}",
+            ])
+            .expect("deployment");
+        let expected = if release == "ha" { "3" } else { "2" };
+        assert_eq!(replicas.trim(), expected, "{release}");
+        helm(&[
+            "uninstall",
+            release,
+            "--kubeconfig",
+            kubeconfig,
+            "--namespace",
+            "ferrolb-system",
+            "--wait",
+        ]);
+        for (kind, name) in &objects {
+            let left = server
+                .kubectl([
+                    "get",
+                    kind.as_str(),
+                    name.as_str(),
+                    "-n",
+                    "ferrolb-system",
+                    "--ignore-not-found",
+                    "-o",
+                    "name",
+                ])
+                .expect("kubectl get");
+            assert!(
+                left.trim().is_empty(),
+                "{release}: {kind} {name} left behind"
+            );
+        }
+    }
+}
