@@ -36,6 +36,10 @@ trait Api {
     fn get(&self, resource: &str, namespace: Option<&str>, name: &str) -> Option<Value>;
     fn replace(&self, object: Value);
     fn delete(&self, resource: &str, namespace: Option<&str>, name: &str);
+    /// Replaces a Node's status (through the status subresource where there is one).
+    fn set_node_status(&self, name: &str, status: Value);
+    /// Sets a label on a Node.
+    fn label_node(&self, name: &str, key: &str, value: &str);
     /// events.k8s.io/v1 Events (and core ones, where the back end keeps them apart).
     fn events(&self) -> Vec<Value>;
     /// The kubeconfig the reconciler runs with.
@@ -63,6 +67,16 @@ impl Api for FakeApiServer {
     }
     fn delete(&self, resource: &str, namespace: Option<&str>, name: &str) {
         FakeApiServer::delete(self, resource, namespace, name);
+    }
+    fn set_node_status(&self, name: &str, status: Value) {
+        let mut node = FakeApiServer::get(self, "nodes", None, name).expect("node");
+        node["status"] = status;
+        self.upsert(node).expect("update");
+    }
+    fn label_node(&self, name: &str, key: &str, value: &str) {
+        let mut node = FakeApiServer::get(self, "nodes", None, name).expect("node");
+        node["metadata"]["labels"][key] = json!(value);
+        self.upsert(node).expect("update");
     }
     fn events(&self) -> Vec<Value> {
         FakeApiServer::events(self)
@@ -142,6 +156,31 @@ impl Api for Real {
             args.extend(["-n", ns]);
         }
         self.server.kubectl(&args).expect("kubectl delete");
+    }
+    fn set_node_status(&self, name: &str, status: Value) {
+        let patch = json!({ "status": status }).to_string();
+        self.server
+            .kubectl([
+                "patch",
+                "node",
+                name,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &patch,
+            ])
+            .expect("kubectl patch --subresource=status");
+    }
+    fn label_node(&self, name: &str, key: &str, value: &str) {
+        self.server
+            .kubectl([
+                "label",
+                "node",
+                name,
+                &format!("{key}={value}"),
+                "--overwrite",
+            ])
+            .expect("kubectl label");
     }
     fn events(&self) -> Vec<Value> {
         self.server.list("events.events.k8s.io")
@@ -277,6 +316,7 @@ macro_rules! on_both {
 
 on_both!(
     services_get_their_status_events_and_announcements,
+    classes_excluded_and_unavailable_nodes_are_followed,
     changes_deletions_and_exhaustion_are_followed,
     a_restart_writes_nothing_when_nothing_changed,
     local_traffic_policy_announces_from_nodes_with_endpoints,
@@ -421,6 +461,73 @@ fn a_restart_writes_nothing_when_nothing_changed<A: Api>(w: &World<A>) {
             .unwrap_or_default()
     };
     assert_eq!(kvs(&before), kvs(&after), "no announcement rewritten");
+}
+
+/// A Service of another `loadBalancerClass` is left alone; a node labelled
+/// `node.kubernetes.io/exclude-from-external-load-balancers` or whose `NetworkUnavailable`
+/// condition is true (set through the status subresource) leaves the announcement's nodes.
+fn classes_excluded_and_unavailable_nodes_are_followed<A: Api>(w: &World<A>) {
+    w.api
+        .create(service("web", "2026-01-01T00:00:00Z", json!({})));
+    w.api.create(service(
+        "theirs",
+        "2026-01-02T00:00:00Z",
+        json!({"loadBalancerClass": "other.example.com/lb"}),
+    ));
+    let r = start(w, "r");
+    let log = || r.log();
+    wait("web's status", &log, || {
+        ingress(&w.api, "web") == ["10.250.0.100"]
+    });
+    // No restriction: the empty list, every node.
+    wait("announced from every node", &log, || {
+        announcement_nodes(&w.etcd, "10.250.0.100") == Some(json!([]))
+    });
+    w.api.label_node(
+        "n1",
+        "node.kubernetes.io/exclude-from-external-load-balancers",
+        "",
+    );
+    wait("n1 excluded", &log, || {
+        announcement_nodes(&w.etcd, "10.250.0.100") == Some(json!(["n2"]))
+    });
+    w.api.set_node_status(
+        "n2",
+        json!({"conditions": [{"type": "NetworkUnavailable", "status": "True", "reason": "NoRouteCreated", "message": "test", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}),
+    );
+    // No node left: not announced at all, rather than everywhere.
+    wait("n2 unavailable", &log, || {
+        announcement_nodes(&w.etcd, "10.250.0.100").is_none()
+    });
+    assert!(
+        ingress(&w.api, "theirs").is_empty(),
+        "another class's Service is not ours"
+    );
+    assert!(!reasons(&w.api, "theirs").contains(&"IPAllocated".to_string()));
+}
+
+/// Events reach the real server and show where users look: `kubectl describe svc` and
+/// `kubectl get events`.
+#[test]
+fn real_server_events_show_in_kubectl_describe_and_get_events() {
+    let w = real();
+    w.api
+        .create(service("web", "2026-01-01T00:00:00Z", json!({})));
+    let r = start(&w, "r");
+    let log = || r.log();
+    wait("IPAllocated", &log, || {
+        reasons(&w.api, "web").contains(&"IPAllocated".to_string())
+    });
+    let describe = w.api.kubectl(&["describe", "svc", "web", "-n", "default"]);
+    assert!(
+        describe.contains("IPAllocated") && describe.contains("10.250.0.100"),
+        "{describe}"
+    );
+    let events = w.api.kubectl(&["get", "events", "-n", "default"]);
+    assert!(
+        events.contains("IPAllocated") && events.contains("service/web"),
+        "{events}"
+    );
 }
 
 #[test]
