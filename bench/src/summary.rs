@@ -154,17 +154,22 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     let k = &doc["reconciler_kubernetes"];
-    println!("\n## reconciler against the fake Kubernetes API");
+    println!("\n## reconciler against Kubernetes API servers");
     if k.is_null() {
         println!("(not run: ferrolb-lab-bench kube)");
-    } else {
+    }
+    for (name, server) in [("real kube-apiserver", "real"), ("fake API server", "fake")] {
+        let k = &k[server];
+        if k.is_null() {
+            continue;
+        }
         println!(
-            "- {} Services synced in {:.2} s with {} status writes; CPU reconciler {} s, fake server {} s; after a restart: {} writes, {} announcements rewritten",
+            "- {name}: {} Services synced in {:.2} s with {} status writes; CPU reconciler {} s, server {} s; after a restart: {} writes, {} announcements rewritten",
             k["services"],
             k["sync_seconds"].as_f64().unwrap_or(f64::NAN),
             k["status_writes"],
             k["reconciler_cpu_seconds"],
-            k["fake_server_cpu_seconds"],
+            k["server_cpu_seconds"],
             k["writes_after_restart"],
             k["announcements_rewritten"],
         );

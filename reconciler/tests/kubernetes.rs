@@ -107,10 +107,18 @@ struct Real {
     server: KubeApiServer,
     /// Writes of the reconciler's user before the last `clear_writes`.
     baseline: Cell<(usize, usize)>,
+    /// One real server at a time: each is an etcd and a kube-apiserver, and several starting at
+    /// once on two cores would make the scenarios' waits race their start-up. Last, so it is
+    /// released after the server is gone.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Real {
     fn start() -> Real {
+        static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let turn = TURN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let server = KubeApiServer::start().expect("kube-apiserver");
         let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/manifests");
         for f in ["00-namespace.yaml", "30-reconciler-rbac.yaml"] {
@@ -120,6 +128,7 @@ impl Real {
         Real {
             server,
             baseline: Cell::new((0, 0)),
+            _turn: turn,
         }
     }
 

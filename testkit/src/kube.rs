@@ -252,6 +252,11 @@ impl KubeApiServer {
         run(&mut cmd).is_ok_and(|o| o.status.success() && o.stdout == b"ok")
     }
 
+    /// The server's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `https://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
