@@ -133,19 +133,7 @@ impl Real {
     }
 
     fn all_writes(&self) -> usize {
-        [
-            "services",
-            "events",
-            "nodes",
-            "namespaces",
-            "endpointslices",
-        ]
-        .iter()
-        .map(|r| {
-            self.server.writes_by(RECONCILER_USER, r, None)
-                + self.server.writes_by(RECONCILER_USER, r, Some("status"))
-        })
-        .sum()
+        self.server.all_writes_by(RECONCILER_USER)
     }
 }
 

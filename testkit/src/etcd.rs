@@ -6,7 +6,6 @@
 //! use") is retried with new ports. Readiness is `GET /health` answering `"health":"true"`
 //! (inside a namespace, through `curl`), which needs an elected leader.
 
-use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -19,8 +18,8 @@ use tempfile::TempDir;
 
 use crate::error::{Result, TestkitError};
 use crate::process::{
-    Signal, command_in, describe, kill_and_reap, poll_until, run, run_checked, send_signal, tail,
-    terminate,
+    Signal, append_log, command_in, describe, kill_and_reap, poll_until, run, run_checked,
+    send_signal, tail, terminate,
 };
 use crate::stale::{cleanup_stale_once, own_prefix};
 
@@ -189,14 +188,7 @@ impl Etcd {
     /// Starts the process (appending to its log); does not wait for it.
     fn spawn(&mut self) -> Result<()> {
         let log_path = self.log_path();
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| TestkitError::io(format!("opening {}", log_path.display()), e))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| TestkitError::io(format!("opening {}", log_path.display()), e))?;
+        let (log, log_err) = append_log(&log_path)?;
         let mut listen_client = url(self.ip, self.client_port);
         if self.ip != Ipv4Addr::LOCALHOST {
             listen_client.push(',');
@@ -713,7 +705,7 @@ fn url(ip: Ipv4Addr, port: u16) -> String {
 
 /// `n` distinct ports that were free on 127.0.0.1 a moment ago (all bound at once, then
 /// released).
-fn free_ports(n: usize) -> Result<Vec<u16>> {
+pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>> {
     let listeners = (0..n)
         .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
         .collect::<std::io::Result<Vec<_>>>()

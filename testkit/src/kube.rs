@@ -9,8 +9,6 @@
 //! Nodes, Namespaces, Services and EndpointSlices themselves. Readiness is `/readyz` answering
 //! `ok` to the admin.
 
-use std::fs::OpenOptions;
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,8 +17,10 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::error::{Result, TestkitError};
-use crate::etcd::{Etcd, EtcdBinaries};
-use crate::process::{describe, kill_and_reap, run, run_checked, run_with_input, tail, terminate};
+use crate::etcd::{Etcd, EtcdBinaries, free_ports};
+use crate::process::{
+    append_log, describe, kill_and_reap, run, run_checked, run_with_input, tail, terminate,
+};
 use crate::stale::own_prefix;
 
 /// The user name the reconciler's token authenticates as: its service account's, so RBAC
@@ -76,7 +76,7 @@ impl KubeApiServer {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            server.port = free_port()?;
+            server.port = free_ports(1)?[0];
             server.write_kubeconfigs()?;
             server.spawn()?;
             match server.wait_ready(READY_TIMEOUT) {
@@ -157,14 +157,7 @@ impl KubeApiServer {
 
     fn spawn(&mut self) -> Result<()> {
         let log_path = self.log_path();
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| TestkitError::io(format!("opening {}", log_path.display()), e))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| TestkitError::io(format!("opening {}", log_path.display()), e))?;
+        let (log, log_err) = append_log(&log_path)?;
         let p = |name: &str| self.path(name).display().to_string();
         let mut cmd = Command::new(&self.kube_apiserver);
         cmd.arg(format!("--etcd-servers={}", self.etcd.endpoints()))
@@ -365,11 +358,10 @@ impl KubeApiServer {
             .collect()
     }
 
-    /// How many successful writes (create, update, patch, delete) `user` made to `resource`
-    /// (`subresource`, e.g. `Some("status")`, or `None` for the object itself), by the audit log.
-    pub fn writes_by(&self, user: &str, resource: &str, subresource: Option<&str>) -> usize {
+    /// The successful writes (create, update, patch, delete) `user` made, from the audit log.
+    fn writes_of(&self, user: &str) -> Vec<Value> {
         self.audit()
-            .iter()
+            .into_iter()
             .filter(|e| e["user"]["username"] == user)
             .filter(|e| {
                 matches!(
@@ -377,14 +369,27 @@ impl KubeApiServer {
                     Some("create" | "update" | "patch" | "delete")
                 )
             })
-            .filter(|e| e["objectRef"]["resource"] == resource)
-            .filter(|e| e["objectRef"]["subresource"].as_str() == subresource)
             .filter(|e| {
                 e["responseStatus"]["code"]
                     .as_u64()
                     .is_some_and(|c| (200..300).contains(&c))
             })
+            .collect()
+    }
+
+    /// How many successful writes `user` made to `resource` (`subresource`, e.g.
+    /// `Some("status")`, or `None` for the object itself), by the audit log.
+    pub fn writes_by(&self, user: &str, resource: &str, subresource: Option<&str>) -> usize {
+        self.writes_of(user)
+            .iter()
+            .filter(|e| e["objectRef"]["resource"] == resource)
+            .filter(|e| e["objectRef"]["subresource"].as_str() == subresource)
             .count()
+    }
+
+    /// How many successful writes `user` made to anything, by the audit log.
+    pub fn all_writes_by(&self, user: &str) -> usize {
+        self.writes_of(user).len()
     }
 
     /// Every request `user` made, as `verb resource[/subresource] → code`, for messages.
@@ -446,14 +451,6 @@ fn parse_json(command: &str, bytes: &[u8]) -> Result<Value> {
         command: command.to_string(),
         output: String::from_utf8_lossy(bytes).into_owned(),
     })
-}
-
-fn free_port() -> Result<u16> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(|e| TestkitError::io("binding 127.0.0.1:0 to find a free port", e))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| TestkitError::io("reading a listener's port", e))
 }
 
 /// 64 bits from the kernel's random source, for tokens.

@@ -4,7 +4,7 @@
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{self, Child, Command, ExitStatus, Output, Stdio};
@@ -16,8 +16,8 @@ use tempfile::TempDir;
 use crate::error::{Result, TestkitError};
 use crate::etcd::Etcd;
 use crate::process::{
-    Signal, command_in, describe, kill_and_reap, run, run_checked, run_with_input, send_signal,
-    terminate, wait_child,
+    Signal, append_log, command_in, describe, kill_and_reap, run, run_checked, run_with_input,
+    send_signal, terminate, wait_child,
 };
 use crate::stale::{self, cleanup_stale_once, delete_namespace, own_prefix};
 
@@ -440,14 +440,7 @@ impl Lab {
     /// Starts a prepared command (see [`command`](Self::command)) like [`spawn`](Self::spawn).
     pub fn spawn_command(&self, cmd: &mut Command, log_name: &str) -> Result<LabProcess> {
         let log_path = self.dir.path().join(log_name);
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| TestkitError::io(format!("opening {}", log_path.display()), e))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| TestkitError::io(format!("opening {}", log_path.display()), e))?;
+        let (log, log_err) = append_log(&log_path)?;
         let child = cmd
             .stdin(Stdio::null())
             .stdout(log)

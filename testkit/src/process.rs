@@ -65,6 +65,18 @@ pub(crate) fn describe(cmd: &Command) -> String {
     line
 }
 
+/// Opens `path` for appending (creating it) twice over, as a daemon's stdout and stderr.
+pub(crate) fn append_log(path: &Path) -> Result<(fs::File, fs::File)> {
+    let opening = |e| TestkitError::io(format!("opening {}", path.display()), e);
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(opening)?;
+    let err = out.try_clone().map_err(opening)?;
+    Ok((out, err))
+}
+
 /// Runs `cmd` to completion, capturing its output, and returns it whatever the exit status.
 pub(crate) fn run(cmd: &mut Command) -> Result<Output> {
     cmd.stdin(Stdio::null())
