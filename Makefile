@@ -2,7 +2,7 @@
 # runs, `make bench` and `make bench-lab` the benchmarks.
 CARGO ?= cargo
 
-.PHONY: demo test deps lint unit lab-etcd36 faults faults-long bench bench-lab fuzz validate-examples
+.PHONY: demo test deps go-tools lint unit lab-etcd36 faults faults-long bench bench-lab fuzz validate-examples
 
 test: lint unit lab-etcd36 faults
 
@@ -12,22 +12,26 @@ demo: deps
 	$(CARGO) build --release --workspace --bins
 	./target/release/ferrolb-lab-bench demo
 
-# Debian's packages, then kube-apiserver, kubectl, etcd 3.6 and helm built from Go modules into
-# target/go-bin (once per machine: a cold build takes about 15 minutes; nothing when current).
+# Debian's packages.
 deps:
 	./scripts/install-deps.sh
+
+# kube-apiserver, kubectl, etcd 3.6 and helm built from Go modules into target/go-bin, for the
+# tests and the kube benchmark (once per machine: a cold build takes 15 to 25 minutes; nothing
+# when current). The demo and the fault suite do not need them.
+go-tools: deps
 	./scripts/kube-binaries.sh
 
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-unit: deps
+unit: go-tools
 	$(CARGO) test --workspace --locked
 
 # The speakers' lab suite once more, on etcd 3.6 (the build from Go modules) instead of Debian's
 # 3.4.
-lab-etcd36: deps
+lab-etcd36: go-tools
 	FERROLB_TEST_ETCD_DIR=$(CURDIR)/target/go-bin/bin $(CARGO) test --locked -p ferrolb-speaker --test lab
 
 # The fault suite, short variants (root, about 6 minutes): etcd outages, a holder cut off or
@@ -53,7 +57,7 @@ validate-examples:
 # Every benchmark (root, about 15 minutes): the allocator and validation (criterion), `ferrolb
 # plan` as a process, real speakers in a lab, configuration changes to etcd, the reconciler with
 # 10,000 Services; then target/bench-results.json and a summary.
-bench: deps
+bench: go-tools
 	$(CARGO) bench -p ferrolb-core
 	./scripts/bench-plan.sh
 	$(CARGO) build --release --workspace --bins

@@ -107,7 +107,7 @@ pub use stale::cleanup_stale;
 /// The environment variable naming the directory of the binaries built from Go modules.
 pub const GO_BIN_VAR: &str = "FERROLB_GO_BIN";
 
-/// A binary that `scripts/kube-binaries.sh` (`make deps`) builds from Go modules: `etcd` and
+/// A binary that `scripts/kube-binaries.sh` (`make go-tools`) builds from Go modules: `etcd` and
 /// `etcdctl` 3.6, `kube-apiserver`, `kubectl`, `helm`. Looked up in [`GO_BIN_VAR`], else in
 /// `$CARGO_TARGET_DIR/go-bin/bin`, else in the workspace's `target/go-bin/bin`.
 pub fn go_bin(name: &str) -> Result<std::path::PathBuf> {
@@ -125,7 +125,7 @@ pub fn go_bin(name: &str) -> Result<std::path::PathBuf> {
     } else {
         Err(TestkitError::Missing {
             what: format!(
-                "{}: run scripts/kube-binaries.sh (`make deps` does) to build it",
+                "{}: run scripts/kube-binaries.sh (`make go-tools` does) to build it",
                 path.display()
             ),
         })
