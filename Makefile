@@ -2,9 +2,9 @@
 # runs, `make bench` and `make bench-lab` the benchmarks.
 CARGO ?= cargo
 
-.PHONY: demo test deps go-tools lint unit lab-etcd36 faults faults-long bench bench-lab fuzz validate-examples
+.PHONY: demo test deps go-tools lint unit etcd36 faults faults-long bench bench-lab fuzz validate-examples
 
-test: lint unit lab-etcd36 faults
+test: lint unit etcd36 faults
 
 # The whole system in a lab of network namespaces on this machine (root): etcd, the reconciler
 # on examples/, three speakers, a client; shows who answers, fails one node over, cleans up.
@@ -29,10 +29,11 @@ lint: deps
 unit: go-tools
 	$(CARGO) test --workspace --locked
 
-# The speakers' lab suite once more, on etcd 3.6 (the build from Go modules) instead of Debian's
-# 3.4.
-lab-etcd36: go-tools
+# The speakers' lab suite and the reconciler's tests once more, on etcd 3.6 (the build from Go
+# modules) instead of Debian's 3.4.
+etcd36: go-tools
 	FERROLB_TEST_ETCD_DIR=$(CURDIR)/target/go-bin/bin $(CARGO) test --locked -p ferrolb-speaker --test lab
+	FERROLB_TEST_ETCD_DIR=$(CURDIR)/target/go-bin/bin $(CARGO) test --locked -p ferrolb-reconciler
 
 # The fault suite, short variants (root, about 6 minutes): etcd outages, a holder cut off or
 # unplugged, crash rounds, pool repository and Kubernetes API faults, a three-member etcd losing

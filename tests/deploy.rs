@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ferrolb_core::yaml::{Node, Value, parse_documents};
+use ferrolb_testkit::KUBE_VERSION;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -121,32 +122,10 @@ fn json(node: &Node) -> serde_json::Value {
 // ---------------------------------------------------------------------------------------------
 // The real Helm.
 
-/// `helm ARGS` with its caches and configuration in a temporary directory; panics with its
-/// stderr unless it succeeds.
+/// `helm ARGS` (the real Helm, from the test kit); panics with its stderr unless it succeeds.
 fn helm(args: &[&str]) -> String {
-    let helm = ferrolb_testkit::go_bin("helm").expect("helm");
-    let home = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(helm)
-        .env("HELM_CACHE_HOME", home.path().join("cache"))
-        .env("HELM_CONFIG_HOME", home.path().join("config"))
-        .env("HELM_DATA_HOME", home.path().join("data"))
-        .args(args)
-        .output()
-        .expect("run helm");
-    assert!(
-        out.status.success(),
-        "helm {}: {}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+    ferrolb_testkit::helm(args).unwrap_or_else(|e| panic!("{e}"))
 }
-
-/// The Kubernetes version the chart is rendered for: that of the kube-apiserver the tests run
-/// (`testkit/kube-bin/go.mod`). A Helm built from its module without release flags would
-/// otherwise assume 1.20, which the chart's `kubeVersion` refuses.
-const KUBE_VERSION: &str = "v1.37.2";
 
 /// Every object `helm template` renders with the chart's values and `overrides` (YAML).
 fn chart_with(overrides: &str) -> Vec<Node> {

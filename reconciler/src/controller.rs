@@ -24,6 +24,7 @@ use ferrolb_core::layout::{ConfigStatus, Keys, PoolUse};
 use ferrolb_core::load::{self, SourceFile};
 use ferrolb_core::service::Manifests;
 use ferrolb_etcd::{LeaseState, bounded};
+use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
@@ -43,6 +44,9 @@ use crate::store::{self, NotLeader, Observed, Store};
 
 /// How long a burst of file events may last before the sources are read again.
 const DEBOUNCE: Duration = Duration::from_millis(50);
+/// Kubernetes writes (statuses, then Events) in flight at once: enough to keep a small API
+/// server's cores busy, few enough not to flood it.
+const KUBERNETES_IN_FLIGHT: usize = 16;
 /// How often the sources are read again even without events (a replaced directory is not
 /// watched any more; the content hash makes an unchanged read free of consequences).
 const RESYNC: Duration = Duration::from_secs(5);
@@ -868,25 +872,54 @@ impl Reconciler {
             &self.observed.announcements,
             &mut self.assigned,
         ));
-        for w in &writes {
-            if !leading() {
-                warn!("lease renewal overdue: stopping this round's status writes");
-                return;
-            }
-            match cluster.write_status(&w.key, &w.ips).await {
-                Ok(()) => {
+        // A bounded number of requests in flight: one at a time leaves a real API server idle
+        // between round trips (10,000 Services took 124 s that way). A write not yet started
+        // when the lease runs short is not started.
+        // (The futures are made before they become a stream: a closure in the stream's type
+        // would keep the daemon's future from being `Send`.)
+        let leading = &leading;
+        let statuses: Vec<_> = writes
+            .iter()
+            .map(|w| async move {
+                if !leading() {
+                    return (w, None);
+                }
+                (w, Some(cluster.write_status(&w.key, &w.ips).await))
+            })
+            .collect();
+        let results: Vec<_> = stream::iter(statuses)
+            .buffer_unordered(KUBERNETES_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut stopped = false;
+        for (w, result) in results {
+            match result {
+                None => stopped = true,
+                Some(Ok(())) => {
                     self.metrics.kubernetes_writes.inc();
                     self.written
                         .insert(w.key.clone(), (w.ips.clone(), tokio::time::Instant::now()));
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     self.metrics.kubernetes_errors.inc();
                     warn!(error = %format!("{e:#}"), "status not written; retrying next round");
                 }
-            };
+            }
         }
-        for n in notes {
-            match cluster.event(&n.key, n.warning, n.reason, n.note).await {
+        if stopped {
+            warn!("lease renewal overdue: stopped this round's status writes");
+            return;
+        }
+        let events: Vec<_> = notes
+            .into_iter()
+            .map(|n| async move { cluster.event(&n.key, n.warning, n.reason, n.note).await })
+            .collect();
+        let events: Vec<_> = stream::iter(events)
+            .buffer_unordered(KUBERNETES_IN_FLIGHT)
+            .collect()
+            .await;
+        for result in events {
+            match result {
                 Ok(()) => {
                     self.metrics.kubernetes_writes.inc();
                 }
@@ -894,7 +927,7 @@ impl Reconciler {
                     self.metrics.kubernetes_errors.inc();
                     warn!(error = %format!("{e:#}"), "event not recorded");
                 }
-            };
+            }
         }
     }
 

@@ -101,8 +101,8 @@ impl Api for FakeApiServer {
     }
 }
 
-/// The real server; the reconciler runs as `RECONCILER_USER` with exactly the RBAC of
-/// `deploy/manifests/30-reconciler-rbac.yaml`.
+/// The real server; the reconciler runs as `RECONCILER_USER` with exactly the RBAC that the
+/// real Helm renders from the chart.
 struct Real {
     server: KubeApiServer,
     /// Writes of the reconciler's user before the last `clear_writes`.
@@ -113,6 +113,27 @@ struct Real {
     _turn: std::sync::MutexGuard<'static, ()>,
 }
 
+/// The namespace the chart is installed into (that of `RECONCILER_USER`'s service account).
+const NAMESPACE: &str = "ferrolb-system";
+
+/// The reconciler's ServiceAccount, ClusterRole and binding as the real Helm renders them from
+/// the chart with its default values.
+fn chart_rbac() -> String {
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/helm/ferrolb");
+    ferrolb_testkit::helm(&[
+        "template",
+        "ferrolb",
+        chart.to_str().expect("path"),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        ferrolb_testkit::KUBE_VERSION,
+        "--show-only",
+        "templates/reconciler-rbac.yaml",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
 impl Real {
     fn start() -> Real {
         static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -120,11 +141,10 @@ impl Real {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let server = KubeApiServer::start().expect("kube-apiserver");
-        let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/manifests");
-        for f in ["00-namespace.yaml", "30-reconciler-rbac.yaml"] {
-            let text = std::fs::read_to_string(manifests.join(f)).expect("manifest");
-            server.apply(&text, &[]).expect("kubectl apply");
-        }
+        server
+            .kubectl(["create", "namespace", NAMESPACE])
+            .expect("kubectl create namespace");
+        server.apply(&chart_rbac(), &[]).expect("kubectl apply");
         Real {
             server,
             baseline: Cell::new((0, 0)),
@@ -671,8 +691,8 @@ fn real_server_compacted_etcd_makes_the_reconciler_relist_without_writes() {
     );
 }
 
-/// Least privilege, proven on the real server: the reconciler runs with exactly the manifests'
-/// role. Take one rule away (patching `services/status`): it names the refused permission in
+/// Least privilege, proven on the real server: the reconciler runs with exactly the chart's
+/// role, rendered by Helm. Take one rule away (patching `services/status`): it names the refused permission in
 /// `/status`, `/readyz` says not ready and why; give it back: the status is written and it is
 /// ready again.
 #[test]
@@ -681,12 +701,9 @@ fn real_server_a_missing_permission_is_named_unready_and_heals_when_granted() {
     let r = start(&w, "r");
     let log = || r.log();
     wait("ready", &log, || r.status()["ready"] == true);
-    let rbac = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/manifests/30-reconciler-rbac.yaml"),
-    )
-    .expect("rbac");
+    let rbac = chart_rbac();
     let rule = "  - apiGroups: [\"\"]\n    resources: [\"services/status\"]\n    verbs: [\"patch\", \"update\"]\n";
-    assert!(rbac.contains(rule), "the manifest's status rule");
+    assert!(rbac.contains(rule), "the chart's status rule:\n{rbac}");
     w.api
         .server
         .apply(&rbac.replace(rule, ""), &[])

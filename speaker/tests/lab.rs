@@ -27,6 +27,7 @@ impl Cluster {
             let p = c.spawn_speaker(i, extra);
             c.speakers.push(Some(p));
         }
+        c.wait_registered();
         c
     }
 
@@ -43,7 +44,29 @@ impl Cluster {
             let p = c.spawn_speaker(i + 1, &["--labels", l]);
             c.speakers.push(Some(p));
         }
+        c.wait_registered();
         c
+    }
+
+    /// Waits until every speaker has registered. The speakers watch one prefix, so each one
+    /// sees these registrations before any announcement a test writes afterwards: elections
+    /// that depend on who is there (scores, labels) see the whole cluster from the start.
+    fn wait_registered(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for i in 1..=self.speakers.len() {
+            while self
+                .etcd
+                .get_json(&format!("/ferrolb/speakers/node{i}"))
+                .is_none()
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "node{i} did not register\n{}",
+                    self.logs()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 
     fn spawn_speaker(&self, i: usize, extra: &[&str]) -> LabProcess {

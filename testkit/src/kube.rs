@@ -9,8 +9,10 @@
 //! Nodes, Namespaces, Services and EndpointSlices themselves. Readiness is `/readyz` answering
 //! `ok` to the admin.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -47,8 +49,44 @@ pub struct KubeApiServer {
     reconciler_token: String,
     kube_apiserver: PathBuf,
     kubectl: PathBuf,
+    /// The audit log's events read so far.
+    audit: Mutex<AuditLog>,
     /// Certificates, tokens, kubeconfigs, the audit log and the server's log.
     dir: TempDir,
+}
+
+/// The audit log, read on from where the last read ended: a benchmark that polls a log of tens
+/// of thousands of requests must not spend a core reading it again and again.
+#[derive(Debug, Default)]
+struct AuditLog {
+    /// Bytes of the file consumed (whole lines only).
+    offset: u64,
+    /// The completed requests (stage `ResponseComplete` or `Panic`), in order.
+    events: Vec<Value>,
+}
+
+impl AuditLog {
+    /// Reads the lines appended to `path` since the last call.
+    fn refresh(&mut self, path: &Path) {
+        let Ok(mut file) = std::fs::File::open(path) else {
+            return;
+        };
+        let mut new = Vec::new();
+        if file.seek(SeekFrom::Start(self.offset)).is_err() || file.read_to_end(&mut new).is_err() {
+            return;
+        }
+        // A line still being written is read next time.
+        let Some(end) = new.iter().rposition(|&b| b == b'\n') else {
+            return;
+        };
+        self.offset += end as u64 + 1;
+        self.events.extend(
+            new[..end]
+                .split(|&b| b == b'\n')
+                .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
+                .filter(|e| e["stage"] != "ResponseStarted"),
+        );
+    }
 }
 
 impl KubeApiServer {
@@ -70,6 +108,7 @@ impl KubeApiServer {
             reconciler_token: token("reconciler"),
             kube_apiserver,
             kubectl,
+            audit: Mutex::default(),
             dir,
         };
         server.write_files()?;
@@ -347,70 +386,72 @@ impl KubeApiServer {
         cmd
     }
 
-    /// The audit log's events so far (one per request, `Metadata` level, stage
+    /// Runs `f` on the audit log's events so far (one per request, `Metadata` level, stage
     /// `ResponseComplete` or `Panic`).
-    pub fn audit(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.path("audit.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|e| e["stage"] != "ResponseStarted")
-            .collect()
+    fn with_audit<R>(&self, f: impl FnOnce(&[Value]) -> R) -> R {
+        let mut log = self.audit.lock().unwrap_or_else(|e| e.into_inner());
+        log.refresh(&self.path("audit.log"));
+        f(&log.events)
     }
 
-    /// The successful writes (create, update, patch, delete) `user` made, from the audit log.
-    fn writes_of(&self, user: &str) -> Vec<Value> {
-        self.audit()
-            .into_iter()
-            .filter(|e| e["user"]["username"] == user)
-            .filter(|e| {
-                matches!(
-                    e["verb"].as_str(),
-                    Some("create" | "update" | "patch" | "delete")
-                )
-            })
-            .filter(|e| {
-                e["responseStatus"]["code"]
-                    .as_u64()
-                    .is_some_and(|c| (200..300).contains(&c))
-            })
-            .collect()
+    /// How many successful writes (create, update, patch, delete) `user` made that `keep`
+    /// accepts, from the audit log.
+    fn count_writes_of(&self, user: &str, keep: impl Fn(&Value) -> bool) -> usize {
+        self.with_audit(|events| {
+            events
+                .iter()
+                .filter(|e| e["user"]["username"] == user)
+                .filter(|e| {
+                    matches!(
+                        e["verb"].as_str(),
+                        Some("create" | "update" | "patch" | "delete")
+                    )
+                })
+                .filter(|e| {
+                    e["responseStatus"]["code"]
+                        .as_u64()
+                        .is_some_and(|c| (200..300).contains(&c))
+                })
+                .filter(|e| keep(e))
+                .count()
+        })
     }
 
     /// How many successful writes `user` made to `resource` (`subresource`, e.g.
     /// `Some("status")`, or `None` for the object itself), by the audit log.
     pub fn writes_by(&self, user: &str, resource: &str, subresource: Option<&str>) -> usize {
-        self.writes_of(user)
-            .iter()
-            .filter(|e| e["objectRef"]["resource"] == resource)
-            .filter(|e| e["objectRef"]["subresource"].as_str() == subresource)
-            .count()
+        self.count_writes_of(user, |e| {
+            e["objectRef"]["resource"] == resource
+                && e["objectRef"]["subresource"].as_str() == subresource
+        })
     }
 
     /// How many successful writes `user` made to anything, by the audit log.
     pub fn all_writes_by(&self, user: &str) -> usize {
-        self.writes_of(user).len()
+        self.count_writes_of(user, |_| true)
     }
 
     /// Every request `user` made, as `verb resource[/subresource] → code`, for messages.
     pub fn requests_by(&self, user: &str) -> Vec<String> {
-        self.audit()
-            .iter()
-            .filter(|e| e["user"]["username"] == user)
-            .map(|e| {
-                let sub = e["objectRef"]["subresource"]
-                    .as_str()
-                    .map(|s| format!("/{s}"))
-                    .unwrap_or_default();
-                format!(
-                    "{} {}{sub} {} -> {}",
-                    e["verb"].as_str().unwrap_or("?"),
-                    e["objectRef"]["resource"].as_str().unwrap_or("?"),
-                    e["objectRef"]["name"].as_str().unwrap_or(""),
-                    e["responseStatus"]["code"]
-                )
-            })
-            .collect()
+        self.with_audit(|events| {
+            events
+                .iter()
+                .filter(|e| e["user"]["username"] == user)
+                .map(|e| {
+                    let sub = e["objectRef"]["subresource"]
+                        .as_str()
+                        .map(|s| format!("/{s}"))
+                        .unwrap_or_default();
+                    format!(
+                        "{} {}{sub} {} -> {}",
+                        e["verb"].as_str().unwrap_or("?"),
+                        e["objectRef"]["resource"].as_str().unwrap_or("?"),
+                        e["objectRef"]["name"].as_str().unwrap_or(""),
+                        e["responseStatus"]["code"]
+                    )
+                })
+                .collect()
+        })
     }
 
     /// Stops the server (SIGTERM, then SIGKILL after a grace period); etcd keeps running.

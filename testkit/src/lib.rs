@@ -89,6 +89,7 @@
 
 mod error;
 mod etcd;
+mod helm;
 mod kube;
 pub mod kubeapi;
 mod lab;
@@ -98,6 +99,7 @@ mod stale;
 
 pub use error::{Result, TestkitError};
 pub use etcd::{ETCD_DIR_VAR, Etcd, EtcdBinaries, EtcdCluster};
+pub use helm::{KUBE_VERSION, helm};
 pub use kube::{KubeApiServer, RECONCILER_USER};
 pub use lab::{Host, IFACE, Lab, LabProcess, MAX_NODES, PREFIX4, PREFIX6, VIPS};
 pub use process::Signal;
