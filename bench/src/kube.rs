@@ -98,13 +98,32 @@ impl Server {
                     &json!({"apiVersion": "v1", "kind": "List", "items": namespaces}).to_string(),
                     &[],
                 )?;
+                // Lists of 500, four `kubectl` at a time: one alone leaves the server waiting
+                // on its round trips.
                 let all: Vec<u32> = (0..n).collect();
-                for chunk in all.chunks(500) {
-                    let items: Vec<_> = chunk.iter().map(|i| service(*i)).collect();
-                    r.apply(
-                        &json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string(),
-                        &["--server-side"],
-                    )?;
+                let chunks: Vec<&[u32]> = all.chunks(500).collect();
+                for batch in chunks.chunks(4) {
+                    std::thread::scope(|scope| {
+                        let running: Vec<_> = batch
+                            .iter()
+                            .map(|chunk| {
+                                let items: Vec<_> = chunk.iter().map(|i| service(*i)).collect();
+                                scope.spawn(move || {
+                                    r.apply(
+                                        &json!({"apiVersion": "v1", "kind": "List", "items": items})
+                                            .to_string(),
+                                        &["--server-side"],
+                                    )
+                                })
+                            })
+                            .collect();
+                        running.into_iter().try_for_each(|t| {
+                            t.join()
+                                .map_err(|_| anyhow::anyhow!("kubectl apply thread panicked"))?
+                                .map(drop)
+                                .map_err(anyhow::Error::from)
+                        })
+                    })?;
                 }
             }
         }
