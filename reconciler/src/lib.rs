@@ -31,8 +31,10 @@ pub mod source;
 pub mod store;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use ferrolb_etcd::daemon::{self, Companion};
 use tokio::sync::watch;
 use tracing::info;
 
@@ -88,15 +90,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
-    let mut http = tokio::spawn(metrics::serve(
+    let http = metrics::serve(
         listener,
         metrics.register(),
         status_rx,
         hook,
         stop_rx.clone(),
-    ));
+    );
+    let mut companions = vec![Companion::spawn(
+        "HTTP listener",
+        async move { Ok(http.await?) },
+    )];
     let control = tokio::spawn(reconciler.run(stop_rx));
-    let outcome = ferrolb_etcd::daemon::supervise(control, &mut http, &stop_tx).await;
-    http.abort();
+    let outcome = daemon::supervise(control, &mut companions, &stop_tx).await;
+    daemon::finish(companions, Duration::from_secs(1)).await;
     outcome
 }

@@ -15,7 +15,8 @@
 //! - [`metrics`]: Prometheus metrics and the HTTP listener.
 //!
 //! Shutdown (SIGTERM or SIGINT): stop answering, revoke the lease (claims vanish at once and the
-//! next node takes over), exit 0.
+//! next node takes over), exit 0. The same, but exit 1, when a companion task of the controller
+//! (the responders, the HTTP listener, the fence pulse) ends on its own.
 
 #![deny(unsafe_code)]
 
@@ -34,6 +35,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use ferrolb_core::respond::HeldSet;
+use ferrolb_etcd::daemon::{self, Companion};
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
@@ -41,6 +43,10 @@ use crate::controller::{Controller, Links};
 use crate::fence::Fence;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
+
+/// How long the companions (HTTP listener, responders, fence pulse) may take to stop after the
+/// controller did.
+const COMPANION_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs the speaker until SIGTERM or SIGINT (then stops gracefully and returns `Ok`), or until a
 /// part of it fails.
@@ -80,12 +86,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
-    let mut http = tokio::spawn(metrics::serve(
+    let http = metrics::serve(
         listener,
         metrics.register(),
         healthy.clone(),
         stop_rx.clone(),
-    ));
+    );
+    let mut companions = vec![Companion::spawn(
+        "HTTP listener",
+        async move { Ok(http.await?) },
+    )];
     let controller = Controller::new(
         settings.clone(),
         Links {
@@ -102,16 +112,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let control = tokio::spawn(controller.run(stop_rx.clone()));
     // Without heartbeats, a pulse on the same event loop keeps the fence open: a stalled loop
     // stops answering within a third of the TTL, before its lease can expire.
-    let pulse = (!settings.heartbeats()).then(|| {
-        tokio::spawn(fence::pulse(
-            fence.clone(),
-            settings.fence_window(),
-            stop_rx.clone(),
-        ))
-    });
-    // The responders stop after the controller, which first empties the held set.
+    if !settings.heartbeats() {
+        let pulse = fence::pulse(fence.clone(), settings.fence_window(), stop_rx.clone());
+        companions.push(Companion::spawn("fence pulse", async move {
+            pulse.await;
+            Ok(())
+        }));
+    }
+    // The responders stop after the controller, which first empties the held set. If they
+    // end on their own, the node answers nothing: the daemon stops, its controller releases
+    // every claim, and it exits with an error for the DaemonSet to restart it.
     let (responders_stop_tx, responders_stop_rx) = watch::channel(false);
-    let responders = tokio::spawn(responder::supervise(
+    let responders = responder::supervise(
         interfaces_rx,
         responder::Shared {
             held: held_rx,
@@ -122,15 +134,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             fence,
         },
         responders_stop_rx,
-    ));
+    );
+    companions.push(Companion::spawn("responders", async move {
+        responders.await;
+        Ok(())
+    }));
 
-    let outcome = ferrolb_etcd::daemon::supervise(control, &mut http, &stop_tx).await;
+    let outcome = daemon::supervise(control, &mut companions, &stop_tx).await;
     healthy.store(false, Ordering::Relaxed);
     let _ = responders_stop_tx.send(true);
-    let _ = responders.await;
-    if let Some(p) = pulse {
-        p.abort();
-    }
-    http.abort();
+    daemon::finish(companions, COMPANION_GRACE).await;
     outcome
 }
