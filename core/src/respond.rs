@@ -2,9 +2,10 @@
 //! [`Answer::Reply`] or [`Answer::Drop`] with a reason (for logs and metrics), plus the
 //! per-requester rate limit.
 //!
-//! A speaker answers only requests (never replies or gratuitous announcements), only for
-//! addresses it holds, only on the interfaces it holds them on, and at most [`RATE_PER_SECOND`]
-//! times a second per requester.
+//! A speaker answers only requests (never replies or gratuitous announcements) sent to it (to
+//! the Ethernet broadcast, the interface's own address, or for Neighbor Solicitations an IPv6
+//! multicast address), only for addresses it holds, only on the interfaces it holds them on,
+//! and at most [`RATE_PER_SECOND`] times a second per requester.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -42,8 +43,27 @@ pub struct Query<'a> {
     pub target: IpAddr,
     /// The requester's MAC address.
     pub requester: [u8; 6],
+    /// The frame's Ethernet destination.
+    pub destination: [u8; 6],
     /// The interface it arrived on.
     pub interface: &'a str,
+    /// That interface's MAC address.
+    pub interface_mac: [u8; 6],
+}
+
+impl Query<'_> {
+    /// Whether the frame was sent to this interface: to the broadcast address or to the
+    /// interface's own; a Neighbor Solicitation also to an IPv6 multicast address (`33:33:…`,
+    /// the solicited-node group). A raw socket also sees frames for other hosts when the
+    /// interface is promiscuous (a bridge port, a capture): those were meant for someone else,
+    /// and answering them would be a second answer.
+    pub fn sent_here(&self) -> bool {
+        const BROADCAST: [u8; 6] = [0xff; 6];
+        let multicast6 = self.destination[..2] == [0x33, 0x33];
+        self.destination == BROADCAST
+            || self.destination == self.interface_mac
+            || (multicast6 && matches!(self.kind, QueryKind::NeighborSolicit | QueryKind::DadProbe))
+    }
 }
 
 /// Why a request is not answered.
@@ -51,6 +71,9 @@ pub struct Query<'a> {
 pub enum DropReason {
     /// Not a request (a reply, an advertisement, a gratuitous announcement).
     NotARequest,
+    /// Sent to another host's Ethernet address (seen only because the interface is
+    /// promiscuous).
+    NotSentHere,
     /// Duplicate address detection: answering would make the prober give up its address.
     DadProbe,
     /// The address is not held by this node.
@@ -66,6 +89,7 @@ impl DropReason {
     pub fn as_str(self) -> &'static str {
         match self {
             DropReason::NotARequest => "not_a_request",
+            DropReason::NotSentHere => "not_sent_here",
             DropReason::DadProbe => "dad_probe",
             DropReason::NotHeld => "not_held",
             DropReason::WrongInterface => "wrong_interface",
@@ -194,6 +218,9 @@ impl HeldSet {
                 return Answer::Drop(DropReason::NotARequest);
             }
         }
+        if !q.sent_here() {
+            return Answer::Drop(DropReason::NotSentHere);
+        }
         let Some(interfaces) = self.held.get(&q.target) else {
             return Answer::Drop(DropReason::NotHeld);
         };
@@ -215,12 +242,66 @@ mod tests {
         s.parse().expect("ip")
     }
 
+    const OWN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+
+    /// A query as it arrives in the usual way: ARP to the broadcast address, Neighbor
+    /// Solicitations to the target's solicited-node group.
     fn query<'a>(kind: QueryKind, target: &str, interface: &'a str) -> Query<'a> {
+        let destination = match kind {
+            QueryKind::ArpRequest | QueryKind::ArpAnnouncement => [0xff; 6],
+            _ => [0x33, 0x33, 0xff, 0, 0, 5],
+        };
         Query {
             kind,
             target: ip(target),
             requester: [2, 0, 0, 0, 0, 9],
+            destination,
             interface,
+            interface_mac: OWN_MAC,
+        }
+    }
+
+    #[test]
+    fn requests_sent_to_another_hosts_ethernet_address_are_not_answered() {
+        let h = held();
+        let mut l = RateLimiter::default();
+        let t = Duration::ZERO;
+        let other = [2, 0, 0, 0, 0, 7];
+        use QueryKind::*;
+        let to = |kind, target, destination| Query {
+            destination,
+            ..query(kind, target, "eth0")
+        };
+        let cases = [
+            // Broadcast, unicast to this interface (a neighbour cache refresh), the
+            // solicited-node group: answered.
+            (to(ArpRequest, "10.0.0.5", [0xff; 6]), Answer::Reply),
+            (to(ArpRequest, "10.0.0.5", OWN_MAC), Answer::Reply),
+            (to(NeighborSolicit, "fd00::5", OWN_MAC), Answer::Reply),
+            (
+                to(NeighborSolicit, "fd00::5", [0x33, 0x33, 0xff, 0, 0, 5]),
+                Answer::Reply,
+            ),
+            // Unicast to another host, or an ARP request to an IPv6 multicast address.
+            (
+                to(ArpRequest, "10.0.0.5", other),
+                Answer::Drop(DropReason::NotSentHere),
+            ),
+            (
+                to(NeighborSolicit, "fd00::5", other),
+                Answer::Drop(DropReason::NotSentHere),
+            ),
+            (
+                to(ArpRequest, "10.0.0.5", [0x33, 0x33, 0xff, 0, 0, 5]),
+                Answer::Drop(DropReason::NotSentHere),
+            ),
+            (
+                to(ArpRequest, "10.0.0.5", [0x01, 0x00, 0x5e, 0, 0, 1]),
+                Answer::Drop(DropReason::NotSentHere),
+            ),
+        ];
+        for (q, want) in cases {
+            assert_eq!(h.answer(&q, &mut l, t), want, "{q:?}");
         }
     }
 

@@ -323,7 +323,9 @@ impl Responder {
                     kind,
                     target: IpAddr::V4(arp.target_ip),
                     requester: eth.src.0,
+                    destination: eth.dst.0,
                     interface: &self.iface,
+                    interface_mac: self.mac.0,
                 };
                 (
                     q,
@@ -349,7 +351,9 @@ impl Responder {
                     kind,
                     target: IpAddr::V6(target),
                     requester: eth.src.0,
+                    destination: eth.dst.0,
                     interface: &self.iface,
+                    interface_mac: self.mac.0,
                 };
                 let to_mac = source_lladdr.unwrap_or(eth.src);
                 (
