@@ -56,7 +56,7 @@ struct Row<'a> {
     state: &'static str,
     ips: &'a [IpAddr],
     pool: Option<&'a str>,
-    reason: Option<&'a str>,
+    reason: Option<String>,
     previous_ips: &'a [IpAddr],
     /// The L2Advertisements that would announce its addresses (after `serviceSelectors`).
     advertisements: Vec<String>,
@@ -102,8 +102,8 @@ fn announced_by(
 fn row(d: &Decision, advertisements: Vec<String>) -> Row<'_> {
     let (state, reason) = match &d.outcome {
         Outcome::Allocated { .. } => ("allocated", None),
-        Outcome::Pending { reason } => ("pending", Some(reason.as_str())),
-        Outcome::Ignored { reason } => ("ignored", Some(reason.as_str())),
+        Outcome::Pending { reason } => ("pending", Some(reason.to_string())),
+        Outcome::Ignored { reason } => ("ignored", Some(reason.to_string())),
     };
     Row {
         namespace: &d.key.namespace,
@@ -223,10 +223,10 @@ fn services_table(decisions: &[Decision], ads: Vec<Vec<String>>) -> String {
             Outcome::Pending { .. } => "<pending>".to_string(),
             Outcome::Ignored { .. } => "-".to_string(),
         };
-        let reason = match (r.reason, d.moved()) {
+        let reason = match (&r.reason, d.moved()) {
             (Some(reason), true) => format!("{reason} (held {})", join(&d.previous)),
             (None, true) => format!("moved from {}", join(&d.previous)),
-            (reason, false) => reason.unwrap_or("").to_string(),
+            (reason, false) => reason.clone().unwrap_or_default(),
         };
         rows.push(vec![
             r.namespace.to_string(),

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use ferrolb_core::alloc::{
-    Allocator, Decision, FamilyPolicy, Outcome, Port, ServiceKey, ServiceRequest,
+    Allocator, Decision, FamilyPolicy, Outcome, Pending, Port, ServiceKey, ServiceRequest,
 };
 use ferrolb_core::config::{self, Config};
 use ferrolb_core::net::Family;
@@ -74,7 +74,7 @@ fn assert_allocated(d: &Decision, want: &[&str], pool: &str) {
 fn assert_pending(d: &Decision, reason_part: &str) {
     match &d.outcome {
         Outcome::Pending { reason } => assert!(
-            reason.contains(reason_part),
+            reason.to_string().contains(reason_part),
             "{}: reason {reason:?} lacks {reason_part:?}",
             d.key
         ),
@@ -88,7 +88,7 @@ fn only_load_balancer_services_are_served() {
     cluster_ip.service_type = "ClusterIP".into();
     let d = run(pools(&[("p", &["10.0.0.0/30"], "")]), &[cluster_ip]);
     assert!(
-        matches!(&d[0].outcome, Outcome::Ignored { reason } if reason.contains("type ClusterIP"))
+        matches!(&d[0].outcome, Outcome::Ignored { reason } if reason.to_string().contains("type ClusterIP"))
     );
 }
 
@@ -560,4 +560,38 @@ fn a_service_that_advertisement_service_selectors_match_cannot_share_an_address(
     // Settled by name: other, then plain.
     assert_allocated(&d[1], &["10.0.0.0"], "p");
     assert_allocated(&d[0], &["10.0.0.1"], "p");
+}
+
+/// The reasons are typed: a full pool and a taken address are told apart without reading the
+/// words, which stay what people read.
+#[test]
+fn a_full_pool_and_a_taken_address_are_different_reasons() {
+    let cfg = pools(&[("p", &["10.1.0.0/31"], "")]);
+    let web = annotate(svc("default", "web"), "loadBalancerIPs", "10.1.0.0");
+    let mut taker = annotate(svc("default", "taker"), "loadBalancerIPs", "10.1.0.0");
+    taker.created = Some("2030-01-01T00:00:00Z".into());
+    let mut second = svc("default", "second");
+    second.created = Some("2030-06-01T00:00:00Z".into());
+    let mut third = svc("default", "third");
+    third.created = Some("2031-01-01T00:00:00Z".into());
+    let d = run(cfg, &[web, taker, second, third]);
+    let reason = |d: &Decision| match &d.outcome {
+        Outcome::Pending { reason } => reason.clone(),
+        other => panic!("{}: expected pending, got {other:?}", d.key),
+    };
+    assert_eq!(
+        reason(&d[1]),
+        Pending::AddressTaken {
+            ip: ip("10.1.0.0"),
+            why: "held by default/web without a shared key".into()
+        }
+    );
+    assert_eq!(reason(&d[1]).kind(), "taken");
+    assert_allocated(&d[2], &["10.1.0.1"], "p");
+    let full = reason(&d[3]);
+    assert!(
+        matches!(&full, Pending::Exhausted { pool, family: Family::V4, in_use: 2, .. } if pool == "p"),
+        "{full:?}"
+    );
+    assert_eq!(full.kind(), "full");
 }

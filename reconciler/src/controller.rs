@@ -108,7 +108,7 @@ pub struct Reconciler {
     /// The Kubernetes caches (Kubernetes mode), once started.
     cluster: Option<Cluster>,
     /// The last `AllocationFailed` reason reported per Service.
-    failed: HashMap<ServiceKey, String>,
+    failed: HashMap<ServiceKey, ferrolb_core::alloc::Pending>,
     /// The holder last reported (`nodeAssigned`) per address.
     assigned: HashMap<IpAddr, String>,
     /// Statuses written and when, until the cache shows them: the cache lags behind the
@@ -756,8 +756,8 @@ impl Reconciler {
                 }
             };
             let reason = match &d.outcome {
-                ferrolb_core::alloc::Outcome::Pending { reason }
-                | ferrolb_core::alloc::Outcome::Ignored { reason } => Some(reason.as_str()),
+                ferrolb_core::alloc::Outcome::Pending { reason } => Some(reason.to_string()),
+                ferrolb_core::alloc::Outcome::Ignored { reason } => Some(reason.to_string()),
                 ferrolb_core::alloc::Outcome::Allocated { .. } => None,
             };
             warn!(
@@ -839,6 +839,7 @@ impl Reconciler {
             self.tell_kubernetes(&requests, &p).await;
         }
         self.metrics.record_usage(&p.usage);
+        self.metrics.record_pending(&p.decisions);
         self.publish_status(Some(&p));
         Ok(())
     }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use ferrolb_core::alloc::{Decision, Outcome, ServiceKey, ServiceRequest};
+use ferrolb_core::alloc::{Decision, Outcome, Pending, ServiceKey, ServiceRequest};
 use ferrolb_core::layout::{Announcement, Claim};
 
 /// An Event to record on a Service.
@@ -43,7 +43,7 @@ fn list(ips: &[IpAddr]) -> String {
 pub fn statuses(
     requests: &[ServiceRequest],
     decisions: &[Decision],
-    failed: &mut HashMap<ServiceKey, String>,
+    failed: &mut HashMap<ServiceKey, Pending>,
 ) -> (Vec<StatusWrite>, Vec<Note>) {
     let mut writes = Vec::new();
     let mut notes = Vec::new();
@@ -57,7 +57,7 @@ pub fn statuses(
                         key: req.key.clone(),
                         warning: true,
                         reason: "AllocationFailed",
-                        note: reason.clone(),
+                        note: reason.to_string(),
                     });
                 }
                 Vec::new()
@@ -148,7 +148,19 @@ pub fn node_assignments(
 
 #[cfg(test)]
 mod tests {
+    use ferrolb_core::alloc::Ignored;
+    use ferrolb_core::net::{Count, Family};
+
     use super::*;
+
+    fn full() -> Pending {
+        Pending::Exhausted {
+            pool: "p".into(),
+            family: Family::V4,
+            in_use: 4,
+            total: Count::from(4u128),
+        }
+    }
 
     fn req(name: &str, current: &[&str]) -> ServiceRequest {
         ServiceRequest {
@@ -186,12 +198,7 @@ mod tests {
             decision("new", allocated("10.0.0.1")),
             decision("same", allocated("10.0.0.2")),
             decision("moved", allocated("10.0.0.3")),
-            decision(
-                "gone",
-                Outcome::Pending {
-                    reason: "pool \"p\" is exhausted".into(),
-                },
-            ),
+            decision("gone", Outcome::Pending { reason: full() }),
         ];
         let mut failed = HashMap::new();
         let (writes, notes) = statuses(&requests, &decisions, &mut failed);
@@ -209,12 +216,7 @@ mod tests {
         );
         // The same pending reason again: no second AllocationFailed.
         let requests = [req("gone", &[])];
-        let decisions = [decision(
-            "gone",
-            Outcome::Pending {
-                reason: "pool \"p\" is exhausted".into(),
-            },
-        )];
+        let decisions = [decision("gone", Outcome::Pending { reason: full() })];
         let (writes, notes) = statuses(&requests, &decisions, &mut failed);
         assert!(writes.is_empty() && notes.is_empty());
     }
@@ -225,7 +227,10 @@ mod tests {
         other.load_balancer_class = Some("x".into());
         let mut cluster_ip = req("cip", &["10.0.0.6"]);
         cluster_ip.service_type = "ClusterIP".into();
-        let ignored = |n| decision(n, Outcome::Ignored { reason: "r".into() });
+        let ignored = |n| {
+            let reason = Ignored::OtherClass { class: "x".into() };
+            decision(n, Outcome::Ignored { reason })
+        };
         let (writes, _) = statuses(
             &[other, cluster_ip],
             &[ignored("other"), ignored("cip")],

@@ -35,6 +35,16 @@ pub struct PoolLabel {
     pub pool: String,
 }
 
+/// Why Services wait ([`ferrolb_core::alloc::Pending::kind`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PendingLabel {
+    /// `request`, `taken`, `full`, `not_served` or `changed`.
+    pub reason: &'static str,
+}
+
+/// Every label [`PendingLabel`] takes, so that a reason that no Service has any more reads 0.
+const PENDING_KINDS: [&str; 5] = ["request", "taken", "full", "not_served", "changed"];
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Every metric the reconciler exports.
@@ -48,6 +58,8 @@ pub struct Metrics {
     pub metallb_total: Family<PoolLabel, FloatGauge>,
     /// MetalLB's `metallb_allocator_addresses_in_use_total`.
     pub metallb_in_use: Family<PoolLabel, FloatGauge>,
+    /// LoadBalancer Services waiting for an address, by reason.
+    pub services_pending: Family<PendingLabel, Gauge>,
     /// 1 when a valid configuration is in force.
     pub config_loaded: Gauge,
     /// 1 when the newest configuration could not be used (the last good one stays in force).
@@ -80,6 +92,11 @@ impl Metrics {
             "pool_addresses_in_use",
             "Addresses in use per pool and family",
             self.pool_in_use.clone(),
+        );
+        f.register(
+            "services_pending",
+            "LoadBalancer Services waiting for an address, by reason",
+            self.services_pending.clone(),
         );
         f.register(
             "config_loaded",
@@ -129,6 +146,22 @@ impl Metrics {
             self.metallb_in_use.clone(),
         );
         r
+    }
+
+    /// Records how many Services wait for an address, by reason.
+    pub fn record_pending(&self, decisions: &[ferrolb_core::alloc::Decision]) {
+        let mut counts: std::collections::BTreeMap<&'static str, i64> =
+            PENDING_KINDS.iter().map(|k| (*k, 0)).collect();
+        for d in decisions {
+            if let ferrolb_core::alloc::Outcome::Pending { reason } = &d.outcome {
+                *counts.entry(reason.kind()).or_default() += 1;
+            }
+        }
+        for (reason, n) in counts {
+            self.services_pending
+                .get_or_create(&PendingLabel { reason })
+                .set(n);
+        }
     }
 
     /// Records pool use.
@@ -414,6 +447,37 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_services_are_counted_by_reason_and_a_reason_gone_reads_zero() {
+        use ferrolb_core::alloc::{Decision, Outcome, Pending, ServiceKey};
+        let pending = |name: &str, reason: Pending| Decision {
+            key: ServiceKey::new("default", name),
+            outcome: Outcome::Pending { reason },
+            previous: Vec::new(),
+        };
+        let taken = Pending::AddressTaken {
+            ip: "10.0.0.1".parse().expect("ip"),
+            why: "held by default/web without a shared key".into(),
+        };
+        let m = Arc::new(Metrics::default());
+        let value = |reason| {
+            m.services_pending
+                .get_or_create(&PendingLabel { reason })
+                .get()
+        };
+        m.record_pending(&[
+            pending("a", taken.clone()),
+            pending("b", taken),
+            pending("c", Pending::NoPool),
+        ]);
+        assert_eq!(
+            (value("taken"), value("not_served"), value("full")),
+            (2, 1, 0)
+        );
+        m.record_pending(&[pending("c", Pending::NoPool)]);
+        assert_eq!((value("taken"), value("not_served")), (0, 1));
+    }
 
     #[test]
     fn signatures_are_checked_against_the_body() {

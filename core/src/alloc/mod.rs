@@ -21,6 +21,7 @@
 //! never depends on the order of its input.
 
 mod free;
+mod reason;
 mod request;
 
 use std::collections::BTreeSet;
@@ -28,6 +29,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 pub use free::FreeSpace;
+pub use reason::{Ignored, Pending};
 pub use request::{
     ANNOTATION_PREFIXES, Families, FamilyPolicy, Port, ServiceKey, ServiceRequest, Sharing,
 };
@@ -51,13 +53,13 @@ pub enum Outcome {
     },
     /// It waits for an address, for the reason given.
     Pending {
-        /// Why, in words for people.
-        reason: String,
+        /// Why (its `Display` is the words for people).
+        reason: Pending,
     },
     /// It is not ferrolb's to serve.
     Ignored {
         /// Why.
-        reason: String,
+        reason: Ignored,
     },
 }
 
@@ -340,25 +342,24 @@ impl Allocator {
     }
 
     /// Whether this allocator serves the Service at all.
-    fn ignore_reason(&self, req: &ServiceRequest) -> Option<String> {
+    fn ignore_reason(&self, req: &ServiceRequest) -> Option<Ignored> {
         if req.service_type != "LoadBalancer" {
             let t = if req.service_type.is_empty() {
                 "ClusterIP"
             } else {
                 &req.service_type
             };
-            return Some(format!("not a LoadBalancer Service (type {t})"));
+            return Some(Ignored::NotLoadBalancer {
+                service_type: t.to_string(),
+            });
         }
         match (&self.lb_class, &req.load_balancer_class) {
-            (None, Some(c)) => Some(format!(
-                "loadBalancerClass {c:?} belongs to another load balancer"
-            )),
-            (Some(mine), None) => Some(format!(
-                "has no loadBalancerClass; this ferrolb serves class {mine:?} only"
-            )),
-            (Some(mine), Some(c)) if mine != c => Some(format!(
-                "loadBalancerClass {c:?} belongs to another load balancer (this one is {mine:?})"
-            )),
+            (None, Some(c)) => Some(Ignored::OtherClass { class: c.clone() }),
+            (Some(mine), None) => Some(Ignored::NoClass { mine: mine.clone() }),
+            (Some(mine), Some(c)) if mine != c => Some(Ignored::ClassMismatch {
+                class: c.clone(),
+                mine: mine.clone(),
+            }),
             _ => None,
         }
     }
@@ -369,7 +370,11 @@ impl Allocator {
         }
         let requested = match req.requested_ips() {
             Ok(r) => r,
-            Err(reason) => return Outcome::Pending { reason },
+            Err(why) => {
+                return Outcome::Pending {
+                    reason: Pending::BadRequest(why),
+                };
+            }
         };
         if !previous.is_empty() && self.check_keep(req, sharing, previous, &requested).is_ok() {
             if let Some(pool) = self.pool_of(previous[0]) {
@@ -383,9 +388,7 @@ impl Allocator {
             self.check_requested(req, sharing, &requested)
         } else if let Some(name) = req.annotation("address-pool") {
             match self.config.pool_position(name) {
-                None => Err(format!(
-                    "pool {name:?} (address-pool annotation) does not exist"
-                )),
+                None => Err(Pending::NoSuchPool(name.to_string())),
                 Some(i) => {
                     let pool = &self.config.pools[i];
                     self.admits(pool, req)
@@ -411,12 +414,12 @@ impl Allocator {
         sharing: &Sharing,
         ips: &[IpAddr],
         requested: &[IpAddr],
-    ) -> Result<(), String> {
+    ) -> Result<(), Pending> {
         if !requested.is_empty() {
             let a: BTreeSet<_> = requested.iter().collect();
             let b: BTreeSet<_> = ips.iter().collect();
             if a != b {
-                return Err("it asks for other addresses".to_string());
+                return Err(Pending::AsksForOtherAddresses);
             }
         }
         let families = req.wanted_families();
@@ -429,12 +432,12 @@ impl Allocator {
             || families.iter().any(|f| !wanted.contains(f))
             || (required && families.len() != wanted.len())
         {
-            return Err("its address families changed".to_string());
+            return Err(Pending::FamiliesChanged);
         }
         let pool = self.single_pool(ips)?;
         if let Some(name) = req.annotation("address-pool") {
             if name != pool.name {
-                return Err(format!("it asks for pool {name:?}"));
+                return Err(Pending::AsksForPool(name.to_string()));
             }
         }
         self.admits(pool, req)?;
@@ -446,38 +449,38 @@ impl Allocator {
     }
 
     /// The one pool holding every address in `ips`.
-    fn single_pool(&self, ips: &[IpAddr]) -> Result<&Pool, String> {
+    fn single_pool(&self, ips: &[IpAddr]) -> Result<&Pool, Pending> {
         let mut found: Option<&Pool> = None;
         for ip in ips {
-            let pool = self
-                .pool_of(*ip)
-                .ok_or_else(|| format!("{ip} is in no pool"))?;
+            let pool = self.pool_of(*ip).ok_or(Pending::NotInPool(*ip))?;
             if !pool.contains(*ip) {
-                return Err(format!(
-                    "{ip} ends in .0 or .255 and pool {:?} avoids such addresses (avoidBuggyIPs)",
-                    pool.name
-                ));
+                return Err(Pending::BuggyAddress {
+                    ip: *ip,
+                    pool: pool.name.clone(),
+                });
             }
             match found {
                 Some(f) if f.name != pool.name => {
-                    return Err(format!(
-                        "{} and {ip} are in different pools ({:?} and {:?}); they must come from one pool",
-                        ips[0], f.name, pool.name
-                    ));
+                    return Err(Pending::DifferentPools {
+                        first: ips[0],
+                        ip: *ip,
+                        first_pool: f.name.clone(),
+                        pool: pool.name.clone(),
+                    });
                 }
                 _ => found = Some(pool),
             }
         }
-        found.ok_or_else(|| "no address".to_string())
+        found.ok_or(Pending::NoAddress)
     }
 
-    fn check_shareable(&self, sharing: &Sharing, ip: IpAddr) -> Result<(), String> {
+    fn check_shareable(&self, sharing: &Sharing, ip: IpAddr) -> Result<(), Pending> {
         for holder in self.holders.get(&ip).into_iter().flatten() {
             if holder.key == sharing.key {
                 continue;
             }
             if let Some(why) = sharing.conflict_with(holder) {
-                return Err(format!("{ip} is {why}"));
+                return Err(Pending::AddressTaken { ip, why });
             }
         }
         Ok(())
@@ -488,39 +491,30 @@ impl Allocator {
         req: &ServiceRequest,
         sharing: &Sharing,
         requested: &[IpAddr],
-    ) -> Result<(Vec<IpAddr>, String), String> {
+    ) -> Result<(Vec<IpAddr>, String), Pending> {
         let families = req.wanted_families();
         let (wanted, required) = (families.list(), families.required);
         for ip in requested {
             let f = Family::of(*ip);
             if !wanted.contains(&f) {
-                return Err(format!(
-                    "it asks for {ip}, an {f} address, but the Service is {} only",
-                    wanted[0]
-                ));
+                return Err(Pending::WrongFamily {
+                    ip: *ip,
+                    family: f,
+                    service: wanted[0],
+                });
             }
         }
         if required && requested.len() < wanted.len() {
-            return Err(
-                "RequireDualStack needs one address of each family, but loadBalancerIPs names one"
-                    .to_string(),
-            );
+            return Err(Pending::DualStackNeedsTwo);
         }
         let pool = self.single_pool(requested)?;
         if let Some(name) = req.annotation("address-pool") {
             if name != pool.name {
-                let asked: Vec<String> = requested.iter().map(ToString::to_string).collect();
-                return Err(format!(
-                    "incompatible request: it asks for {} from pool {:?} (address-pool annotation), but {} in pool {:?}",
-                    asked.join(","),
-                    name,
-                    if asked.len() == 1 {
-                        "that address is"
-                    } else {
-                        "those addresses are"
-                    },
-                    pool.name
-                ));
+                return Err(Pending::PoolMismatch {
+                    asked: requested.to_vec(),
+                    wanted: name.to_string(),
+                    pool: pool.name.clone(),
+                });
             }
         }
         self.admits(pool, req)?;
@@ -534,7 +528,7 @@ impl Allocator {
     /// Whether `pool`'s `serviceAllocation` lets the Service in: its namespace must be listed or
     /// selected (when the pool names namespaces), and a service selector must match (when the
     /// pool has service selectors).
-    fn admits(&self, pool: &Pool, req: &ServiceRequest) -> Result<(), String> {
+    fn admits(&self, pool: &Pool, req: &ServiceRequest) -> Result<(), Pending> {
         let Some(a) = &pool.allocation else {
             return Ok(());
         };
@@ -544,18 +538,17 @@ impl Allocator {
                 .iter()
                 .any(|s| s.matches(&req.namespace_labels));
         if ns_rule && !ns_ok {
-            return Err(format!(
-                "pool {:?} does not serve namespace {:?} (serviceAllocation)",
-                pool.name, req.key.namespace
-            ));
+            return Err(Pending::NamespaceNotServed {
+                pool: pool.name.clone(),
+                namespace: req.key.namespace.to_string(),
+            });
         }
         if !a.service_selectors.is_empty()
             && !a.service_selectors.iter().any(|s| s.matches(&req.labels))
         {
-            return Err(format!(
-                "pool {:?} serves only Services matching its serviceSelectors",
-                pool.name
-            ));
+            return Err(Pending::NotSelected {
+                pool: pool.name.clone(),
+            });
         }
         Ok(())
     }
@@ -566,7 +559,7 @@ impl Allocator {
     /// covered by different advertisements, with different nodes.) MetalLB's speakers refuse
     /// to announce such a Service; ferrolb leaves it pending, with this reason, rather than
     /// hand out an address that nobody answers for.
-    fn sharing_allowed(&self, pool: &Pool, req: &ServiceRequest) -> Result<(), String> {
+    fn sharing_allowed(&self, pool: &Pool, req: &ServiceRequest) -> Result<(), Pending> {
         if req.sharing_key().is_none() {
             return Ok(());
         }
@@ -575,10 +568,10 @@ impl Allocator {
             .advertisements_for(pool)
             .find(|a| !a.service_selectors.is_empty() && a.selects_service(&req.labels))
         {
-            Some(ad) => Err(format!(
-                "it has an allow-shared-ip key, and L2Advertisement {:?} of pool {:?} selects it by serviceSelectors; a Service matched by serviceSelectors cannot share its address",
-                ad.name, pool.name
-            )),
+            Some(ad) => Err(Pending::SharingWithServiceSelectors {
+                advertisement: ad.name.clone(),
+                pool: pool.name.clone(),
+            }),
             None => Ok(()),
         }
     }
@@ -587,7 +580,7 @@ impl Allocator {
         &self,
         req: &ServiceRequest,
         sharing: &Sharing,
-    ) -> Result<(Vec<IpAddr>, String), String> {
+    ) -> Result<(Vec<IpAddr>, String), Pending> {
         let pools = &self.config.pools;
         let mut matching: Vec<usize> = (0..pools.len())
             .filter(|&i| {
@@ -612,15 +605,9 @@ impl Allocator {
             }
         }
         match reasons.len() {
-            0 => Err(
-                "no pool serves this Service: no autoAssign pool without serviceAllocation, and no serviceAllocation matches it"
-                    .to_string(),
-            ),
+            0 => Err(Pending::NoPool),
             1 => Err(reasons.remove(0)),
-            _ => Err(format!(
-                "every pool it may use is full: {}",
-                reasons.join("; ")
-            )),
+            _ => Err(Pending::EveryPoolFull(reasons)),
         }
     }
 
@@ -630,7 +617,7 @@ impl Allocator {
         index: usize,
         req: &ServiceRequest,
         sharing: &Sharing,
-    ) -> Result<Vec<IpAddr>, String> {
+    ) -> Result<Vec<IpAddr>, Pending> {
         let families = req.wanted_families();
         let (wanted, required) = (families.list(), families.required);
         let pool = &self.config.pools[index];
@@ -641,7 +628,10 @@ impl Allocator {
             let total = pool.size(*f);
             if total.is_zero() {
                 if required || (i == 0 && wanted.len() == 1) {
-                    missing.push(format!("pool {:?} has no {f} addresses", pool.name));
+                    missing.push(Pending::NoFamily {
+                        pool: pool.name.clone(),
+                        families: vec![*f],
+                    });
                 }
                 continue;
             }
@@ -653,28 +643,25 @@ impl Allocator {
             };
             match pick {
                 Some(n) => ips.push(net::from_u128(*f, n)),
-                None if required || wanted.len() == 1 || i == 0 => missing.push(format!(
-                    "pool {:?} is exhausted ({} of {} {f} addresses in use)",
-                    pool.name,
-                    state.in_use[slot(*f)],
-                    total
-                )),
+                None if required || wanted.len() == 1 || i == 0 => {
+                    missing.push(Pending::Exhausted {
+                        pool: pool.name.clone(),
+                        family: *f,
+                        in_use: state.in_use[slot(*f)],
+                        total,
+                    });
+                }
                 None => {}
             }
         }
         if !missing.is_empty() {
-            return Err(missing.join("; "));
+            return Err(Pending::in_pool(missing));
         }
         if ips.is_empty() {
-            return Err(format!(
-                "pool {:?} has no {} addresses",
-                pool.name,
-                wanted
-                    .iter()
-                    .map(|f| f.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ));
+            return Err(Pending::NoFamily {
+                pool: pool.name.clone(),
+                families: wanted.to_vec(),
+            });
         }
         Ok(ips)
     }
