@@ -58,9 +58,8 @@ impl Query<'_> {
     /// interface is promiscuous (a bridge port, a capture): those were meant for someone else,
     /// and answering them would be a second answer.
     pub fn sent_here(&self) -> bool {
-        const BROADCAST: [u8; 6] = [0xff; 6];
         let multicast6 = self.destination[..2] == [0x33, 0x33];
-        self.destination == BROADCAST
+        self.destination == crate::wire::MacAddr::BROADCAST.0
             || self.destination == self.interface_mac
             || (multicast6 && matches!(self.kind, QueryKind::NeighborSolicit | QueryKind::DadProbe))
     }

@@ -3,7 +3,8 @@
 use std::net::IpAddr;
 
 use ferrolb_core::alloc::{
-    Allocator, Decision, FamilyPolicy, Outcome, Pending, Port, ServiceKey, ServiceRequest,
+    Allocator, Decision, FamilyPolicy, Outcome, Pending, PendingKind, Port, ServiceKey,
+    ServiceRequest,
 };
 use ferrolb_core::config::{self, Config};
 use ferrolb_core::net::Family;
@@ -586,12 +587,12 @@ fn a_full_pool_and_a_taken_address_are_different_reasons() {
             why: "held by default/web without a shared key".into()
         }
     );
-    assert_eq!(reason(&d[1]).kind(), "taken");
+    assert_eq!(reason(&d[1]).kind(), PendingKind::Taken);
     assert_allocated(&d[2], &["10.1.0.1"], "p");
     let full = reason(&d[3]);
     assert!(
         matches!(&full, Pending::Exhausted { pool, family: Family::V4, in_use: 2, .. } if pool == "p"),
         "{full:?}"
     );
-    assert_eq!(full.kind(), "full");
+    assert_eq!(full.kind(), PendingKind::Full);
 }

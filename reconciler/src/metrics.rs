@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json};
 use axum::routing::{get, post};
-use ferrolb_core::alloc::PoolUsage;
+use ferrolb_core::alloc::{PendingKind, PoolUsage};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -35,15 +35,12 @@ pub struct PoolLabel {
     pub pool: String,
 }
 
-/// Why Services wait ([`ferrolb_core::alloc::Pending::kind`]).
+/// Why Services wait ([`PendingKind::as_str`]).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PendingLabel {
     /// `request`, `taken`, `full`, `not_served` or `changed`.
     pub reason: &'static str,
 }
-
-/// Every label [`PendingLabel`] takes, so that a reason that no Service has any more reads 0.
-const PENDING_KINDS: [&str; 5] = ["request", "taken", "full", "not_served", "changed"];
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
@@ -149,17 +146,20 @@ impl Metrics {
     }
 
     /// Records how many Services wait for an address, by reason.
+    /// Every kind is set, so that one no Service has any more reads 0.
     pub fn record_pending(&self, decisions: &[ferrolb_core::alloc::Decision]) {
-        let mut counts: std::collections::BTreeMap<&'static str, i64> =
-            PENDING_KINDS.iter().map(|k| (*k, 0)).collect();
+        let mut counts: std::collections::BTreeMap<PendingKind, i64> =
+            PendingKind::ALL.iter().map(|k| (*k, 0)).collect();
         for d in decisions {
             if let ferrolb_core::alloc::Outcome::Pending { reason } = &d.outcome {
                 *counts.entry(reason.kind()).or_default() += 1;
             }
         }
-        for (reason, n) in counts {
+        for (kind, n) in counts {
             self.services_pending
-                .get_or_create(&PendingLabel { reason })
+                .get_or_create(&PendingLabel {
+                    reason: kind.as_str(),
+                })
                 .set(n);
         }
     }

@@ -692,9 +692,9 @@ fn real_server_compacted_etcd_makes_the_reconciler_relist_without_writes() {
 }
 
 /// Least privilege, proven on the real server: the reconciler runs with exactly the chart's
-/// role, rendered by Helm. Take one rule away (patching `services/status`): it names the refused permission in
-/// `/status`, `/readyz` says not ready and why; give it back: the status is written and it is
-/// ready again.
+/// role, rendered by Helm. Take one rule away (patching `services/status`): it names the
+/// refused permission in `/status`, `/readyz` says not ready and why; give it back: the status
+/// is written and it is ready again.
 #[test]
 fn real_server_a_missing_permission_is_named_unready_and_heals_when_granted() {
     let w = real();

@@ -29,7 +29,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 pub use free::FreeSpace;
-pub use reason::{Ignored, Pending};
+pub use reason::{Ignored, Pending, PendingKind};
 pub use request::{
     ANNOTATION_PREFIXES, Families, FamilyPolicy, Port, ServiceKey, ServiceRequest, Sharing,
 };

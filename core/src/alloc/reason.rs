@@ -115,11 +115,47 @@ pub enum Pending {
     AsksForPool(String),
 }
 
+/// What kind of reason a [`Pending`] is: what metrics and alerts tell apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PendingKind {
+    /// It asks for something impossible (a malformed or contradictory request).
+    Request,
+    /// An address it needs is held by a Service it may not share with.
+    Taken,
+    /// No free address in the pools it may use.
+    Full,
+    /// No pool serves it.
+    NotServed,
+    /// What it held no longer fits.
+    Changed,
+}
+
+impl PendingKind {
+    /// Every kind, in order.
+    pub const ALL: [PendingKind; 5] = [
+        PendingKind::Request,
+        PendingKind::Taken,
+        PendingKind::Full,
+        PendingKind::NotServed,
+        PendingKind::Changed,
+    ];
+
+    /// A short label for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PendingKind::Request => "request",
+            PendingKind::Taken => "taken",
+            PendingKind::Full => "full",
+            PendingKind::NotServed => "not_served",
+            PendingKind::Changed => "changed",
+        }
+    }
+}
+
 impl Pending {
-    /// A short label for metrics: `request` (it asks for something impossible), `taken` (an
-    /// address it needs is held by another Service), `full` (no free address), `not_served`
-    /// (no pool serves it), `changed` (what it held no longer fits).
-    pub fn kind(&self) -> &'static str {
+    /// What kind of reason this is. Several reasons (one per pool or family) are `Full` when
+    /// all of them are, else `NotServed`.
+    pub fn kind(&self) -> PendingKind {
         match self {
             Pending::BadRequest(_)
             | Pending::WrongFamily { .. }
@@ -129,23 +165,23 @@ impl Pending {
             | Pending::DifferentPools { .. }
             | Pending::NoAddress
             | Pending::PoolMismatch { .. }
-            | Pending::NoSuchPool(_) => "request",
-            Pending::AddressTaken { .. } => "taken",
-            Pending::Exhausted { .. } => "full",
+            | Pending::NoSuchPool(_) => PendingKind::Request,
+            Pending::AddressTaken { .. } => PendingKind::Taken,
+            Pending::Exhausted { .. } => PendingKind::Full,
             Pending::NamespaceNotServed { .. }
             | Pending::NotSelected { .. }
             | Pending::SharingWithServiceSelectors { .. }
             | Pending::NoPool
-            | Pending::NoFamily { .. } => "not_served",
+            | Pending::NoFamily { .. } => PendingKind::NotServed,
             Pending::InPool(all) | Pending::EveryPoolFull(all) => {
-                if all.iter().all(|p| p.kind() == "full") {
-                    "full"
+                if all.iter().all(|p| p.kind() == PendingKind::Full) {
+                    PendingKind::Full
                 } else {
-                    "not_served"
+                    PendingKind::NotServed
                 }
             }
             Pending::AsksForOtherAddresses | Pending::FamiliesChanged | Pending::AsksForPool(_) => {
-                "changed"
+                PendingKind::Changed
             }
         }
     }
