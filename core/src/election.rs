@@ -12,6 +12,7 @@
 //! so a dual-stack Service's two addresses land on the same node.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -188,13 +189,66 @@ pub enum Step {
     /// It holds the claim but may no longer answer: delete the claim so the next node takes over.
     Release {
         /// Why, for logs and events.
-        reason: String,
+        reason: Release,
     },
     /// Nothing to do.
     Idle {
         /// Why, for logs.
-        reason: String,
+        reason: Idle,
     },
+}
+
+/// Why a speaker gives up an address it holds.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Release {
+    /// The announcement lists nodes, and this one no longer.
+    NotListed,
+    /// None of this node's usable interfaces may carry the address.
+    NoInterface,
+    /// The address is no longer announced.
+    NotAnnounced,
+}
+
+impl Release {
+    /// The reason as a label value.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Release::NotListed => "not_listed",
+            Release::NoInterface => "no_interface",
+            Release::NotAnnounced => "not_announced",
+        }
+    }
+}
+
+impl fmt::Display for Release {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Release::NotListed => "this node is no longer listed for the address",
+            Release::NoInterface => "no usable interface for the address",
+            Release::NotAnnounced => "the address is no longer announced",
+        })
+    }
+}
+
+/// Why a speaker does nothing about an address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Idle {
+    /// Another node holds it.
+    HeldBy(String),
+    /// This node may not answer for it (not listed, or no usable interface).
+    NotEligible,
+    /// The claim is this node's, but on an older lease: it ends with that lease.
+    OlderLease,
+}
+
+impl fmt::Display for Idle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Idle::HeldBy(node) => write!(f, "held by {node}"),
+            Idle::NotEligible => f.write_str("this node may not answer for the address"),
+            Idle::OlderLease => f.write_str("claimed on an older lease of this node"),
+        }
+    }
 }
 
 /// Decides about one address. `unclaimed_for` is how long this speaker has seen it unclaimed.
@@ -208,19 +262,19 @@ pub fn decide(s: &Situation<'_>, unclaimed_for: Duration, stagger: Duration) -> 
                 && !s.announcement.nodes.iter().any(|n| n == s.me)
             {
                 Step::Release {
-                    reason: "this node is no longer listed for the address".into(),
+                    reason: Release::NotListed,
                 }
             } else {
                 Step::Release {
-                    reason: "no usable interface for the address".into(),
+                    reason: Release::NoInterface,
                 }
             }
         }
         Some(c) => Step::Idle {
-            reason: format!("held by {}", c.node),
+            reason: Idle::HeldBy(c.node.clone()),
         },
         None if !eligible => Step::Idle {
-            reason: "this node may not answer for the address".into(),
+            reason: Idle::NotEligible,
         },
         None => {
             let ranking = s.ranking();
@@ -425,7 +479,7 @@ mod tests {
                 assert_eq!(step, Step::Hold);
             } else {
                 assert!(
-                    matches!(step, Step::Idle { ref reason } if reason == "held by b"),
+                    matches!(step, Step::Idle { reason: Idle::HeldBy(ref n) } if n == "b"),
                     "{step:?}"
                 );
             }
@@ -464,9 +518,12 @@ mod tests {
             my_interfaces: ETH0,
             claim: Some(&claim),
         };
-        assert!(
-            matches!(decide(&s, Duration::ZERO, Duration::ZERO), Step::Release { ref reason } if reason.contains("interface"))
-        );
+        assert!(matches!(
+            decide(&s, Duration::ZERO, Duration::ZERO),
+            Step::Release {
+                reason: Release::NoInterface
+            }
+        ));
     }
 
     #[test]
@@ -582,7 +639,7 @@ mod tests {
         };
         assert_eq!(s.ranking().first(), Some(&"a"));
         assert!(
-            matches!(decide(&s, Duration::from_secs(60), Duration::ZERO), Step::Idle { ref reason } if reason == "held by b")
+            matches!(decide(&s, Duration::from_secs(60), Duration::ZERO), Step::Idle { reason: Idle::HeldBy(ref n) } if n == "b")
         );
         assert_eq!(
             decide(&Situation { me: "b", ..s }, Duration::ZERO, Duration::ZERO),

@@ -154,8 +154,8 @@ impl Etcd {
     }
 
     /// Deletes the claim on `ip` if it is still the one written at `revision` (an orphaned claim,
-    /// `ferrolb_core::election::is_orphaned`); true when it was.
-    pub async fn clear_orphan(&mut self, ip: IpAddr, revision: i64) -> anyhow::Result<bool> {
+    /// `ferrolb_core::election::is_orphaned`).
+    pub async fn clear_orphan(&mut self, ip: IpAddr, revision: i64) -> anyhow::Result<Deleted> {
         let key = self.keys.claim(ip);
         let txn = Txn::new()
             .when([Compare::mod_revision(
@@ -164,16 +164,34 @@ impl Etcd {
                 revision,
             )])
             .and_then([TxnOp::delete(key, None)]);
-        Ok(self.client.txn(txn).await?.succeeded())
+        Ok(Deleted::from(self.client.txn(txn).await?))
     }
 
-    /// Deletes the claim on `ip` if it is still on `lease`; true when it was.
-    pub async fn release(&mut self, ip: IpAddr, lease: i64) -> anyhow::Result<bool> {
+    /// Deletes the claim on `ip` if it is still on `lease`.
+    pub async fn release(&mut self, ip: IpAddr, lease: i64) -> anyhow::Result<Deleted> {
         let key = self.keys.claim(ip);
         let txn = Txn::new()
             .when([Compare::lease(key.clone(), CompareOp::Equal, lease)])
             .and_then([TxnOp::delete(key, None)]);
-        Ok(self.client.txn(txn).await?.succeeded())
+        Ok(Deleted::from(self.client.txn(txn).await?))
+    }
+}
+
+/// How a conditional deletion ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deleted {
+    /// Whether the key was deleted (false: its condition failed).
+    pub done: bool,
+    /// The store's revision after the transaction (when `done`, the key is gone at it).
+    pub revision: i64,
+}
+
+impl From<etcd_client::TxnResponse> for Deleted {
+    fn from(resp: etcd_client::TxnResponse) -> Self {
+        Deleted {
+            done: resp.succeeded(),
+            revision: resp.header().map_or(0, |h| h.revision()),
+        }
     }
 }
 

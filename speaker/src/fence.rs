@@ -138,7 +138,7 @@ pub async fn pulse(fence: Arc<Fence>, window: Duration, mut stop: watch::Receive
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = crate::controller::stopped(&mut stop) => return,
+            () = crate::links::stopped(&mut stop) => return,
             _ = tick.tick() => {
                 fence.beat(Instant::now(), window);
             }

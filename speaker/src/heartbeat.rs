@@ -19,8 +19,8 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, warn};
 
-use crate::controller::stopped;
 use crate::fence::Fence;
+use crate::links::stopped;
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::sys::AsyncRawSocket;
 use crate::sys::interfaces::Interface;

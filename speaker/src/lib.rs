@@ -24,9 +24,11 @@ pub mod controller;
 pub mod etcd;
 pub mod fence;
 pub mod heartbeat;
+pub mod links;
 pub mod metrics;
 pub mod responder;
 pub mod settings;
+pub mod state;
 pub mod sys;
 pub mod world;
 
@@ -39,8 +41,9 @@ use ferrolb_etcd::daemon::{self, Companion};
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
-use crate::controller::{Controller, Links};
+use crate::controller::Controller;
 use crate::fence::Fence;
+use crate::links::Links;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::controller::{LocalEvent, format_mac, stopped};
+use crate::links::{LocalEvent, format_mac, stopped};
 use prometheus_client::metrics::counter::Counter;
 
 use crate::metrics::{AddressLabels, Metrics, ReasonLabels};

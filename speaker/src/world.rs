@@ -40,6 +40,15 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// The revision of the change.
+    pub fn revision(&self) -> i64 {
+        match self {
+            Change::Put { revision, .. } | Change::Delete { revision, .. } => *revision,
+        }
+    }
+}
+
 impl From<ferrolb_etcd::KeyChange> for Change {
     fn from(c: ferrolb_etcd::KeyChange) -> Self {
         match c.value {
@@ -71,6 +80,9 @@ pub struct World {
     pub speaker_leases: BTreeMap<String, i64>,
     /// Suspicions: suspected node → observer → the suspected lease.
     pub suspects: BTreeMap<String, BTreeMap<String, i64>>,
+    /// Claim keys this speaker deleted itself, at the revision of the deletion, until the watch
+    /// has passed it: older news of such a key is stale.
+    deleted: BTreeMap<IpAddr, i64>,
 }
 
 /// Something in etcd that could not be read; the key is skipped.
@@ -120,7 +132,9 @@ impl World {
                 self.announcements.insert(ip, a);
             }
         } else if let Some(ip) = keys.ip_in(&keys.claims(), key) {
-            if self.claims.get(&ip).is_some_and(|c| c.revision > revision) {
+            let known = self.claims.get(&ip).map(|c| c.revision);
+            let deleted = self.deleted.get(&ip).copied();
+            if known.max(deleted).is_some_and(|r| r > revision) {
                 return Ok(());
             }
             self.claims.remove(&ip);
@@ -154,6 +168,19 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// This speaker deleted the claim on `ip` at `revision` (a release or a clearing that
+    /// succeeded): until the watch gets there, older news of it must not bring it back.
+    pub fn deleted(&mut self, ip: IpAddr, revision: i64) {
+        self.claims.remove(&ip);
+        self.deleted.insert(ip, revision);
+    }
+
+    /// The watch has delivered everything up to `revision` (it delivers in revision order):
+    /// deletions this speaker made up to there are no longer ahead of it.
+    pub fn watched_to(&mut self, revision: i64) {
+        self.deleted.retain(|_, r| *r > revision);
     }
 
     /// The addresses whose claim is held by `node`.

@@ -1,0 +1,605 @@
+//! The speaker's decisions, with no I/O and no clock of its own: [`SpeakerState`] takes what
+//! happened (key changes from etcd, the lease's news, results of its own requests, what the
+//! responders and the heartbeats saw) and the time, and answers with [`Action`]s for the
+//! controller to carry out. Time is the speaker's own clock, a [`Duration`] since it started
+//! (the clock heartbeats are recorded on), so tests drive it with virtual time.
+//!
+//! ```text
+//!  KeyChange ─┐                       ┌─▶ Answer(HeldSet)        ─▶ responders, heartbeat digest
+//!  lease news ┼─▶ SpeakerState ─tick─▶┼─▶ Claim / Release / Clear ─▶ etcd transactions
+//!  results   ─┤   (World, timers)     ├─▶ Suspect / Unsuspect / Revoke
+//!  heartbeats ┘                       └─▶ AnswerUntil / LeaseLost / Current ─▶ fence, heartbeats
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ferrolb_core::election::{self, Idle, Release, Situation, Step};
+use ferrolb_core::layout::{Claim, Keys};
+use ferrolb_core::liveness::{self, Liveness};
+use ferrolb_core::respond::HeldSet;
+
+use crate::settings::{OnEtcdLoss, Settings};
+use crate::world::{Change, HeldClaim, Unreadable, World};
+
+/// The lease this speaker is on, and how long it lasts unless renewed (as etcd last confirmed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The lease's ID.
+    pub id: i64,
+    /// When it ends unless renewed, on the speaker's clock.
+    pub valid_until: Duration,
+}
+
+/// What the decisions depend on from the command line.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This node's name.
+    pub node: String,
+    /// The wait per rank before claiming an unclaimed address.
+    pub claim_stagger: Duration,
+    /// Whether this speaker sends and hears heartbeats (and so suspects silent holders).
+    pub heartbeats: bool,
+    /// Silence after which a holder is suspected.
+    pub suspect_after: Duration,
+    /// How many observers must agree before a suspect's lease is ended.
+    pub suspect_quorum: usize,
+    /// What to do while etcd cannot be reached.
+    pub on_etcd_loss: OnEtcdLoss,
+    /// The lease TTL.
+    pub ttl: Duration,
+}
+
+impl Config {
+    /// The decisions' part of the command line.
+    pub fn from_settings(s: &Settings) -> Self {
+        Config {
+            node: s.node_name.clone(),
+            claim_stagger: s.claim_stagger,
+            heartbeats: s.heartbeats(),
+            suspect_after: s.suspect_after(),
+            suspect_quorum: s.suspect_quorum,
+            on_etcd_loss: s.on_etcd_loss,
+            ttl: s.ttl(),
+        }
+    }
+
+    /// How long a claim may hold an address for nobody before it is cleared: twice the lease
+    /// TTL, at least 5 s (a registration may be on its way; a lease may be about to end).
+    pub fn orphan_grace(&self) -> Duration {
+        (self.ttl * 2).max(Duration::from_secs(5))
+    }
+
+    /// With `--on-etcd-loss release`, how long before the lease can have expired answering
+    /// stops: a third of the TTL, at most a second.
+    fn release_margin(&self) -> Duration {
+        (self.ttl / 3).min(Duration::from_secs(1))
+    }
+}
+
+/// Why the lease is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseLoss {
+    /// etcd said so when the speaker came back.
+    ExpiredWhileAway,
+    /// The keepalive stream said so.
+    Expired,
+    /// This node's registration vanished: the others ended the lease after hearing no
+    /// heartbeat from it (a false suspicion, if it is here to see it).
+    Ended,
+}
+
+impl fmt::Display for LeaseLoss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LeaseLoss::ExpiredWhileAway => "the lease expired while etcd was away",
+            LeaseLoss::Expired => "etcd says the lease has expired",
+            LeaseLoss::Ended => "this node's lease was ended in etcd",
+        })
+    }
+}
+
+/// Something for the controller to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Answer for exactly these addresses from now on (and say so in the heartbeats).
+    Answer(HeldSet),
+    /// Try to claim `ip` (this node ranks `rank`), answering on `interfaces`; report the
+    /// outcome with [`SpeakerState::claim_won`] or [`SpeakerState::claim_lost`].
+    Claim {
+        /// The address.
+        ip: IpAddr,
+        /// The interfaces to answer on.
+        interfaces: Vec<String>,
+        /// This node's rank for it.
+        rank: usize,
+    },
+    /// Delete this node's claim on `ip` (if still on its lease); report with
+    /// [`SpeakerState::released`].
+    Release {
+        /// The address.
+        ip: IpAddr,
+        /// Why.
+        reason: Release,
+    },
+    /// Delete the claim on `ip` that holds it for nobody, if still at `revision`; report with
+    /// [`SpeakerState::cleared`].
+    Clear {
+        /// The address.
+        ip: IpAddr,
+        /// The claim's revision.
+        revision: i64,
+        /// Its holder's name.
+        holder: String,
+    },
+    /// Record in etcd that this node suspects `node` (on `lease`).
+    Suspect {
+        /// The suspect.
+        node: String,
+        /// Its lease.
+        lease: i64,
+    },
+    /// Withdraw this node's suspicion of `node`.
+    Unsuspect {
+        /// The node.
+        node: String,
+    },
+    /// End `node`'s lease: enough observers agree it is silent, and this node is the one to act.
+    Revoke {
+        /// The suspect.
+        node: String,
+        /// Its lease.
+        lease: i64,
+        /// The observers that agree.
+        agreeing: BTreeSet<String>,
+    },
+    /// Stop answering at this time on the speaker's clock unless told otherwise (`None`: no
+    /// deadline), for the answering fence.
+    AnswerUntil(Option<Duration>),
+    /// The lease is gone: close the fence, stop carrying it in heartbeats; the session ends.
+    LeaseLost(LeaseLoss),
+    /// The lease each registered node is on now: only heartbeats on it count.
+    Current(BTreeMap<String, i64>),
+}
+
+/// What became of a foreign announcement of an address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Foreign {
+    /// This node does not answer for it: nothing to do.
+    NotHeld,
+    /// etcd answers and says the address is ours: keep answering; `warn` says whether to log
+    /// it (once a minute per address at most).
+    Kept {
+        /// Whether to log.
+        warn: bool,
+    },
+    /// etcd is away: the other node may have taken it; this node stops answering for it.
+    Yielded,
+}
+
+/// The speaker's state: its view of etcd and every timer its decisions need.
+#[derive(Debug)]
+pub struct SpeakerState {
+    config: Config,
+    keys: Keys,
+    lease: Option<Lease>,
+    /// Whether a session with etcd is up (listed and watching).
+    connected: bool,
+    world: World,
+    interfaces: Vec<String>,
+    /// What the responders were last told to answer for.
+    answering: HeldSet,
+    unclaimed_since: HashMap<IpAddr, Duration>,
+    /// Since when each address has been claimed for nobody (`election::is_orphaned`).
+    orphaned_since: HashMap<IpAddr, Duration>,
+    /// Addresses given up after another node announced them while etcd was away.
+    yielded: HashSet<IpAddr>,
+    /// When a foreign announcement of a held address was last logged, per address.
+    foreign_warned: HashMap<IpAddr, Duration>,
+    /// Since when each (holder, lease) has been watched for heartbeats.
+    watching: HashMap<(String, i64), Duration>,
+    /// Leases this node has ended, so it asks once.
+    revoked: HashSet<i64>,
+    /// How many holders the last detection suspected.
+    suspected: usize,
+    next_wake: Option<Duration>,
+}
+
+impl SpeakerState {
+    /// A speaker with no lease, not connected, answering for nothing.
+    pub fn new(config: Config, keys: Keys) -> Self {
+        SpeakerState {
+            config,
+            keys,
+            lease: None,
+            connected: false,
+            world: World::default(),
+            interfaces: Vec::new(),
+            answering: HeldSet::default(),
+            unclaimed_since: HashMap::new(),
+            orphaned_since: HashMap::new(),
+            yielded: HashSet::new(),
+            foreign_warned: HashMap::new(),
+            watching: HashMap::new(),
+            revoked: HashSet::new(),
+            suspected: 0,
+            next_wake: None,
+        }
+    }
+
+    /// The decisions' settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The lease, if the speaker has one.
+    pub fn lease(&self) -> Option<Lease> {
+        self.lease
+    }
+
+    /// The view of etcd.
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// What the responders answer for.
+    pub fn answering(&self) -> &HeldSet {
+        &self.answering
+    }
+
+    /// When [`tick`](Self::tick) next has something to do (a stagger or a grace period ends).
+    pub fn next_wake(&self) -> Option<Duration> {
+        self.next_wake
+    }
+
+    /// How many holders the last [`detect`](Self::detect) suspected.
+    pub fn suspected(&self) -> usize {
+        self.suspected
+    }
+
+    /// The usable interfaces changed (their names).
+    pub fn set_interfaces(&mut self, names: Vec<String>) {
+        self.interfaces = names;
+    }
+
+    /// With `--on-etcd-loss release`: when answering stops unless the lease is renewed first.
+    pub fn release_at(&self) -> Option<Duration> {
+        match self.config.on_etcd_loss {
+            OnEtcdLoss::Release => self
+                .lease
+                .map(|l| l.valid_until.saturating_sub(self.config.release_margin())),
+            OnEtcdLoss::Hold => None,
+        }
+    }
+
+    fn answer_until(&self) -> Action {
+        Action::AnswerUntil(self.release_at())
+    }
+
+    /// A session with etcd is up on the lease last [`renewed`](Self::renewed): etcd listed
+    /// `changes`. The view and the stagger timers start again from what this session sees;
+    /// yielded addresses may be claimed again.
+    pub fn session_started(&mut self, changes: &[Change]) -> (Vec<Action>, Vec<Unreadable>) {
+        self.connected = true;
+        self.world = World::default();
+        self.unclaimed_since.clear();
+        self.yielded.clear();
+        let unreadable = self.absorb(changes);
+        let actions = vec![
+            self.answer_until(),
+            Action::Current(self.world.speaker_leases.clone()),
+        ];
+        (actions, unreadable)
+    }
+
+    /// The session with etcd ended (etcd failed); the lease may well be alive.
+    pub fn disconnected(&mut self) {
+        self.connected = false;
+    }
+
+    /// etcd confirmed the lease until `valid_until`.
+    pub fn renewed(&mut self, id: i64, valid_until: Duration) -> Vec<Action> {
+        self.lease = Some(Lease { id, valid_until });
+        vec![self.answer_until()]
+    }
+
+    /// The lease is gone, and so are this node's claims: stop answering at once.
+    pub fn lease_lost(&mut self, why: LeaseLoss, now: Duration) -> Vec<Action> {
+        self.lease = None;
+        self.unclaimed_since.clear();
+        let until = match self.config.on_etcd_loss {
+            OnEtcdLoss::Release => Some(now),
+            OnEtcdLoss::Hold => None,
+        };
+        let mut actions = vec![Action::LeaseLost(why), Action::AnswerUntil(until)];
+        actions.extend(self.answer(HeldSet::default()));
+        actions
+    }
+
+    /// Renewals stalled while etcd still looked reachable, or etcd is away: with
+    /// `--on-etcd-loss release`, stop answering once the lease may be about to expire.
+    pub fn unrenewed(&mut self, now: Duration) -> Vec<Action> {
+        match self.release_at() {
+            Some(at) if now >= at => self.answer(HeldSet::default()).into_iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Changes the watch delivered. Unreadable keys are skipped (returned for the log).
+    pub fn apply(&mut self, changes: &[Change], now: Duration) -> (Vec<Action>, Vec<Unreadable>) {
+        let before = self.world.speaker_leases.clone();
+        let unreadable = self.absorb(changes);
+        if let Some(last) = changes.iter().map(Change::revision).max() {
+            self.world.watched_to(last);
+        }
+        let mut actions = Vec::new();
+        if self.world.speaker_leases != before {
+            actions.push(Action::Current(self.world.speaker_leases.clone()));
+        }
+        // The registration lives on the lease: gone means the lease was ended.
+        if self.lease.is_some() && !self.world.speakers.contains_key(&self.config.node) {
+            actions.extend(self.lease_lost(LeaseLoss::Ended, now));
+        }
+        (actions, unreadable)
+    }
+
+    fn absorb(&mut self, changes: &[Change]) -> Vec<Unreadable> {
+        changes
+            .iter()
+            .filter_map(|c| self.world.apply(&self.keys, c).err())
+            .collect()
+    }
+
+    /// This node's claim on `ip` was written at `revision`.
+    pub fn claim_won(&mut self, ip: IpAddr, claim: Claim, revision: i64) {
+        if let Some(lease) = self.lease {
+            let held = HeldClaim {
+                claim,
+                lease: lease.id,
+                revision,
+            };
+            self.world.claims.insert(ip, held);
+        }
+    }
+
+    /// Another claim won; `current` is it as the transaction read it.
+    pub fn claim_lost(&mut self, current: Option<Change>) -> Vec<Unreadable> {
+        self.absorb(current.as_slice())
+    }
+
+    /// This node asked to delete its claim on `ip`: `deleted` at that revision, or it was no
+    /// longer on this node's lease. Either way the claim is no longer this node's.
+    pub fn released(&mut self, ip: IpAddr, deleted: Option<i64>) {
+        match deleted {
+            Some(revision) => self.world.deleted(ip, revision),
+            None => {
+                self.world.claims.remove(&ip);
+            }
+        }
+    }
+
+    /// The orphaned claim on `ip` was deleted at `revision`.
+    pub fn cleared(&mut self, ip: IpAddr, revision: i64) {
+        self.world.deleted(ip, revision);
+        self.orphaned_since.remove(&ip);
+    }
+
+    /// Another MAC announced `ip` (a gratuitous ARP or an override NA).
+    pub fn foreign(&mut self, ip: IpAddr, now: Duration) -> (Foreign, Vec<Action>) {
+        if !self.answering.holds(ip) {
+            return (Foreign::NotHeld, Vec::new());
+        }
+        if self.connected {
+            // etcd decides while it answers: our claim stands; the other host is wrong.
+            let quiet = self
+                .foreign_warned
+                .get(&ip)
+                .is_some_and(|t| now.saturating_sub(*t) < Duration::from_secs(60));
+            if !quiet {
+                self.foreign_warned.insert(ip, now);
+            }
+            return (Foreign::Kept { warn: !quiet }, Vec::new());
+        }
+        let mut held = self.answering.clone();
+        held.release(ip);
+        self.yielded.insert(ip);
+        (Foreign::Yielded, self.answer(held).into_iter().collect())
+    }
+
+    fn answer(&mut self, held: HeldSet) -> Option<Action> {
+        (held != self.answering).then(|| {
+            self.answering = held.clone();
+            Action::Answer(held)
+        })
+    }
+
+    /// Decides about every address at `now`: what to answer for, what to claim, release or
+    /// clear. Does nothing without a lease or a session (what is answered for then stays as
+    /// it is, `--on-etcd-loss` aside).
+    pub fn tick(&mut self, now: Duration) -> Vec<Action> {
+        let (Some(lease), true) = (self.lease, self.connected) else {
+            return Vec::new();
+        };
+        self.forget_stale_timers();
+        let mut held = HeldSet::default();
+        let mut actions = Vec::new();
+        let mut wake: Option<Duration> = None;
+        let rank_keys = election::rank_keys(&self.world.announcements);
+        let grace = self.config.orphan_grace();
+        for (ip, ann) in &self.world.announcements {
+            let claim = self.world.claims.get(ip);
+            let situation = Situation {
+                me: &self.config.node,
+                announcement: ann,
+                rank_key: rank_keys.get(ip).copied().unwrap_or(*ip),
+                speakers: &self.world.speakers,
+                my_interfaces: &self.interfaces,
+                claim: claim.map(|c| &c.claim),
+            };
+            if let Some(c) = claim
+                && election::is_orphaned(&c.claim, c.lease, &self.world.speakers)
+            {
+                let at = *self.orphaned_since.entry(*ip).or_insert(now) + grace;
+                if now < at {
+                    wake = Some(wake.map_or(at, |w| w.min(at)));
+                } else if election::clears_orphan(&situation) {
+                    actions.push(Action::Clear {
+                        ip: *ip,
+                        revision: c.revision,
+                        holder: c.claim.node.clone(),
+                    });
+                }
+                continue;
+            }
+            let unclaimed_for = match claim {
+                None => now.saturating_sub(*self.unclaimed_since.entry(*ip).or_insert(now)),
+                Some(_) => Duration::ZERO,
+            };
+            // A claim under this node's name on an older lease is a leftover that ends with that
+            // lease: it is neither ours to answer for nor free to claim.
+            let step = match claim {
+                Some(c) if c.claim.node == self.config.node && c.lease != lease.id => Step::Idle {
+                    reason: Idle::OlderLease,
+                },
+                _ => election::decide(&situation, unclaimed_for, self.config.claim_stagger),
+            };
+            match step {
+                Step::Claim { rank } => actions.push(Action::Claim {
+                    ip: *ip,
+                    interfaces: election::interfaces_for(ann, &self.interfaces),
+                    rank,
+                }),
+                Step::Wait { remaining, .. } => {
+                    let at = now + remaining;
+                    wake = Some(wake.map_or(at, |w| w.min(at)));
+                }
+                Step::Hold if !self.yielded.contains(ip) => {
+                    held.hold(*ip, election::interfaces_for(ann, &self.interfaces));
+                }
+                Step::Release { reason } => actions.push(Action::Release { ip: *ip, reason }),
+                Step::Hold | Step::Idle { .. } => {}
+            }
+        }
+        for (ip, c) in self.world.claimed_by(&self.config.node) {
+            if c.lease == lease.id && !self.world.announcements.contains_key(ip) {
+                actions.push(Action::Release {
+                    ip: *ip,
+                    reason: Release::NotAnnounced,
+                });
+            }
+        }
+        self.next_wake = wake;
+        // Stop answering for what is released before releasing it.
+        let mut out: Vec<Action> = self.answer(held).into_iter().collect();
+        out.extend(actions);
+        out
+    }
+
+    fn forget_stale_timers(&mut self) {
+        let world = &self.world;
+        self.unclaimed_since
+            .retain(|ip, _| world.announcements.contains_key(ip) && !world.claims.contains_key(ip));
+        self.orphaned_since.retain(|ip, _| {
+            world
+                .claims
+                .get(ip)
+                .is_some_and(|c| election::is_orphaned(&c.claim, c.lease, &world.speakers))
+        });
+    }
+
+    /// Heartbeat failure detection at `now`, from what the heartbeats recorded in `heard`:
+    /// suspects the holders of addresses this node may answer for that have gone unheard for
+    /// `suspect_after`, records and withdraws its suspicions, and ends a suspect's lease when
+    /// enough live speakers agree and this node is the one to act (`ferrolb_core::liveness`).
+    pub fn detect(&mut self, now: Duration, heard: &Liveness) -> Vec<Action> {
+        if !self.config.heartbeats || self.lease.is_none() || !self.connected {
+            return Vec::new();
+        }
+        let me = self.config.node.clone();
+        let holders = self.watched_holders();
+        self.watching
+            .retain(|(node, l), _| holders.get(node) == Some(l));
+        let mut suspected: BTreeMap<String, i64> = BTreeMap::new();
+        for (node, l) in &holders {
+            let since = *self.watching.entry((node.clone(), *l)).or_insert(now);
+            let last = heard.last_heard(node, *l);
+            if liveness::is_suspect(last, since, now, self.config.suspect_after) {
+                suspected.insert(node.clone(), *l);
+            }
+        }
+        self.suspected = suspected.len();
+        let mine: BTreeMap<String, i64> = self
+            .world
+            .suspects
+            .iter()
+            .filter_map(|(n, obs)| obs.get(&me).map(|l| (n.clone(), *l)))
+            .collect();
+        let mut actions: Vec<Action> = suspected
+            .iter()
+            .filter(|(node, l)| mine.get(*node) != Some(l))
+            .map(|(node, l)| Action::Suspect {
+                node: node.clone(),
+                lease: *l,
+            })
+            .collect();
+        actions.extend(
+            mine.keys()
+                .filter(|n| !suspected.contains_key(*n))
+                .map(|n| Action::Unsuspect { node: n.clone() }),
+        );
+        for (node, l) in suspected {
+            actions.extend(self.revocation(node, l));
+        }
+        actions
+    }
+
+    /// The holders this node watches: other nodes, with heartbeats, holding addresses this node
+    /// may answer for.
+    fn watched_holders(&self) -> BTreeMap<String, i64> {
+        let me = &self.config.node;
+        let mut holders = BTreeMap::new();
+        for (ip, c) in &self.world.claims {
+            let Some(ann) = self.world.announcements.get(ip) else {
+                continue;
+            };
+            let heartbeats = self
+                .world
+                .speakers
+                .get(&c.claim.node)
+                .is_some_and(|r| r.heartbeats);
+            let eligible = ann.nodes.is_empty() || ann.nodes.contains(me);
+            if &c.claim.node != me && heartbeats && eligible {
+                holders.insert(c.claim.node.clone(), c.lease);
+            }
+        }
+        holders
+    }
+
+    /// Ends `node`'s lease `lease` if enough observers (this one included) suspect it on that
+    /// lease and this node is the one to act, once per lease.
+    fn revocation(&mut self, node: String, lease: i64) -> Option<Action> {
+        let me = &self.config.node;
+        let mut agreeing: BTreeSet<String> = self
+            .world
+            .suspects
+            .get(&node)
+            .map(|obs| {
+                obs.iter()
+                    .filter(|(_, sl)| **sl == lease)
+                    .map(|(o, _)| o.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        agreeing.insert(me.clone());
+        let live: BTreeSet<String> = self.world.speakers.keys().cloned().collect();
+        let acts = liveness::revoker(&node, &agreeing, &live, self.config.suspect_quorum)
+            == Some(me.as_str());
+        (acts && self.revoked.insert(lease)).then_some(Action::Revoke {
+            node,
+            lease,
+            agreeing,
+        })
+    }
+}

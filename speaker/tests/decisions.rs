@@ -1,0 +1,857 @@
+//! The middle tier: the speaker's state machine (`SpeakerState`) driven through scripted event
+//! sequences with virtual time, against a model of etcd's key space (revisions, leases,
+//! transactions, an ordered watch that each speaker reads at its own pace). No root, no network,
+//! no etcd process: what is tested is the decisions, and the actions they ask for.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ferrolb_core::layout::{
+    self, Announcement, Claim, InterfaceInfo, Keys, Registration, Suspicion,
+};
+use ferrolb_core::liveness::Liveness;
+use ferrolb_core::wire::heartbeat::HeartbeatRepr;
+use ferrolb_speaker::settings::OnEtcdLoss;
+use ferrolb_speaker::state::{Action, Config, Foreign, LeaseLoss, SpeakerState};
+use ferrolb_speaker::world::Change;
+use proptest::prelude::*;
+
+const PREFIX: &str = "/ferrolb";
+const TTL: Duration = Duration::from_secs(3);
+const STAGGER: Duration = Duration::from_millis(100);
+const SUSPECT_AFTER: Duration = Duration::from_millis(300);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn ip(n: u8) -> IpAddr {
+    IpAddr::from([10, 250, 0, n])
+}
+
+fn keys() -> Keys {
+    Keys::new(PREFIX)
+}
+
+fn config(node: &str, on_etcd_loss: OnEtcdLoss) -> Config {
+    Config {
+        node: node.to_string(),
+        claim_stagger: STAGGER,
+        heartbeats: true,
+        suspect_after: SUSPECT_AFTER,
+        suspect_quorum: 2,
+        on_etcd_loss,
+        ttl: TTL,
+    }
+}
+
+/// etcd's key space as the speakers see it: one revision counter, keys on leases, and the log
+/// of every change in revision order (the watch).
+#[derive(Debug, Default)]
+struct Model {
+    revision: i64,
+    kv: BTreeMap<String, (Vec<u8>, i64, i64)>,
+    next_lease: i64,
+    log: Vec<Change>,
+}
+
+impl Model {
+    fn put(&mut self, key: &str, value: Vec<u8>, lease: i64) -> i64 {
+        self.revision += 1;
+        self.kv
+            .insert(key.to_string(), (value.clone(), lease, self.revision));
+        self.log.push(Change::Put {
+            key: key.as_bytes().to_vec(),
+            value,
+            lease,
+            revision: self.revision,
+        });
+        self.revision
+    }
+
+    fn delete(&mut self, key: &str) -> Option<i64> {
+        self.kv.remove(key)?;
+        self.revision += 1;
+        self.log.push(Change::Delete {
+            key: key.as_bytes().to_vec(),
+            revision: self.revision,
+        });
+        Some(self.revision)
+    }
+
+    fn grant(&mut self) -> i64 {
+        self.next_lease += 1;
+        self.next_lease
+    }
+
+    /// Ends a lease: every key on it goes, at one revision (as etcd does).
+    fn revoke(&mut self, lease: i64) {
+        let gone: Vec<String> = self
+            .kv
+            .iter()
+            .filter(|(_, (_, l, _))| *l == lease)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        self.revision += 1;
+        for key in gone {
+            self.kv.remove(&key);
+            self.log.push(Change::Delete {
+                key: key.into_bytes(),
+                revision: self.revision,
+            });
+        }
+    }
+
+    fn list(&self) -> Vec<Change> {
+        self.kv
+            .iter()
+            .map(|(k, (v, lease, rev))| Change::Put {
+                key: k.as_bytes().to_vec(),
+                value: v.clone(),
+                lease: *lease,
+                revision: *rev,
+            })
+            .collect()
+    }
+
+    fn announce(&mut self, ip: IpAddr, nodes: &[&str]) {
+        let ann = Announcement {
+            ip,
+            services: vec!["default/web".into()],
+            nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            interfaces: Vec::new(),
+            preferred: BTreeMap::new(),
+        };
+        self.put(&keys().announcement(ip), layout::encode(&ann), 0);
+    }
+
+    fn claim_holder(&self, ip: IpAddr) -> Option<(String, i64)> {
+        let (value, lease, _) = self.kv.get(&keys().claim(ip))?;
+        let claim: Claim = serde_json::from_slice(value).ok()?;
+        Some((claim.node, *lease))
+    }
+}
+
+/// One speaker: its state machine, how far it has read the watch, and its lease in the model.
+struct Speaker {
+    name: String,
+    state: SpeakerState,
+    cursor: usize,
+    lease: i64,
+    /// Whether its interface is up.
+    up: bool,
+    /// Every action it was asked to carry out, in order.
+    actions: Vec<Action>,
+}
+
+impl Speaker {
+    /// Starts a session as the controller does: lease, registration, listing.
+    fn start(model: &mut Model, name: &str, on_etcd_loss: OnEtcdLoss, now: Duration) -> Self {
+        let mut s = Speaker {
+            name: name.to_string(),
+            state: SpeakerState::new(config(name, on_etcd_loss), keys()),
+            cursor: 0,
+            lease: 0,
+            up: true,
+            actions: Vec::new(),
+        };
+        s.state.set_interfaces(vec!["eth0".into()]);
+        s.session(model, now);
+        s
+    }
+
+    /// A new session: the old lease if it is still registered, or a new one.
+    fn session(&mut self, model: &mut Model, now: Duration) {
+        if self.state.lease().is_none() {
+            self.lease = model.grant();
+        }
+        let actions = self.state.renewed(self.lease, now + TTL);
+        self.actions.extend(actions);
+        self.register(model);
+        let listing = model.list();
+        self.cursor = model.log.len();
+        let (actions, unreadable) = self.state.session_started(&listing);
+        assert!(unreadable.is_empty(), "{unreadable:?}");
+        self.actions.extend(actions);
+    }
+
+    /// Writes its registration, with its interface if it is up.
+    fn register(&self, model: &mut Model) {
+        let eth0 = InterfaceInfo {
+            name: "eth0".into(),
+            mac: "02:00:00:00:00:01".into(),
+        };
+        let reg = Registration {
+            node: self.name.clone(),
+            labels: BTreeMap::new(),
+            interfaces: if self.up { vec![eth0] } else { Vec::new() },
+            heartbeats: true,
+        };
+        model.put(
+            &keys().speaker(&self.name),
+            layout::encode(&reg),
+            self.lease,
+        );
+    }
+
+    /// Its interface goes or comes back; the controller registers again.
+    fn set_up(&mut self, model: &mut Model, up: bool) {
+        self.up = up;
+        let names = if up {
+            vec!["eth0".to_string()]
+        } else {
+            Vec::new()
+        };
+        self.state.set_interfaces(names);
+        self.register(model);
+    }
+
+    /// Reads up to `n` more changes from the watch.
+    fn deliver(&mut self, model: &Model, n: usize, now: Duration) -> Vec<Action> {
+        let end = self.cursor.saturating_add(n).min(model.log.len());
+        let changes = model.log[self.cursor..end].to_vec();
+        self.cursor = end;
+        let (actions, unreadable) = self.state.apply(&changes, now);
+        assert!(unreadable.is_empty(), "{unreadable:?}");
+        self.actions.extend(actions.clone());
+        actions
+    }
+
+    fn catch_up(&mut self, model: &Model, now: Duration) -> Vec<Action> {
+        self.deliver(model, usize::MAX, now)
+    }
+
+    /// One round of decisions as the controller runs it: decide, act, and once more when an
+    /// action went to etcd. Returns the actions.
+    fn reconcile(&mut self, model: &mut Model, now: Duration) -> Vec<Action> {
+        let mut all = Vec::new();
+        for _ in 0..2 {
+            let actions = self.state.tick(now);
+            let acted = actions.iter().any(|a| !is_local(a));
+            self.execute(model, actions.clone());
+            all.extend(actions);
+            if !acted {
+                break;
+            }
+        }
+        all
+    }
+
+    fn detect(&mut self, model: &mut Model, now: Duration, heard: &Liveness) -> Vec<Action> {
+        let actions = self.state.detect(now, heard);
+        self.execute(model, actions.clone());
+        actions
+    }
+
+    /// Carries out the requests to etcd against the model and reports back, as the
+    /// controller's executor does.
+    fn execute(&mut self, model: &mut Model, actions: Vec<Action>) {
+        let k = keys();
+        for action in actions {
+            self.actions.push(action.clone());
+            match action {
+                Action::Claim { ip, interfaces, .. } => {
+                    let key = k.claim(ip);
+                    match model.kv.get(&key) {
+                        None => {
+                            let claim = Claim {
+                                node: self.name.clone(),
+                                interfaces,
+                                since: String::new(),
+                            };
+                            let rev = model.put(&key, layout::encode(&claim), self.lease);
+                            self.state.claim_won(ip, claim, rev);
+                        }
+                        Some((value, lease, rev)) => {
+                            let current = Change::Put {
+                                key: key.clone().into_bytes(),
+                                value: value.clone(),
+                                lease: *lease,
+                                revision: *rev,
+                            };
+                            assert!(self.state.claim_lost(Some(current)).is_empty());
+                        }
+                    }
+                }
+                Action::Release { ip, .. } => {
+                    let key = k.claim(ip);
+                    let mine = model.kv.get(&key).is_some_and(|(_, l, _)| *l == self.lease);
+                    let deleted = if mine { model.delete(&key) } else { None };
+                    self.state.released(ip, deleted);
+                }
+                Action::Clear { ip, revision, .. } => {
+                    let key = k.claim(ip);
+                    if model.kv.get(&key).is_some_and(|(_, _, r)| *r == revision)
+                        && let Some(rev) = model.delete(&key)
+                    {
+                        self.state.cleared(ip, rev);
+                    }
+                }
+                Action::Suspect { node, lease } => {
+                    let value = layout::encode(&Suspicion { lease });
+                    model.put(&k.suspect(&node, &self.name), value, self.lease);
+                }
+                Action::Unsuspect { node } => {
+                    model.delete(&k.suspect(&node, &self.name));
+                }
+                Action::Revoke { lease, .. } => model.revoke(lease),
+                Action::Answer(_)
+                | Action::AnswerUntil(_)
+                | Action::LeaseLost(_)
+                | Action::Current(_) => {}
+            }
+        }
+    }
+
+    fn holds(&self, ip: IpAddr) -> bool {
+        self.state.answering().holds(ip)
+    }
+}
+
+fn is_local(a: &Action) -> bool {
+    matches!(
+        a,
+        Action::Answer(_) | Action::AnswerUntil(_) | Action::LeaseLost(_) | Action::Current(_)
+    )
+}
+
+fn claims(actions: &[Action]) -> Vec<IpAddr> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Claim { ip, .. } => Some(*ip),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The nodes in rank order for an address that every node may answer for.
+fn ranking(nodes: &[&str], address: IpAddr) -> Vec<String> {
+    ferrolb_core::election::ranked(nodes.iter().copied(), address)
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+/// Two speakers, started in rank order for `address`, both having seen its announcement.
+fn pair(model: &mut Model, address: IpAddr) -> (Speaker, Speaker) {
+    let order = ranking(&["a", "b"], address);
+    let mut first = Speaker::start(model, &order[0], OnEtcdLoss::Hold, ms(0));
+    let mut second = Speaker::start(model, &order[1], OnEtcdLoss::Hold, ms(0));
+    model.announce(address, &[]);
+    first.catch_up(model, ms(0));
+    second.catch_up(model, ms(0));
+    (first, second)
+}
+
+#[test]
+fn the_first_ranked_claims_at_once_and_the_second_waits_its_stagger() {
+    let mut model = Model::default();
+    let (mut first, mut second) = pair(&mut model, ip(1));
+    assert!(claims(&second.reconcile(&mut model, ms(0))).is_empty());
+    assert_eq!(second.state.next_wake(), Some(STAGGER));
+    let actions = first.reconcile(&mut model, ms(0));
+    assert_eq!(claims(&actions), vec![ip(1)]);
+    assert!(first.holds(ip(1)));
+    assert_eq!(
+        model.claim_holder(ip(1)).map(|c| c.0),
+        Some(first.name.clone())
+    );
+}
+
+#[test]
+fn a_claim_lost_in_etcd_is_learned_from_the_transaction_and_not_answered() {
+    let mut model = Model::default();
+    let (mut first, mut second) = pair(&mut model, ip(1));
+    second.reconcile(&mut model, ms(0));
+    first.reconcile(&mut model, ms(0));
+    // The second has not yet seen the first's claim when its stagger ends.
+    let actions = second.reconcile(&mut model, STAGGER);
+    assert_eq!(claims(&actions), vec![ip(1)], "it tries once");
+    assert!(!second.holds(ip(1)));
+    assert!(claims(&second.reconcile(&mut model, STAGGER + ms(10))).is_empty());
+    assert!(first.holds(ip(1)));
+}
+
+/// Regression (lab): the speaker's own claim was undone by older watch news of the key (the
+/// previous holder's claim and its deletion) that arrived after its transaction had won.
+#[test]
+fn older_watch_news_does_not_undo_a_claim_won_since() {
+    let mut model = Model::default();
+    let (mut first, mut second) = pair(&mut model, ip(1));
+    second.reconcile(&mut model, ms(0));
+    // The first claims and gives the address up again (its interface went away) before the
+    // second has read any of it.
+    first.reconcile(&mut model, ms(0));
+    first.set_up(&mut model, false);
+    first.reconcile(&mut model, ms(1));
+    assert!(!first.holds(ip(1)));
+    let actions = second.reconcile(&mut model, STAGGER);
+    assert_eq!(claims(&actions), vec![ip(1)]);
+    assert!(second.holds(ip(1)));
+    // Now the watch brings the first's claim and its deletion, one change at a time.
+    while second.cursor < model.log.len() {
+        second.deliver(&model, 1, STAGGER + ms(1));
+        second.reconcile(&mut model, STAGGER + ms(1));
+        assert!(second.holds(ip(1)), "the claim won stands");
+    }
+}
+
+/// Found by the property test below: a speaker that released an address (its interface went)
+/// and got the interface back read its own older claim from the watch and answered again,
+/// while the next node had already claimed the address.
+#[test]
+fn a_released_claim_read_late_from_the_watch_is_not_answered_again() {
+    let mut model = Model::default();
+    let (mut first, mut second) = pair(&mut model, ip(1));
+    first.reconcile(&mut model, ms(0));
+    first.set_up(&mut model, false);
+    first.reconcile(&mut model, ms(1));
+    second.catch_up(&model, STAGGER);
+    second.reconcile(&mut model, STAGGER);
+    assert!(second.holds(ip(1)));
+    first.set_up(&mut model, true);
+    // The first reads its own claim (older than its release) before anything else.
+    first.deliver(&model, 1, STAGGER);
+    first.reconcile(&mut model, STAGGER);
+    assert!(
+        !first.holds(ip(1)),
+        "a deleted claim came back from stale news"
+    );
+    first.catch_up(&model, STAGGER);
+    first.reconcile(&mut model, STAGGER);
+    assert!(!first.holds(ip(1)) && second.holds(ip(1)));
+}
+
+#[test]
+fn a_claim_of_this_node_on_an_older_lease_is_neither_answered_nor_claimed() {
+    let mut model = Model::default();
+    let mut a = Speaker::start(&mut model, "a", OnEtcdLoss::Hold, ms(0));
+    let old = Claim {
+        node: "a".into(),
+        interfaces: vec!["eth0".into()],
+        since: String::new(),
+    };
+    let stale = model.grant();
+    model.put(&keys().claim(ip(1)), layout::encode(&old), stale);
+    model.announce(ip(1), &[]);
+    a.catch_up(&model, ms(0));
+    let actions = a.reconcile(&mut model, ms(0));
+    assert!(claims(&actions).is_empty());
+    assert!(!a.holds(ip(1)));
+}
+
+/// Regression (lab, false suspicion): the others ended this node's lease; its registration
+/// vanished. It stops answering at once and comes back as a newcomer on a new lease.
+#[test]
+fn a_node_whose_lease_was_ended_stops_answering_at_once_and_claims_again_on_a_new_lease() {
+    let mut model = Model::default();
+    let mut a = Speaker::start(&mut model, "a", OnEtcdLoss::Hold, ms(0));
+    model.announce(ip(1), &[]);
+    a.catch_up(&model, ms(0));
+    a.reconcile(&mut model, ms(0));
+    assert!(a.holds(ip(1)));
+    let old = a.lease;
+    model.revoke(old);
+    let actions = a.catch_up(&model, ms(500));
+    assert!(actions.contains(&Action::LeaseLost(LeaseLoss::Ended)));
+    assert!(!a.holds(ip(1)), "still answering on an ended lease");
+    assert!(a.state.lease().is_none());
+    a.state.disconnected();
+    a.session(&mut model, ms(600));
+    assert_ne!(a.lease, old);
+    a.reconcile(&mut model, ms(600));
+    assert!(a.holds(ip(1)));
+    assert_eq!(model.claim_holder(ip(1)), Some(("a".into(), a.lease)));
+}
+
+/// Regression (fault suite, the quorum-loss read): a speaker that finds its lease alive when it
+/// comes back keeps its claims: it answers again without claiming anything.
+#[test]
+fn a_lease_that_survived_an_etcd_outage_keeps_its_claims() {
+    let mut model = Model::default();
+    let mut a = Speaker::start(&mut model, "a", OnEtcdLoss::Hold, ms(0));
+    model.announce(ip(1), &[]);
+    a.catch_up(&model, ms(0));
+    a.reconcile(&mut model, ms(0));
+    let lease = a.lease;
+    a.state.disconnected();
+    assert!(
+        a.state.tick(ms(1000)).is_empty(),
+        "no decisions without etcd"
+    );
+    a.session(&mut model, ms(2000));
+    assert_eq!(a.lease, lease);
+    let actions = a.reconcile(&mut model, ms(2000));
+    assert!(claims(&actions).is_empty());
+    assert!(a.holds(ip(1)));
+}
+
+#[test]
+fn with_hold_an_unreachable_etcd_keeps_answering_until_another_node_announces_the_address() {
+    let mut model = Model::default();
+    let mut a = Speaker::start(&mut model, "a", OnEtcdLoss::Hold, ms(0));
+    model.announce(ip(1), &[]);
+    a.catch_up(&model, ms(0));
+    a.reconcile(&mut model, ms(0));
+    a.state.disconnected();
+    assert_eq!(a.state.release_at(), None);
+    assert!(a.state.unrenewed(TTL * 10).is_empty());
+    assert!(a.holds(ip(1)));
+    let (what, actions) = a.state.foreign(ip(1), TTL * 10);
+    assert_eq!(what, Foreign::Yielded);
+    assert!(matches!(&actions[..], [Action::Answer(h)] if !h.holds(ip(1))));
+    // Back with etcd and the lease alive, it answers for it again.
+    a.session(&mut model, TTL * 10);
+    a.reconcile(&mut model, TTL * 10);
+    assert!(a.holds(ip(1)));
+}
+
+#[test]
+fn with_hold_and_etcd_answering_a_foreign_announcement_changes_nothing() {
+    let mut model = Model::default();
+    let mut a = Speaker::start(&mut model, "a", OnEtcdLoss::Hold, ms(0));
+    model.announce(ip(1), &[]);
+    a.catch_up(&model, ms(0));
+    a.reconcile(&mut model, ms(0));
+    assert_eq!(
+        a.state.foreign(ip(1), ms(10)).0,
+        Foreign::Kept { warn: true }
+    );
+    assert_eq!(
+        a.state.foreign(ip(1), ms(20)).0,
+        Foreign::Kept { warn: false }
+    );
+    assert_eq!(a.state.foreign(ip(2), ms(20)).0, Foreign::NotHeld);
+    assert!(a.holds(ip(1)));
+}
+
+#[test]
+fn with_release_an_unreachable_etcd_stops_the_answers_before_the_lease_can_expire() {
+    let mut model = Model::default();
+    let mut a = Speaker::start(&mut model, "a", OnEtcdLoss::Release, ms(0));
+    model.announce(ip(1), &[]);
+    a.catch_up(&model, ms(0));
+    a.reconcile(&mut model, ms(0));
+    // The fence's deadline: a second before the lease's end (a third of a 3 s TTL).
+    assert!(
+        a.actions
+            .contains(&Action::AnswerUntil(Some(TTL - ms(1000))))
+    );
+    a.state.disconnected();
+    assert!(a.state.unrenewed(ms(1999)).is_empty());
+    assert!(a.holds(ip(1)));
+    let actions = a.state.unrenewed(ms(2000));
+    assert!(matches!(&actions[..], [Action::Answer(h)] if h.is_empty()));
+    // A renewal moves the deadline.
+    let actions = a.state.renewed(a.lease, ms(5000));
+    assert_eq!(actions, vec![Action::AnswerUntil(Some(ms(4000)))]);
+}
+
+fn heartbeat(node: &str, lease: i64, seq: u64) -> HeartbeatRepr {
+    HeartbeatRepr {
+        node: node.into(),
+        lease,
+        seq,
+        digest: [0; 8],
+    }
+}
+
+/// Three nodes: `holder` holds the address; the two others watch it.
+fn trio(model: &mut Model) -> (Speaker, Speaker, Speaker) {
+    let mut holder = Speaker::start(model, "a", OnEtcdLoss::Hold, ms(0));
+    let mut b = Speaker::start(model, "b", OnEtcdLoss::Hold, ms(0));
+    let mut c = Speaker::start(model, "c", OnEtcdLoss::Hold, ms(0));
+    model.announce(ip(1), &["a", "b", "c"]);
+    holder.catch_up(model, ms(0));
+    // Only the holder is eligible at first, so it holds the address whatever the ranking.
+    let only_a = Announcement {
+        ip: ip(1),
+        services: Vec::new(),
+        nodes: vec!["a".into()],
+        interfaces: Vec::new(),
+        preferred: BTreeMap::new(),
+    };
+    model.put(&keys().announcement(ip(1)), layout::encode(&only_a), 0);
+    holder.catch_up(model, ms(0));
+    holder.reconcile(model, ms(0));
+    assert!(holder.holds(ip(1)));
+    model.announce(ip(1), &["a", "b", "c"]);
+    for s in [&mut holder, &mut b, &mut c] {
+        s.catch_up(model, ms(0));
+        s.reconcile(model, ms(0));
+    }
+    assert!(holder.holds(ip(1)) && !b.holds(ip(1)) && !c.holds(ip(1)));
+    (holder, b, c)
+}
+
+/// What the heartbeat tasks of `observer` record into, told the current leases.
+fn liveness_of(observer: &Speaker) -> Liveness {
+    let mut l = Liveness::default();
+    l.set_current(observer.state.world().speaker_leases.clone());
+    l
+}
+
+#[test]
+fn a_silent_holder_is_suspected_and_the_suspicion_withdrawn_when_it_is_heard_again() {
+    let mut model = Model::default();
+    let (holder, mut b, _c) = trio(&mut model);
+    let mut heard = liveness_of(&b);
+    heard.heard(&heartbeat("a", holder.lease, 1), ms(0), false);
+    // The first detection starts watching the holder.
+    assert!(b.detect(&mut model, ms(0), &heard).is_empty());
+    assert!(b.detect(&mut model, ms(299), &heard).is_empty());
+    let actions = b.detect(&mut model, ms(300), &heard);
+    assert_eq!(
+        actions,
+        vec![Action::Suspect {
+            node: "a".into(),
+            lease: holder.lease
+        }]
+    );
+    b.catch_up(&model, ms(300));
+    assert!(
+        b.detect(&mut model, ms(310), &heard).is_empty(),
+        "recorded once"
+    );
+    heard.heard(&heartbeat("a", holder.lease, 2), ms(320), false);
+    let actions = b.detect(&mut model, ms(330), &heard);
+    assert_eq!(actions, vec![Action::Unsuspect { node: "a".into() }]);
+}
+
+#[test]
+fn the_lease_of_a_suspect_is_ended_once_a_quorum_agrees_by_the_first_of_them_only() {
+    let mut model = Model::default();
+    let (holder, mut b, mut c) = trio(&mut model);
+    let heard = liveness_of(&b);
+    b.detect(&mut model, ms(0), &heard);
+    c.detect(&mut model, ms(0), &heard);
+    // b alone suspects: one of two observers is not a quorum of two.
+    let actions = b.detect(&mut model, ms(300), &heard);
+    assert!(!actions.iter().any(|a| matches!(a, Action::Revoke { .. })));
+    // c suspects too, having read b's suspicion: b is the first agreeing observer by name.
+    c.catch_up(&model, ms(300));
+    let actions = c.detect(&mut model, ms(300), &heard);
+    assert!(!actions.iter().any(|a| matches!(a, Action::Revoke { .. })));
+    b.catch_up(&model, ms(310));
+    let actions = b.detect(&mut model, ms(310), &heard);
+    let agreeing: BTreeSet<String> = ["b".to_string(), "c".to_string()].into();
+    assert_eq!(
+        actions,
+        vec![Action::Revoke {
+            node: "a".into(),
+            lease: holder.lease,
+            agreeing
+        }]
+    );
+    assert!(b.detect(&mut model, ms(320), &heard).is_empty(), "once");
+    // The revocation frees the address: the next in rank takes it.
+    assert_eq!(model.claim_holder(ip(1)), None);
+}
+
+#[test]
+fn an_orphaned_claim_is_cleared_after_the_grace_by_the_first_ranked_only() {
+    let mut model = Model::default();
+    let (mut first, mut second) = pair(&mut model, ip(1));
+    let orphan = Claim {
+        node: "gone".into(),
+        interfaces: Vec::new(),
+        since: String::new(),
+    };
+    model.put(&keys().claim(ip(1)), layout::encode(&orphan), 0);
+    first.catch_up(&model, ms(0));
+    second.catch_up(&model, ms(0));
+    let grace = first.state.config().orphan_grace();
+    assert!(first.reconcile(&mut model, ms(0)).is_empty());
+    assert_eq!(first.state.next_wake(), Some(grace));
+    assert!(
+        !second
+            .reconcile(&mut model, grace)
+            .iter()
+            .any(|a| matches!(a, Action::Clear { .. }))
+    );
+    let actions = first.reconcile(&mut model, grace);
+    assert!(actions.iter().any(|a| matches!(a, Action::Clear { .. })));
+    assert_eq!(
+        claims(&actions),
+        vec![ip(1)],
+        "cleared, then claimed in the same round"
+    );
+    first.reconcile(&mut model, grace);
+    assert!(first.holds(ip(1)));
+}
+
+// ---- the property: at most one speaker answers for an address ----
+
+const NODES: [&str; 3] = ["a", "b", "c"];
+const ADDRESSES: [u8; 2] = [1, 2];
+
+#[derive(Clone, Debug)]
+enum Event {
+    /// Speaker `i` reads up to `n` changes from its watch.
+    Deliver(usize, usize),
+    /// Time passes, then speaker `i` decides and acts.
+    Reconcile(usize, u64),
+    /// The announcement of address `a`, for the nodes in the mask (0: every node).
+    Announce(usize, u8),
+    /// The announcement of address `a` goes.
+    Withdraw(usize),
+    /// Speaker `i`'s interface goes away or comes back.
+    Interfaces(usize, bool),
+    /// Speaker `i` stops gracefully: stops answering, then revokes its lease.
+    Stop(usize),
+    /// Speaker `i` (stopped) starts again with a new lease.
+    Start(usize),
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        4 => (0..3usize, 1..4usize).prop_map(|(i, n)| Event::Deliver(i, n)),
+        4 => (0..3usize, 0..150u64).prop_map(|(i, d)| Event::Reconcile(i, d)),
+        1 => (0..2usize, 0..8u8).prop_map(|(a, m)| Event::Announce(a, m)),
+        1 => (0..2usize).prop_map(Event::Withdraw),
+        1 => (0..3usize, any::<bool>()).prop_map(|(i, up)| Event::Interfaces(i, up)),
+        1 => (0..3usize).prop_map(Event::Stop),
+        1 => (0..3usize).prop_map(Event::Start),
+    ]
+}
+
+struct Cluster {
+    model: Model,
+    speakers: Vec<Option<Speaker>>,
+    now: Duration,
+}
+
+impl Cluster {
+    fn new() -> Self {
+        let mut model = Model::default();
+        let speakers = NODES
+            .iter()
+            .map(|n| Some(Speaker::start(&mut model, n, OnEtcdLoss::Hold, ms(0))))
+            .collect();
+        Cluster {
+            model,
+            speakers,
+            now: ms(0),
+        }
+    }
+
+    fn run(&mut self, e: &Event) {
+        let now = self.now;
+        match *e {
+            Event::Deliver(i, n) => {
+                if let Some(s) = self.speakers[i].as_mut() {
+                    s.deliver(&self.model, n, now);
+                }
+            }
+            Event::Reconcile(i, d) => {
+                self.now += ms(d);
+                if let Some(s) = self.speakers[i].as_mut() {
+                    s.reconcile(&mut self.model, self.now);
+                }
+            }
+            Event::Announce(a, mask) => {
+                let nodes: Vec<&str> = (0..3)
+                    .filter(|b| mask & (1 << b) != 0)
+                    .map(|b| NODES[b])
+                    .collect();
+                self.model.announce(ip(ADDRESSES[a]), &nodes);
+            }
+            Event::Withdraw(a) => {
+                self.model.delete(&keys().announcement(ip(ADDRESSES[a])));
+            }
+            Event::Interfaces(i, up) => {
+                if let Some(s) = self.speakers[i].as_mut() {
+                    s.set_up(&mut self.model, up);
+                }
+            }
+            Event::Stop(i) => {
+                if let Some(s) = self.speakers[i].take() {
+                    // The controller empties the held set before it revokes.
+                    self.model.revoke(s.lease);
+                }
+            }
+            Event::Start(i) => {
+                if self.speakers[i].is_none() {
+                    self.speakers[i] = Some(Speaker::start(
+                        &mut self.model,
+                        NODES[i],
+                        OnEtcdLoss::Hold,
+                        now,
+                    ));
+                }
+            }
+        }
+    }
+
+    fn answering(&self, address: IpAddr) -> Vec<&str> {
+        self.speakers
+            .iter()
+            .flatten()
+            .filter(|s| s.holds(address))
+            .map(|s| s.name.as_str())
+            .collect()
+    }
+
+    fn check(&self) -> Result<(), TestCaseError> {
+        for a in ADDRESSES {
+            let answering = self.answering(ip(a));
+            prop_assert!(answering.len() <= 1, "{} answered by {answering:?}", ip(a));
+            // Whoever answers holds the claim in etcd, on its current lease.
+            if let Some(node) = answering.first() {
+                let holder = self.model.claim_holder(ip(a));
+                let lease = self
+                    .speakers
+                    .iter()
+                    .flatten()
+                    .find(|s| s.name == *node)
+                    .map(|s| s.lease);
+                prop_assert_eq!(holder, Some((node.to_string(), lease.unwrap_or(0))));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every speaker reads everything and decides until nothing changes.
+    fn settle(&mut self) {
+        for _ in 0..6 {
+            self.now += STAGGER * 3;
+            for s in self.speakers.iter_mut().flatten() {
+                s.catch_up(&self.model, self.now);
+                s.reconcile(&mut self.model, self.now);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// From any sequence of events, at most one speaker answers for an address at any moment,
+    /// and it is the one etcd says holds it; and once everyone has caught up, every announced
+    /// address some live node may answer for is answered.
+    #[test]
+    fn no_address_is_answered_by_two_speakers(events in proptest::collection::vec(event(), 1..80)) {
+        let mut cluster = Cluster::new();
+        for e in &events {
+            cluster.run(e);
+            cluster.check()?;
+        }
+        cluster.settle();
+        cluster.check()?;
+        for a in ADDRESSES {
+            let Some((value, _, _)) = cluster.model.kv.get(&keys().announcement(ip(a))) else {
+                continue;
+            };
+            let ann: Announcement = serde_json::from_slice(value).expect("written by the test");
+            let eligible = cluster.speakers.iter().flatten().any(|s| {
+                s.up && (ann.nodes.is_empty() || ann.nodes.contains(&s.name))
+            });
+            prop_assert_eq!(cluster.answering(ip(a)).len(), usize::from(eligible), "{}", ip(a));
+        }
+    }
+}
