@@ -11,6 +11,8 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::wire::{self, ArpOperation, Frame, MacAddr};
+
 /// Requests per second always answered for any one requester (the bucket's size and refill).
 pub const RATE_PER_SECOND: u32 = 100;
 /// Requesters tracked at once. Past that, idle ones are forgotten first; if the table is still
@@ -81,6 +83,8 @@ pub enum DropReason {
     WrongInterface,
     /// The requester asked more than its share.
     RateLimited,
+    /// Answerable, but the answering fence is closed (the speaker may no longer hold it).
+    Fenced,
 }
 
 impl DropReason {
@@ -93,6 +97,7 @@ impl DropReason {
             DropReason::NotHeld => "not_held",
             DropReason::WrongInterface => "wrong_interface",
             DropReason::RateLimited => "rate_limited",
+            DropReason::Fenced => "fenced",
         }
     }
 }
@@ -230,6 +235,157 @@ impl HeldSet {
             return Answer::Drop(DropReason::RateLimited);
         }
         Answer::Reply
+    }
+}
+
+/// The interface a frame arrived on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Station<'a> {
+    /// Its name.
+    pub interface: &'a str,
+    /// Its MAC address.
+    pub mac: MacAddr,
+}
+
+/// What to do about one frame: [`decide`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// Another host announced an address this node answers for (a gratuitous ARP, an ARP from
+    /// that address, or an overriding Neighbor Advertisement): the address and the other MAC.
+    pub foreign: Option<(IpAddr, MacAddr)>,
+    /// When the frame was a query: the address asked about and the response.
+    pub query: Option<(IpAddr, Response)>,
+}
+
+/// The response to a query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    /// Send this frame (the reply).
+    Send(Vec<u8>),
+    /// Stay silent, for this reason.
+    Drop(DropReason),
+}
+
+/// The per-frame decision of a responder: whether `frame`, seen on `station`, tells of another
+/// host announcing a held address, and whether (and with what frame) to answer it. `fence_open`
+/// is the answering fence at this instant; the rate limit is consulted only for answerable
+/// queries, so only they spend tokens.
+pub fn decide(
+    frame: &Frame,
+    held: &HeldSet,
+    station: Station<'_>,
+    limiter: &mut RateLimiter,
+    now: Duration,
+    fence_open: bool,
+) -> Verdict {
+    let (query, reply, foreign) = match *frame {
+        Frame::Arp { eth, arp } => {
+            let sender = IpAddr::V4(arp.sender_ip);
+            let foreign = (held.holds(sender) && arp.sender_mac != station.mac)
+                .then_some((sender, arp.sender_mac));
+            let gratuitous = arp.sender_ip == arp.target_ip;
+            let kind = match arp.operation {
+                ArpOperation::Request if !gratuitous => QueryKind::ArpRequest,
+                _ => QueryKind::ArpAnnouncement,
+            };
+            let query = station.query(kind, IpAddr::V4(arp.target_ip), eth.src, eth.dst);
+            let reply = Reply::Arp {
+                to_mac: arp.sender_mac,
+                to_ip: arp.sender_ip,
+                ip: arp.target_ip,
+            };
+            (query, reply, foreign)
+        }
+        Frame::NeighborSolicit {
+            eth,
+            ip,
+            target,
+            source_lladdr,
+        } => {
+            let kind = match ip.src.is_unspecified() {
+                true => QueryKind::DadProbe,
+                false => QueryKind::NeighborSolicit,
+            };
+            let query = station.query(kind, IpAddr::V6(target), eth.src, eth.dst);
+            let reply = Reply::Ndp {
+                to_mac: source_lladdr.unwrap_or(eth.src),
+                to_ip: ip.src,
+                target,
+            };
+            (query, reply, None)
+        }
+        Frame::NeighborAdvert {
+            eth,
+            flags,
+            target,
+            target_lladdr,
+            ..
+        } => {
+            let from = target_lladdr.unwrap_or(eth.src);
+            let ip = IpAddr::V6(target);
+            let foreign =
+                (flags.overrides && held.holds(ip) && from != station.mac).then_some((ip, from));
+            return Verdict {
+                foreign,
+                query: None,
+            };
+        }
+        Frame::Other => {
+            return Verdict {
+                foreign: None,
+                query: None,
+            };
+        }
+    };
+    let response = match held.answer(&query, limiter, now) {
+        Answer::Reply if !fence_open => Response::Drop(DropReason::Fenced),
+        Answer::Reply => Response::Send(reply.build(station.mac)),
+        Answer::Drop(reason) => Response::Drop(reason),
+    };
+    Verdict {
+        foreign,
+        query: Some((query.target, response)),
+    }
+}
+
+impl<'a> Station<'a> {
+    fn query(self, kind: QueryKind, target: IpAddr, from: MacAddr, to: MacAddr) -> Query<'a> {
+        Query {
+            kind,
+            target,
+            requester: from.0,
+            destination: to.0,
+            interface: self.interface,
+            interface_mac: self.mac.0,
+        }
+    }
+}
+
+/// The reply a query would get, built only once the decision is to answer.
+#[derive(Clone, Copy, Debug)]
+enum Reply {
+    Arp {
+        to_mac: MacAddr,
+        to_ip: std::net::Ipv4Addr,
+        ip: std::net::Ipv4Addr,
+    },
+    Ndp {
+        to_mac: MacAddr,
+        to_ip: std::net::Ipv6Addr,
+        target: std::net::Ipv6Addr,
+    },
+}
+
+impl Reply {
+    fn build(self, mac: MacAddr) -> Vec<u8> {
+        match self {
+            Reply::Arp { to_mac, to_ip, ip } => wire::arp_reply(mac, ip, to_mac, to_ip),
+            Reply::Ndp {
+                to_mac,
+                to_ip,
+                target,
+            } => wire::neighbor_advert(mac, target, to_mac, to_ip, target, true, true),
+        }
     }
 }
 
@@ -405,5 +561,128 @@ mod tests {
             "idle ones are forgotten"
         );
         assert_eq!(l.len(), 1);
+    }
+
+    mod verdicts {
+        //! The per-frame decision on frames captured from real hosts.
+        use super::*;
+        use crate::wire::build::{gratuitous_arp_request, unsolicited_neighbor_advert};
+        use crate::wire::fixtures::*;
+
+        const ASKED_V4: &str = "192.0.2.240";
+        const ASKED_V6: &str = "2001:db8::f0";
+
+        fn holding(addresses: &[&str], interface: &str) -> HeldSet {
+            let mut held = HeldSet::default();
+            for a in addresses {
+                held.hold(ip(a), [interface.to_string()]);
+            }
+            held
+        }
+
+        fn verdict(bytes: &[u8], held: &HeldSet, mac: MacAddr, fence_open: bool) -> Verdict {
+            let frame = wire::parse_frame(bytes).expect("a valid fixture");
+            let station = Station {
+                interface: "eth0",
+                mac,
+            };
+            let mut limiter = RateLimiter::default();
+            decide(
+                &frame,
+                held,
+                station,
+                &mut limiter,
+                Duration::ZERO,
+                fence_open,
+            )
+        }
+
+        fn response(v: &Verdict) -> &Response {
+            &v.query.as_ref().expect("a query").1
+        }
+
+        #[test]
+        fn a_who_has_for_a_held_address_gets_the_reply_a_real_host_expects() {
+            let held = holding(&[ASKED_V4], "eth0");
+            let v = verdict(&ARP_WHO_HAS, &held, SPEAKER_MAC, true);
+            assert_eq!(v.foreign, None);
+            assert_eq!(
+                v.query,
+                Some((ip(ASKED_V4), Response::Send(ARP_REPLY.to_vec())))
+            );
+        }
+
+        #[test]
+        fn a_solicitation_for_a_held_address_gets_the_advertisement() {
+            let held = holding(&[ASKED_V6], "eth0");
+            let v = verdict(&NS, &held, SPEAKER_MAC, true);
+            assert_eq!(v.query, Some((ip(ASKED_V6), Response::Send(NA.to_vec()))));
+        }
+
+        #[test]
+        fn requests_that_must_not_be_answered_each_say_why() {
+            let v4 = holding(&[ASKED_V4], "eth0");
+            let v6 = holding(&[ASKED_V6], "eth0");
+            let elsewhere = holding(&[ASKED_V4], "eth1");
+            let mut unicast_elsewhere = ARP_WHO_HAS;
+            unicast_elsewhere[..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x77]);
+            let cases: [(&[u8], &HeldSet, bool, DropReason); 6] = [
+                (&ARP_WHO_HAS, &v4, false, DropReason::Fenced),
+                (&ARP_WHO_HAS, &HeldSet::default(), true, DropReason::NotHeld),
+                (&ARP_WHO_HAS, &elsewhere, true, DropReason::WrongInterface),
+                (&unicast_elsewhere, &v4, true, DropReason::NotSentHere),
+                (&DAD_NS, &v6, true, DropReason::DadProbe),
+                (&ARP_REPLY, &v4, true, DropReason::NotARequest),
+            ];
+            for (bytes, held, open, reason) in cases {
+                let v = verdict(bytes, held, SPEAKER_MAC, open);
+                assert_eq!(response(&v), &Response::Drop(reason));
+            }
+        }
+
+        #[test]
+        fn another_mac_announcing_a_held_address_is_reported_and_our_own_is_not() {
+            let held = holding(&[ASKED_V4, ASKED_V6], "eth0");
+            let v4 = ASKED_V4.parse().expect("v4");
+            let garp = gratuitous_arp_request(CLIENT_MAC, v4);
+            let v = verdict(&garp, &held, SPEAKER_MAC, true);
+            assert_eq!(v.foreign, Some((ip(ASKED_V4), CLIENT_MAC)));
+            assert_eq!(response(&v), &Response::Drop(DropReason::NotARequest));
+            let own = gratuitous_arp_request(SPEAKER_MAC, v4);
+            assert_eq!(verdict(&own, &held, SPEAKER_MAC, true).foreign, None);
+            // An overriding advertisement: the fixture is the speaker's own answer.
+            assert_eq!(verdict(&NA, &held, SPEAKER_MAC, true).foreign, None);
+            let v = verdict(&NA, &held, CLIENT_MAC, true);
+            assert_eq!(v.foreign, Some((ip(ASKED_V6), SPEAKER_MAC)));
+            assert_eq!(v.query, None);
+            let na = unsolicited_neighbor_advert(CLIENT_MAC, ASKED_V6.parse().expect("v6"));
+            let v = verdict(&na, &held, SPEAKER_MAC, true);
+            assert_eq!(v.foreign, Some((ip(ASKED_V6), CLIENT_MAC)));
+            // Not held: nobody to warn.
+            let v = verdict(&garp, &HeldSet::default(), SPEAKER_MAC, true);
+            assert_eq!(v.foreign, None);
+        }
+
+        #[test]
+        fn only_answerable_requests_spend_the_rate_limit() {
+            let held = holding(&[ASKED_V4], "eth0");
+            let frame = wire::parse_frame(&ARP_WHO_HAS).expect("valid");
+            let station = Station {
+                interface: "eth0",
+                mac: SPEAKER_MAC,
+            };
+            let mut limiter = RateLimiter::default();
+            let none = HeldSet::default();
+            for _ in 0..1000 {
+                decide(&frame, &none, station, &mut limiter, Duration::ZERO, true);
+            }
+            let answered = (0..RATE_PER_SECOND + 10)
+                .filter(|_| {
+                    let v = decide(&frame, &held, station, &mut limiter, Duration::ZERO, true);
+                    matches!(v.query, Some((_, Response::Send(_))))
+                })
+                .count();
+            assert_eq!(answered, RATE_PER_SECOND as usize);
+        }
     }
 }

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ferrolb_core::election::gratuitous_due;
-use ferrolb_core::respond::{Answer, HeldSet, Query, QueryKind, RateLimiter};
-use ferrolb_core::wire::{self, Frame, MacAddr};
+use ferrolb_core::respond::{self, HeldSet, RateLimiter, Response, Station};
+use ferrolb_core::wire::{self, MacAddr};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -294,141 +294,45 @@ impl Responder {
             self.held = self.held_rx.borrow_and_update().clone();
             self.refresh_counters();
         }
-        let frame = match wire::parse_frame(bytes) {
-            Ok(f) => f,
-            Err(_) => {
-                self.shared.metrics.malformed.inc();
-                return;
-            }
+        let Ok(frame) = wire::parse_frame(bytes) else {
+            self.shared.metrics.malformed.inc();
+            return;
         };
         let now = self.started.elapsed();
         if now.saturating_sub(self.swept) > Duration::from_secs(10) {
             self.limiter.forget_idle(now);
             self.swept = now;
         }
-        // The reply is built only once the decision is to answer.
-        let (query, reply): (Query<'_>, Reply) = match frame {
-            Frame::Arp { eth, arp } => {
-                let sender = IpAddr::V4(arp.sender_ip);
-                if self.held.holds(sender) && arp.sender_mac != self.mac {
-                    self.foreign(sender, arp.sender_mac);
-                }
-                let gratuitous = arp.sender_ip == arp.target_ip;
-                let kind = if arp.operation == wire::ArpOperation::Request && !gratuitous {
-                    QueryKind::ArpRequest
-                } else {
-                    QueryKind::ArpAnnouncement
-                };
-                let q = Query {
-                    kind,
-                    target: IpAddr::V4(arp.target_ip),
-                    requester: eth.src.0,
-                    destination: eth.dst.0,
-                    interface: &self.iface,
-                    interface_mac: self.mac.0,
-                };
-                (
-                    q,
-                    Reply::Arp {
-                        to_mac: arp.sender_mac,
-                        to_ip: arp.sender_ip,
-                        ip: arp.target_ip,
-                    },
-                )
-            }
-            Frame::NeighborSolicit {
-                eth,
-                ip,
-                target,
-                source_lladdr,
-            } => {
-                let kind = if ip.src.is_unspecified() {
-                    QueryKind::DadProbe
-                } else {
-                    QueryKind::NeighborSolicit
-                };
-                let q = Query {
-                    kind,
-                    target: IpAddr::V6(target),
-                    requester: eth.src.0,
-                    destination: eth.dst.0,
-                    interface: &self.iface,
-                    interface_mac: self.mac.0,
-                };
-                let to_mac = source_lladdr.unwrap_or(eth.src);
-                (
-                    q,
-                    Reply::Ndp {
-                        to_mac,
-                        to_ip: ip.src,
-                        target,
-                    },
-                )
-            }
-            Frame::NeighborAdvert {
-                eth,
-                flags,
-                target,
-                target_lladdr,
-                ..
-            } => {
-                let from = target_lladdr.unwrap_or(eth.src);
-                if flags.overrides && self.held.holds(IpAddr::V6(target)) && from != self.mac {
-                    self.foreign(IpAddr::V6(target), from);
-                }
-                return;
-            }
-            _ => return,
+        let station = Station {
+            interface: &self.iface,
+            mac: self.mac,
         };
-        let address = query.target;
-        let answer = match self.held.answer(&query, &mut self.limiter, now) {
-            // Checked here, in the answering thread, at this instant: a stalled event loop
-            // cannot keep this node answering after the others have taken the address.
-            Answer::Reply if !self.shared.fence.is_open(Instant::now()) => None,
-            a => Some(a),
+        // The fence is read here, in the answering thread, at this instant: a stalled event
+        // loop cannot keep this node answering after the others have taken the address.
+        let open = self.shared.fence.is_open(Instant::now());
+        let verdict = respond::decide(&frame, &self.held, station, &mut self.limiter, now, open);
+        if let Some((ip, mac)) = verdict.foreign {
+            self.foreign(ip, mac);
+        }
+        let Some((address, response)) = verdict.query else {
+            return;
         };
-        match answer {
-            None => {
-                if let Some(c) = self.counters.get(&address) {
-                    c.requests.inc();
-                }
-                self.shared
-                    .metrics
-                    .dropped
-                    .get_or_create(&ReasonLabels { reason: "fenced" })
-                    .inc();
-            }
-            Some(Answer::Reply) => {
-                let bytes = match reply {
-                    Reply::Arp { to_mac, to_ip, ip } => {
-                        wire::arp_reply(self.mac, ip, to_mac, to_ip)
-                    }
-                    Reply::Ndp {
-                        to_mac,
-                        to_ip,
-                        target,
-                    } => wire::neighbor_advert(self.mac, target, to_mac, to_ip, target, true, true),
-                };
-                let sent = socket.send(&bytes);
-                let counters = self.counters.get(&address);
-                if let Some(c) = counters {
-                    c.requests.inc();
-                }
-                match sent {
-                    Ok(()) => {
-                        if let Some(c) = counters {
-                            c.replies.inc();
-                        }
-                    }
-                    Err(e) => {
-                        warn!(%address, interface = %self.iface, error = %e, "cannot send a reply")
+        let counters = self.counters.get(&address);
+        if let Some(c) = counters {
+            c.requests.inc();
+        }
+        match response {
+            Response::Send(reply) => match socket.send(&reply) {
+                Ok(()) => {
+                    if let Some(c) = counters {
+                        c.replies.inc();
                     }
                 }
-            }
-            Some(Answer::Drop(reason)) => {
-                if let Some(c) = self.counters.get(&address) {
-                    c.requests.inc();
+                Err(e) => {
+                    warn!(%address, interface = %self.iface, error = %e, "cannot send a reply")
                 }
+            },
+            Response::Drop(reason) => {
                 self.shared
                     .metrics
                     .dropped
@@ -451,21 +355,6 @@ impl Responder {
                 mac: mac.to_string(),
             });
     }
-}
-
-/// What to send back, kept as data until the decision is made.
-#[derive(Clone, Copy, Debug)]
-enum Reply {
-    Arp {
-        to_mac: MacAddr,
-        to_ip: std::net::Ipv4Addr,
-        ip: std::net::Ipv4Addr,
-    },
-    Ndp {
-        to_mac: MacAddr,
-        to_ip: std::net::Ipv6Addr,
-        target: std::net::Ipv6Addr,
-    },
 }
 
 /// Gratuitous announcements and multicast memberships of one interface: follows the held set,

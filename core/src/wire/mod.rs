@@ -38,6 +38,8 @@ pub mod arp;
 pub mod build;
 mod bytes;
 pub mod ethernet;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod frame;
 pub mod heartbeat;
 pub mod icmpv6;
