@@ -20,12 +20,11 @@ use std::time::{Duration, SystemTime};
 use ferrolb_core::alloc::{ServiceKey, ServiceRequest};
 use ferrolb_core::announce::NodeInfo;
 use ferrolb_core::config::{Config, Report};
-use ferrolb_core::layout::{ConfigStatus, Keys, PoolUse};
+use ferrolb_core::layout::Keys;
 use ferrolb_core::load::{self, SourceFile};
 use ferrolb_core::service::Manifests;
 use ferrolb_etcd::{LeaseState, bounded};
 use futures::stream::{self, StreamExt};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
@@ -36,10 +35,12 @@ use crate::cluster::{self, Cluster};
 use crate::feedback;
 use crate::git::{GitError, GitSource};
 use crate::known_hosts::KnownHosts;
+use crate::leadership::Leadership;
 use crate::metrics::Metrics;
-use crate::plan::{self, Inputs, Write};
+use crate::plan::{self, Feedback, Inputs, Reported, Round, RoundInputs, Write};
 use crate::settings::{ServicesFrom, Settings};
 use crate::source::{self, Watcher};
+use crate::status::StatusView;
 use crate::store::{self, NotLeader, Observed, Store};
 
 /// How long a burst of file events may last before the sources are read again.
@@ -51,31 +52,12 @@ const KUBERNETES_IN_FLIGHT: usize = 16;
 /// watched any more; the content hash makes an unchanged read free of consequences).
 const RESYNC: Duration = Duration::from_secs(5);
 
-/// What `/status` shows.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct StatusView {
-    /// The configuration revision in force.
-    pub revision: Option<String>,
-    /// When it was applied.
-    pub applied_at: Option<String>,
-    /// The last error reading a newer configuration.
-    pub config_error: Option<String>,
-    /// The last error reading the Services.
-    pub services_error: Option<String>,
-    /// This replica's identity.
-    pub identity: String,
-    /// The leader's identity, when known.
-    pub leader: Option<String>,
-    /// Whether this replica leads.
-    pub is_leader: bool,
-    /// What the Kubernetes API refuses this reconciler for want of a permission
-    /// (`operation: the server's message`), until the operation next succeeds.
-    pub kubernetes_refused: Vec<String>,
-    /// Configuration, Services and etcd have all been read, and Kubernetes refuses nothing.
-    pub ready: bool,
-    /// Pool use (leader only: standbys do not allocate).
-    pub pools: Vec<PoolUse>,
-}
+/// The Services, the nodes, and the nodes with local endpoints, for one round.
+type RoundServices = (
+    Vec<ServiceRequest>,
+    BTreeMap<String, NodeInfo>,
+    Option<HashMap<ServiceKey, std::collections::BTreeSet<String>>>,
+);
 
 enum SessionEnd {
     Shutdown,
@@ -107,10 +89,8 @@ pub struct Reconciler {
     services_paths: Vec<PathBuf>,
     /// The Kubernetes caches (Kubernetes mode), once started.
     cluster: Option<Cluster>,
-    /// The last `AllocationFailed` reason reported per Service.
-    failed: HashMap<ServiceKey, ferrolb_core::alloc::Pending>,
-    /// The holder last reported (`nodeAssigned`) per address.
-    assigned: HashMap<IpAddr, String>,
+    /// What was last told to Kubernetes (`AllocationFailed` reasons, `nodeAssigned` holders).
+    reported: Reported,
     /// Statuses written and when, until the cache shows them: the cache lags behind the
     /// writes, and deciding on a stale status would write the same status twice.
     written: HashMap<ServiceKey, (Vec<IpAddr>, tokio::time::Instant)>,
@@ -183,8 +163,7 @@ impl Reconciler {
             config_from,
             services_paths,
             cluster: None,
-            failed: HashMap::new(),
-            assigned: HashMap::new(),
+            reported: Reported::default(),
             written: HashMap::new(),
             unannounced: BTreeMap::new(),
             hooks,
@@ -686,21 +665,54 @@ impl Reconciler {
             .is_some_and(|(_, l)| *l == lease)
     }
 
-    /// Decides and, on the leader, writes what differs.
+    /// Decides (`plan::round`) and, on the leader, writes what differs.
     async fn reconcile(&mut self, store: &mut Store, lease: i64) -> anyhow::Result<()> {
         let leader = self.is_leader(lease);
         self.metrics.leader.set(i64::from(leader));
-        let Some((revision, config)) = &self.config else {
+        let (Some((revision, config)), true, true) = (self.config.clone(), leader, self.synced)
+        else {
             self.publish_status(None);
             return Ok(());
         };
-        if !leader || !self.synced {
+        let Some((requests, nodes, local_nodes)) = self.round_inputs() else {
             self.publish_status(None);
             return Ok(());
+        };
+        let round = plan::round(RoundInputs {
+            plan: Inputs {
+                config: &config,
+                lb_class: self.settings.lb_class.as_deref(),
+                services: &requests,
+                nodes: &nodes,
+                announced: &self.observed.announcements,
+                local_nodes: local_nodes.as_ref(),
+            },
+            revision: &revision,
+            applied_at: &self.applied_at,
+            config_error: self.config_error.as_deref(),
+            config_in_etcd: self.observed.config.as_ref(),
+            claims: &self.observed.claims,
+            reported: self.cluster.as_ref().map(|_| &self.reported),
+        });
+        self.log_round(&round.plan);
+        self.write_etcd(store, lease, &round).await?;
+        if let Some(feedback) = round.kubernetes {
+            self.tell_kubernetes(feedback).await;
         }
-        let (requests, nodes, local_nodes) = match (&self.cluster, &self.services) {
+        self.metrics.record_usage(&round.plan.usage);
+        self.metrics.record_pending(&round.plan.decisions);
+        self.publish_status(Some(&round.plan));
+        Ok(())
+    }
+
+    /// The Services (with their current addresses), the nodes, and the nodes with local
+    /// endpoints, from Kubernetes or from the files and etcd; `None` before the Services were
+    /// read.
+    fn round_inputs(&mut self) -> Option<RoundServices> {
+        match (&self.cluster, &self.services) {
             (Some(cluster), _) => {
                 let mut snap = cluster.snapshot();
+                // Statuses written and not yet in the cache count as written (for a while).
                 let fresh = Duration::from_secs(10);
                 self.written.retain(|key, (ips, at)| {
                     match snap.services.iter_mut().find(|s| s.key == *key) {
@@ -711,7 +723,7 @@ impl Reconciler {
                         _ => false,
                     }
                 });
-                (snap.services, snap.nodes, Some(snap.local_nodes))
+                Some((snap.services, snap.nodes, Some(snap.local_nodes)))
             }
             (None, Some((_, services))) => {
                 // File mode: etcd holds the state, and the speakers' labels stand for Node labels.
@@ -729,45 +741,30 @@ impl Reconciler {
                         (n.clone(), info)
                     })
                     .collect();
-                (requests, nodes, None)
+                Some((requests, nodes, None))
             }
-            (None, None) => {
-                self.publish_status(None);
-                return Ok(());
-            }
+            (None, None) => None,
+        }
+    }
+
+    /// Logs what moved and what is allocated but not announced (the latter when it changed).
+    fn log_round(&mut self, p: &plan::Plan) {
+        let list = |ips: &[IpAddr]| match ips {
+            [] => "none".to_string(),
+            _ => ips
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
         };
-        let p = plan::plan(Inputs {
-            config,
-            lb_class: self.settings.lb_class.as_deref(),
-            services: &requests,
-            nodes: &nodes,
-            announced: &self.observed.announcements,
-            local_nodes: local_nodes.as_ref(),
-        });
         for d in p.decisions.iter().filter(|d| d.moved()) {
-            let list = |ips: &[IpAddr]| {
-                if ips.is_empty() {
-                    "none".to_string()
-                } else {
-                    ips.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                }
-            };
             let reason = match &d.outcome {
                 ferrolb_core::alloc::Outcome::Pending { reason } => Some(reason.to_string()),
                 ferrolb_core::alloc::Outcome::Ignored { reason } => Some(reason.to_string()),
                 ferrolb_core::alloc::Outcome::Allocated { .. } => None,
             };
-            warn!(
-                service = %d.key,
-                reason,
-                "address changed: {} {} -> {}",
-                d.key,
-                list(&d.previous),
-                list(d.outcome.ips())
-            );
+            let (from, to) = (list(&d.previous), list(d.outcome.ips()));
+            warn!(service = %d.key, reason, "address changed: {} {from} -> {to}", d.key);
         }
         if p.desired.unannounced != self.unannounced {
             for (ip, why) in &p.desired.unannounced {
@@ -775,41 +772,28 @@ impl Reconciler {
             }
             self.unannounced = p.desired.unannounced.clone();
         }
-        // The same revision keeps the time it was first applied, so a restart rewrites nothing.
-        let applied_at = match &self.observed.config {
-            Some(c) if c.revision == *revision => c.applied_at.clone(),
-            _ => self.applied_at.clone(),
-        };
-        let status = ConfigStatus {
-            revision: revision.clone(),
-            applied_at,
-            error: self.config_error.clone(),
-            pools: p
-                .usage
-                .iter()
-                .map(|u| PoolUse {
-                    pool: u.pool.clone(),
-                    family: u.family.to_string(),
-                    in_use: u.in_use.to_string(),
-                    total: u.total.to_string(),
-                })
-                .collect(),
-        };
-        if !p.writes.is_empty() {
-            let applied = bounded(
-                self.settings.step() * 3,
-                "write announcements",
-                store.apply(&p.writes, lease),
-            )
-            .await
-            .inspect_err(|e| {
-                self.metrics.etcd_errors.inc();
-                if e.is::<NotLeader>() {
-                    self.observed.leader = None;
-                }
-            })?;
+    }
+
+    /// Writes the round's announcements and configuration status (fenced by leadership).
+    async fn write_etcd(
+        &mut self,
+        store: &mut Store,
+        lease: i64,
+        round: &Round,
+    ) -> anyhow::Result<()> {
+        let writes = &round.plan.writes;
+        if !writes.is_empty() {
+            let step = self.settings.step() * 3;
+            let applied = bounded(step, "write announcements", store.apply(writes, lease))
+                .await
+                .inspect_err(|e| {
+                    self.metrics.etcd_errors.inc();
+                    if e.is::<NotLeader>() {
+                        self.observed.leader = None;
+                    }
+                })?;
             self.metrics.etcd_writes.inc_by(applied as u64);
-            for w in &p.writes {
+            for w in writes {
                 match w {
                     Write::Put(a) => {
                         info!(ip = %a.ip, services = ?a.services, nodes = ?a.nodes, "announce");
@@ -822,67 +806,42 @@ impl Reconciler {
                 }
             }
         }
-        if self.observed.config.as_ref() != Some(&status) {
-            bounded(
-                self.settings.step(),
-                "write config status",
-                store.put_status(&status, lease),
-            )
-            .await
-            .inspect_err(|_| {
-                self.metrics.etcd_errors.inc();
-            })?;
+        if let Some(status) = &round.config_status {
+            let step = self.settings.step();
+            bounded(step, "write config status", store.put_status(status, lease))
+                .await
+                .inspect_err(|_| {
+                    self.metrics.etcd_errors.inc();
+                })?;
             self.metrics.etcd_writes.inc();
-            self.observed.config = Some(status);
+            self.observed.config = Some(status.clone());
         }
-        if self.cluster.is_some() {
-            self.tell_kubernetes(&requests, &p).await;
-        }
-        self.metrics.record_usage(&p.usage);
-        self.metrics.record_pending(&p.decisions);
-        self.publish_status(Some(&p));
         Ok(())
     }
 
-    /// Writes Service statuses and Events (leader only, after the announcements are in etcd).
-    /// A failed write is logged and counted; the next round retries it, since the status still
-    /// differs.
-    async fn tell_kubernetes(&mut self, requests: &[ServiceRequest], p: &plan::Plan) {
+    /// Writes Service statuses and then Events (leader only, after the announcements are in
+    /// etcd), each only while leadership is safe (`Leadership`). A failed write is logged and
+    /// counted; the next round retries it, since the status still differs.
+    async fn tell_kubernetes(&mut self, feedback: Feedback) {
         let Some(cluster) = &self.cluster else {
             return;
         };
-        // Writes to Kubernetes are not fenced by etcd: only a leader whose lease surely lasts a
-        // while longer may make them, and it checks again as the round goes on.
-        let step = self.settings.step();
-        let state = self.lease_state.clone();
-        let leading = || {
-            state.as_ref().is_some_and(|rx| match &*rx.borrow() {
-                LeaseState::Alive { until, .. } => {
-                    until.saturating_duration_since(tokio::time::Instant::now()) > step
-                }
-                _ => false,
-            })
-        };
-        if !leading() {
+        let leadership = Leadership::new(self.lease_state.clone(), self.settings.step());
+        if !leadership.safe_at(tokio::time::Instant::now()) {
             warn!("lease renewal overdue: not writing to Kubernetes this round");
             return;
         }
-        let (writes, mut notes) = feedback::statuses(requests, &p.decisions, &mut self.failed);
-        notes.extend(feedback::node_assignments(
-            &self.observed.claims,
-            &self.observed.announcements,
-            &mut self.assigned,
-        ));
         // A bounded number of requests in flight: one at a time leaves a real API server idle
         // between round trips (10,000 Services took 124 s that way). A write not yet started
         // when the lease runs short is not started.
         // (The futures are made before they become a stream: a closure in the stream's type
         // would keep the daemon's future from being `Send`.)
-        let leading = &leading;
-        let statuses: Vec<_> = writes
+        let leadership = &leadership;
+        let statuses: Vec<_> = feedback
+            .statuses
             .iter()
             .map(|w| async move {
-                if !leading() {
+                if !leadership.safe_at(tokio::time::Instant::now()) {
                     return (w, None);
                 }
                 (w, Some(cluster.write_status(&w.key, &w.ips).await))
@@ -898,8 +857,8 @@ impl Reconciler {
                 None => stopped = true,
                 Some(Ok(())) => {
                     self.metrics.kubernetes_writes.inc();
-                    self.written
-                        .insert(w.key.clone(), (w.ips.clone(), tokio::time::Instant::now()));
+                    let at = tokio::time::Instant::now();
+                    self.written.insert(w.key.clone(), (w.ips.clone(), at));
                 }
                 Some(Err(e)) => {
                     self.metrics.kubernetes_errors.inc();
@@ -908,18 +867,28 @@ impl Reconciler {
             }
         }
         if stopped {
+            // What was not reported is reported again next round.
             warn!("lease renewal overdue: stopped this round's status writes");
             return;
         }
-        let events: Vec<_> = notes
+        self.reported = feedback.reported;
+        self.record_events(feedback.events).await;
+    }
+
+    /// Records Events on Services, a bounded number at a time.
+    async fn record_events(&self, events: Vec<feedback::Note>) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let events: Vec<_> = events
             .into_iter()
             .map(|n| async move { cluster.event(&n.key, n.warning, n.reason, n.note).await })
             .collect();
-        let events: Vec<_> = stream::iter(events)
+        let results: Vec<_> = stream::iter(events)
             .buffer_unordered(KUBERNETES_IN_FLIGHT)
             .collect()
             .await;
-        for result in events {
+        for result in results {
             match result {
                 Ok(()) => {
                     self.metrics.kubernetes_writes.inc();
@@ -936,17 +905,7 @@ impl Reconciler {
         let leader = self.observed.leader.as_ref().map(|(id, _)| id.clone());
         let is_leader = self.lease.is_some_and(|l| self.is_leader(l));
         let pools = plan
-            .map(|p| {
-                p.usage
-                    .iter()
-                    .map(|u| PoolUse {
-                        pool: u.pool.clone(),
-                        family: u.family.to_string(),
-                        in_use: u.in_use.to_string(),
-                        total: u.total.to_string(),
-                    })
-                    .collect()
-            })
+            .map(|p| plan::pool_use(&p.usage))
             .unwrap_or_else(|| self.status_tx.borrow().pools.clone());
         let refused = self
             .cluster

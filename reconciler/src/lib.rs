@@ -9,8 +9,9 @@
 //! - [`plan`]: deciding (pure): allocation, announcements, the writes that differ.
 //! - [`store`]: etcd requests, with every write fenced by leadership.
 //! - [`controller`]: the loop that ties them together.
-//! - [`metrics`]: Prometheus metrics and the HTTP listener (`/metrics`, `/healthz`, `/readyz`,
-//!   `/status`, `/hooks/git`).
+//! - [`leadership`]: whether the leader may still write where etcd does not fence it.
+//! - [`status`]: what `/status` shows; [`metrics`]: Prometheus metrics; [`http`]: the listener
+//!   (`/metrics`, `/healthz`, `/readyz`, `/status`) and [`webhook`] (`/hooks/git`).
 //!
 //! - [`git`], [`known_hosts`]: the configuration from a Git repository, SSH host keys checked.
 //! - [`cluster`], [`feedback`]: Services from the Kubernetes API, and the statuses and Events
@@ -23,12 +24,16 @@ pub mod cluster;
 pub mod controller;
 pub mod feedback;
 pub mod git;
+pub mod http;
 pub mod known_hosts;
+pub mod leadership;
 pub mod metrics;
 pub mod plan;
 pub mod settings;
 pub mod source;
+pub mod status;
 pub mod store;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,9 +43,10 @@ use ferrolb_etcd::daemon::{self, Companion};
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::controller::{Reconciler, StatusView};
+use crate::controller::Reconciler;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
+use crate::status::StatusView;
 
 /// This replica's identity: the host name and the process id.
 pub fn identity() -> String {
@@ -75,7 +81,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             tracing::warn!("no --webhook-secret-file: webhook calls are not authenticated");
         }
         let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let hook = metrics::Hook::new(tx, secret);
+        let hook = webhook::Hook::new(tx, secret);
         (Some(Arc::new(hook)), Some(rx))
     } else {
         (None, None)
@@ -90,7 +96,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
-    let http = metrics::serve(
+    let http = http::serve(
         listener,
         metrics.register(),
         status_rx,

@@ -1,14 +1,18 @@
 //! Decide in one place: from the configuration, the Services and the nodes to the writes that
-//! bring etcd to the wanted state. Pure; the controller only acts on the result.
+//! bring etcd to the wanted state ([`plan`]), and, for one round of the leader, everything else
+//! it writes: the configuration status, and the Service statuses and Events for Kubernetes
+//! ([`round`]). Pure; the controller only acts on the result.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use ferrolb_core::alloc::{Allocator, Decision, PoolUsage, ServiceKey, ServiceRequest};
+use ferrolb_core::alloc::{Allocator, Decision, Pending, PoolUsage, ServiceKey, ServiceRequest};
 use ferrolb_core::announce::{self, Announcements, NodeInfo, Placed};
 use ferrolb_core::config::Config;
-use ferrolb_core::layout::Announcement;
+use ferrolb_core::layout::{Announcement, Claim, ConfigStatus, PoolUse};
 use ferrolb_core::net::Family;
+
+use crate::feedback::{self, Note, StatusWrite};
 
 /// One change to `P/announcements/`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,6 +123,107 @@ pub fn current_from_announcements(
     }
 }
 
+/// What was last told to Kubernetes, so that each Event is recorded once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reported {
+    /// The last `AllocationFailed` reason per Service.
+    pub failed: HashMap<ServiceKey, Pending>,
+    /// The holder last reported (`nodeAssigned`) per address.
+    pub assigned: HashMap<IpAddr, String>,
+}
+
+/// Everything one round of the leader depends on.
+#[derive(Clone, Copy, Debug)]
+pub struct RoundInputs<'a> {
+    /// Allocation and announcements.
+    pub plan: Inputs<'a>,
+    /// The configuration revision in force.
+    pub revision: &'a str,
+    /// When this replica applied it.
+    pub applied_at: &'a str,
+    /// The last error reading a newer configuration.
+    pub config_error: Option<&'a str>,
+    /// `P/reconciler/config` as etcd holds it.
+    pub config_in_etcd: Option<&'a ConfigStatus>,
+    /// Who answers for each address, as etcd says.
+    pub claims: &'a BTreeMap<IpAddr, Claim>,
+    /// With Services from Kubernetes: what was last told to it.
+    pub reported: Option<&'a Reported>,
+}
+
+/// What one round of the leader writes.
+#[derive(Clone, Debug)]
+pub struct Round {
+    /// Allocation, announcements and the writes to `P/announcements/`.
+    pub plan: Plan,
+    /// `P/reconciler/config` to write, when it differs from etcd's.
+    pub config_status: Option<ConfigStatus>,
+    /// With Services from Kubernetes: what to tell it, once etcd holds the announcements.
+    pub kubernetes: Option<Feedback>,
+}
+
+/// What to tell Kubernetes after a round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Feedback {
+    /// Service statuses that differ.
+    pub statuses: Vec<StatusWrite>,
+    /// Events to record.
+    pub events: Vec<Note>,
+    /// What will have been reported once these are carried out.
+    pub reported: Reported,
+}
+
+/// One round: the plan, the configuration status, and the feedback for Kubernetes, computed
+/// against the announcements etcd will hold once the plan's writes are made.
+pub fn round(inputs: RoundInputs<'_>) -> Round {
+    let plan = plan(inputs.plan);
+    // The same revision keeps the time it was first applied, so a restart rewrites nothing.
+    let applied_at = match inputs.config_in_etcd {
+        Some(c) if c.revision == inputs.revision => c.applied_at.clone(),
+        _ => inputs.applied_at.to_string(),
+    };
+    let status = ConfigStatus {
+        revision: inputs.revision.to_string(),
+        applied_at,
+        error: inputs.config_error.map(str::to_string),
+        pools: pool_use(&plan.usage),
+    };
+    let config_status = (inputs.config_in_etcd != Some(&status)).then_some(status);
+    let kubernetes = inputs.reported.map(|reported| {
+        let mut reported = reported.clone();
+        let (statuses, mut events) =
+            feedback::statuses(inputs.plan.services, &plan.decisions, &mut reported.failed);
+        events.extend(feedback::node_assignments(
+            inputs.claims,
+            &plan.desired.by_ip,
+            &mut reported.assigned,
+        ));
+        Feedback {
+            statuses,
+            events,
+            reported,
+        }
+    });
+    Round {
+        plan,
+        config_status,
+        kubernetes,
+    }
+}
+
+/// Pool use as `P/reconciler/config` and `/status` show it.
+pub fn pool_use(usage: &[PoolUsage]) -> Vec<PoolUse> {
+    usage
+        .iter()
+        .map(|u| PoolUse {
+            pool: u.pool.clone(),
+            family: u.family.to_string(),
+            in_use: u.in_use.to_string(),
+            total: u.total.to_string(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +301,102 @@ mod tests {
             local_nodes: None,
         });
         assert_eq!(p.writes, [Write::Delete("10.0.0.0".parse().expect("ip"))]);
+    }
+
+    fn round_of<'a>(
+        c: &'a Config,
+        services: &'a [ServiceRequest],
+        announced: &'a BTreeMap<IpAddr, Announcement>,
+        in_etcd: Option<&'a ConfigStatus>,
+        claims: &'a BTreeMap<IpAddr, Claim>,
+        reported: Option<&'a Reported>,
+    ) -> Round {
+        static NODES: std::sync::LazyLock<BTreeMap<String, NodeInfo>> =
+            std::sync::LazyLock::new(BTreeMap::new);
+        round(RoundInputs {
+            plan: Inputs {
+                config: c,
+                lb_class: None,
+                services,
+                nodes: &NODES,
+                announced,
+                local_nodes: None,
+            },
+            revision: "r1",
+            applied_at: "2026-12-02T00:00:00Z",
+            config_error: None,
+            config_in_etcd: in_etcd,
+            claims,
+            reported,
+        })
+    }
+
+    #[test]
+    fn a_round_writes_the_configuration_status_only_when_it_differs_and_keeps_its_time() {
+        let c = config();
+        let services = [svc("a")];
+        let none = BTreeMap::new();
+        let no_claims = BTreeMap::new();
+        let first = round_of(&c, &services, &none, None, &no_claims, None);
+        let status = first.config_status.expect("nothing in etcd yet");
+        assert_eq!(status.applied_at, "2026-12-02T00:00:00Z");
+        assert_eq!(status.pools[0].in_use, "1");
+        assert!(
+            first.kubernetes.is_none(),
+            "file mode tells Kubernetes nothing"
+        );
+        let announced = first.plan.desired.by_ip.clone();
+        let mut again = services.to_vec();
+        current_from_announcements(&mut again, &announced);
+        let second = round_of(&c, &again, &announced, Some(&status), &no_claims, None);
+        assert!(second.plan.writes.is_empty() && second.config_status.is_none());
+        // Another replica (or a restart) applied the same revision later: etcd's time stands.
+        let earlier = ConfigStatus {
+            applied_at: "2026-11-30T00:00:00Z".into(),
+            ..status
+        };
+        let third = round_of(&c, &again, &announced, Some(&earlier), &no_claims, None);
+        assert!(third.config_status.is_none());
+    }
+
+    #[test]
+    fn the_feedback_is_computed_against_the_announcements_etcd_will_hold() {
+        let c = config();
+        let services = [svc("a")];
+        let none = BTreeMap::new();
+        let ip: IpAddr = "10.0.0.0".parse().expect("ip");
+        let claims = BTreeMap::from([(
+            ip,
+            Claim {
+                node: "n1".into(),
+                interfaces: vec!["eth0".into()],
+                since: String::new(),
+            },
+        )]);
+        let reported = Reported::default();
+        let r = round_of(&c, &services, &none, None, &claims, Some(&reported));
+        let fb = r.kubernetes.expect("Kubernetes mode");
+        assert_eq!(
+            fb.statuses,
+            [StatusWrite {
+                key: services[0].key.clone(),
+                ips: vec![ip]
+            }]
+        );
+        let reasons: Vec<&str> = fb.events.iter().map(|n| n.reason).collect();
+        // The announcement is written in this very round: the holder is reported already.
+        assert_eq!(reasons, ["IPAllocated", "nodeAssigned"]);
+        assert_eq!(
+            fb.reported.assigned.get(&ip).map(String::as_str),
+            Some("n1")
+        );
+        // The memory passed in is untouched: it changes only once the feedback is carried out.
+        assert_eq!(reported, Reported::default());
+        let again = round_of(&c, &services, &none, None, &claims, Some(&fb.reported));
+        let fb = again.kubernetes.expect("Kubernetes mode");
+        assert!(
+            fb.events.iter().all(|n| n.reason != "nodeAssigned"),
+            "reported once"
+        );
     }
 }
