@@ -39,5 +39,6 @@ pub mod net;
 pub mod respond;
 pub mod selector;
 pub mod service;
+pub mod view;
 pub mod wire;
 pub mod yaml;

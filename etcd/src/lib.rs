@@ -5,7 +5,9 @@
 
 pub mod daemon;
 pub mod listing;
+pub mod session;
 
+pub use ferrolb_core::view::KeyChange;
 pub use listing::{list_prefix, watch_prefix};
 
 use std::path::PathBuf;
@@ -189,17 +191,6 @@ pub async fn bounded<T>(
     tokio::time::timeout(limit, fut)
         .await
         .map_err(|_| anyhow::anyhow!("{what}: etcd did not answer within {limit:?}"))?
-}
-
-/// A key and its new value and lease, from a listing or a watch (`value: None`: deleted).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyChange {
-    /// The key.
-    pub key: Vec<u8>,
-    /// The value and the lease it is attached to (0: none); `None` when the key was deleted.
-    pub value: Option<(Vec<u8>, i64)>,
-    /// The revision of the change: the key's modification revision, or that of its deletion.
-    pub revision: i64,
 }
 
 /// The changes one watch message carries; an error when the watch failed, ended or was canceled

@@ -23,6 +23,7 @@ use ferrolb_core::config::{Config, Report};
 use ferrolb_core::layout::Keys;
 use ferrolb_core::load::{self, SourceFile};
 use ferrolb_core::service::Manifests;
+use ferrolb_etcd::session::{Opening, Session, SessionEvent};
 use ferrolb_etcd::{LeaseState, bounded};
 use futures::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
@@ -41,7 +42,8 @@ use crate::plan::{self, Feedback, Inputs, Reported, Round, RoundInputs, Write};
 use crate::settings::{ServicesFrom, Settings};
 use crate::source::{self, Watcher};
 use crate::status::StatusView;
-use crate::store::{self, NotLeader, Observed, Store};
+use crate::store::{NotLeader, Store};
+use ferrolb_core::view::View;
 
 /// How long a burst of file events may last before the sources are read again.
 const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -119,7 +121,7 @@ pub struct Reconciler {
     lease: Option<i64>,
     /// The lease renewals' state, read live (the renewals run in their own task).
     lease_state: Option<watch::Receiver<LeaseState>>,
-    observed: Observed,
+    observed: View,
     synced: bool,
     status_tx: watch::Sender<StatusView>,
     metrics: Arc<Metrics>,
@@ -181,7 +183,7 @@ impl Reconciler {
             services_error: None,
             lease: None,
             lease_state: None,
-            observed: Observed::default(),
+            observed: View::default(),
             synced: false,
             status_tx,
             metrics,
@@ -517,22 +519,23 @@ impl Reconciler {
         config_watch: &mut Option<Watcher>,
         services_watch: &mut Option<Watcher>,
     ) -> SessionEnd {
-        let step = self.settings.step();
-        let options = match self.settings.etcd.options(step) {
-            Ok(o) => o,
+        let mut session = match self.open_session().await {
+            Ok(s) => s,
             Err(e) => return SessionEnd::Failed(e),
         };
-        let connected = bounded(step, "connect", self.settings.etcd.connect(options)).await;
-        let mut store = match connected {
-            Ok(c) => Store {
-                client: c,
-                keys: self.keys.clone(),
-            },
-            Err(e) => return SessionEnd::Failed(e),
+        let mut store = Store {
+            client: session.client.clone(),
+            keys: self.keys.clone(),
         };
         *client = Some(store.clone());
         match self
-            .connected(&mut store, shutdown, config_watch, services_watch)
+            .connected(
+                &mut session,
+                &mut store,
+                shutdown,
+                config_watch,
+                services_watch,
+            )
             .await
         {
             Ok(never) => match never {},
@@ -540,41 +543,39 @@ impl Reconciler {
         }
     }
 
+    /// Connects, takes a new lease (renewed from a task of its own, so a long round of many
+    /// status writes or a slow fetch never lets it lapse), lists and watches the prefix.
+    async fn open_session(&mut self) -> anyhow::Result<Session> {
+        let step = self.settings.step();
+        let options = self.settings.etcd.options(step)?;
+        let mut opening = Opening::connect(&self.settings.etcd, options, step).await?;
+        let (lease, _) = opening.grant(self.settings.lease_ttl).await?;
+        self.lease = Some(lease);
+        let ttl = Duration::from_secs(u64::try_from(self.settings.lease_ttl).unwrap_or(3));
+        let mut session = opening.renew(lease, ttl, None).await?;
+        let listing = session
+            .list_then_watch(&format!("{}/", self.keys.prefix()))
+            .await?;
+        self.observed = View::default();
+        for c in &listing {
+            if let Err(e) = self.observed.apply(&self.keys, c) {
+                warn!(error = %e, "skipping an unreadable key");
+            }
+        }
+        self.lease_state = Some(session.lease_state());
+        Ok(session)
+    }
+
     async fn connected(
         &mut self,
+        session: &mut Session,
         store: &mut Store,
         shutdown: &mut watch::Receiver<bool>,
         config_watch: &mut Option<Watcher>,
         services_watch: &mut Option<Watcher>,
     ) -> Result<std::convert::Infallible, SessionEnd> {
         let step = self.settings.step();
-        let lease = bounded(step, "lease grant", async {
-            Ok(store
-                .client
-                .lease_grant(self.settings.lease_ttl, None)
-                .await?
-                .id())
-        })
-        .await?;
-        self.lease = Some(lease);
-        let (kvs, revision) = bounded(step, "list", store.list()).await?;
-        self.observed = Observed::default();
-        for c in &kvs {
-            if let Err(e) = self.observed.apply_change(&self.keys, c) {
-                warn!(error = %e, "skipping an unreadable key");
-            }
-        }
-        let mut watch = bounded(step, "watch", store.watch(revision + 1)).await?;
-        // Renewals run in a task of their own, so a long round (many status writes, a slow
-        // fetch) never lets the lease lapse.
-        let ttl = Duration::from_secs(u64::try_from(self.settings.lease_ttl).unwrap_or(3));
-        let mut keepalive = bounded(
-            step,
-            "keepalive",
-            ferrolb_etcd::keep_alive(&mut store.client, lease, ttl, step, None),
-        )
-        .await?;
-        self.lease_state = Some(keepalive.state.clone());
+        let lease = session.lease;
         self.synced = true;
         let mut resync = tokio::time::interval(RESYNC);
         resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -593,28 +594,16 @@ impl Reconciler {
             let settle_due = self.settle_due();
             tokio::select! {
                 _ = stopped(shutdown) => return Err(SessionEnd::Shutdown),
-                msg = watch.message() => {
-                    let had_leader = self.observed.leader.is_some();
-                    for c in store::changes(msg)? {
-                        if let Err(e) = self.observed.apply_change(&self.keys, &c) {
-                            warn!(error = %e, "skipping an unreadable key");
-                        }
+                event = session.next() => match event? {
+                    SessionEvent::Changes(changes) => self.watched(&changes),
+                    SessionEvent::Lease(LeaseState::Alive { .. }) => {}
+                    SessionEvent::Lease(LeaseState::Expired) => {
+                        return Err(anyhow::anyhow!("lease {lease} expired").into());
                     }
-                    if had_leader && self.observed.leader.is_none() {
-                        info!("the leader key is gone; campaigning");
+                    SessionEvent::Lease(LeaseState::Failed(why)) => {
+                        return Err(anyhow::anyhow!(why).into());
                     }
-                }
-                changed = keepalive.state.changed() => {
-                    if changed.is_err() {
-                        return Err(anyhow::anyhow!("the keepalive task ended").into());
-                    }
-                    let state = keepalive.state.borrow_and_update().clone();
-                    match state {
-                        LeaseState::Alive { .. } => {}
-                        LeaseState::Expired => return Err(anyhow::anyhow!("lease {lease} expired").into()),
-                        LeaseState::Failed(why) => return Err(anyhow::anyhow!(why).into()),
-                    }
-                }
+                },
                 Some(()) = changed(config_watch) => {
                     if let Some(w) = config_watch.as_mut() {
                         settle(&mut w.changes).await;
@@ -655,6 +644,19 @@ impl Reconciler {
                     }
                 }
             }
+        }
+    }
+
+    /// Changes the watch delivered.
+    fn watched(&mut self, changes: &[ferrolb_etcd::KeyChange]) {
+        let had_leader = self.observed.leader.is_some();
+        for c in changes {
+            if let Err(e) = self.observed.apply(&self.keys, c) {
+                warn!(error = %e, "skipping an unreadable key");
+            }
+        }
+        if had_leader && self.observed.leader.is_none() {
+            info!("the leader key is gone; campaigning");
         }
     }
 

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use ferrolb_core::alloc::{Decision, Outcome, Pending, ServiceKey, ServiceRequest};
-use ferrolb_core::layout::{Announcement, Claim};
+use ferrolb_core::layout::Announcement;
+use ferrolb_core::view::HeldClaim;
 
 /// An Event to record on a Service.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,12 +114,13 @@ pub fn statuses(
 /// `nodeAssigned` Events for addresses whose holder changed since the last call (`last`
 /// remembers the holder each address was last reported with).
 pub fn node_assignments(
-    claims: &BTreeMap<IpAddr, Claim>,
+    claims: &BTreeMap<IpAddr, HeldClaim>,
     announced: &BTreeMap<IpAddr, Announcement>,
     last: &mut HashMap<IpAddr, String>,
 ) -> Vec<Note> {
     let mut notes = Vec::new();
-    for (ip, claim) in claims {
+    for (ip, held) in claims {
+        let claim = &held.claim;
         if last.get(ip) == Some(&claim.node) {
             continue;
         }
@@ -258,10 +260,14 @@ mod tests {
                 preferred: BTreeMap::new(),
             },
         )]);
-        let claim = |n: &str| Claim {
-            node: n.into(),
-            interfaces: vec!["eth0".into()],
-            since: String::new(),
+        let claim = |n: &str| HeldClaim {
+            claim: ferrolb_core::layout::Claim {
+                node: n.into(),
+                interfaces: vec!["eth0".into()],
+                since: String::new(),
+            },
+            lease: 7,
+            revision: 1,
         };
         let mut last = HashMap::new();
         let notes = node_assignments(&BTreeMap::from([(ip, claim("n1"))]), &announced, &mut last);

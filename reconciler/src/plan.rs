@@ -9,8 +9,9 @@ use std::net::IpAddr;
 use ferrolb_core::alloc::{Allocator, Decision, Pending, PoolUsage, ServiceKey, ServiceRequest};
 use ferrolb_core::announce::{self, Announcements, NodeInfo, Placed};
 use ferrolb_core::config::Config;
-use ferrolb_core::layout::{Announcement, Claim, ConfigStatus, PoolUse};
+use ferrolb_core::layout::{Announcement, ConfigStatus, PoolUse};
 use ferrolb_core::net::Family;
+use ferrolb_core::view::HeldClaim;
 
 use crate::feedback::{self, Note, StatusWrite};
 
@@ -146,7 +147,7 @@ pub struct RoundInputs<'a> {
     /// `P/reconciler/config` as etcd holds it.
     pub config_in_etcd: Option<&'a ConfigStatus>,
     /// Who answers for each address, as etcd says.
-    pub claims: &'a BTreeMap<IpAddr, Claim>,
+    pub claims: &'a BTreeMap<IpAddr, HeldClaim>,
     /// With Services from Kubernetes: what was last told to it.
     pub reported: Option<&'a Reported>,
 }
@@ -308,7 +309,7 @@ mod tests {
         services: &'a [ServiceRequest],
         announced: &'a BTreeMap<IpAddr, Announcement>,
         in_etcd: Option<&'a ConfigStatus>,
-        claims: &'a BTreeMap<IpAddr, Claim>,
+        claims: &'a BTreeMap<IpAddr, HeldClaim>,
         reported: Option<&'a Reported>,
     ) -> Round {
         static NODES: std::sync::LazyLock<BTreeMap<String, NodeInfo>> =
@@ -367,10 +368,14 @@ mod tests {
         let ip: IpAddr = "10.0.0.0".parse().expect("ip");
         let claims = BTreeMap::from([(
             ip,
-            Claim {
-                node: "n1".into(),
-                interfaces: vec!["eth0".into()],
-                since: String::new(),
+            HeldClaim {
+                claim: ferrolb_core::layout::Claim {
+                    node: "n1".into(),
+                    interfaces: vec!["eth0".into()],
+                    since: String::new(),
+                },
+                lease: 7,
+                revision: 1,
             },
         )]);
         let reported = Reported::default();

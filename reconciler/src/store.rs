@@ -5,77 +5,13 @@
 //! lease. Every write is a transaction that first checks the leader key is still on that lease,
 //! so a replica that lost leadership (its lease expired while it was paused, say) cannot write.
 
-use std::collections::BTreeMap;
-use std::net::IpAddr;
-
-use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, WatchStream};
-use ferrolb_core::layout::{self, Announcement, Claim, ConfigStatus, Keys, Registration};
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
+use ferrolb_core::layout::{self, ConfigStatus, Keys};
 
 use crate::plan::Write;
 
 /// Most operations per transaction (etcd's default `--max-txn-ops` is 128).
 const MAX_OPS: usize = 100;
-
-/// What the reconciler reads from etcd.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Observed {
-    /// `P/announcements/`.
-    pub announcements: BTreeMap<IpAddr, Announcement>,
-    /// `P/speakers/`.
-    pub speakers: BTreeMap<String, Registration>,
-    /// `P/claims/`: who answers for each address.
-    pub claims: BTreeMap<IpAddr, Claim>,
-    /// The leader key's value and lease, if any.
-    pub leader: Option<(String, i64)>,
-    /// `P/reconciler/config` as etcd holds it.
-    pub config: Option<ConfigStatus>,
-}
-
-impl Observed {
-    /// Applies one change from a listing or a watch.
-    pub fn apply_change(&mut self, keys: &Keys, c: &KeyChange) -> Result<(), layout::DecodeError> {
-        self.apply(
-            keys,
-            &c.key,
-            c.value.as_ref().map(|(v, l)| (v.as_slice(), *l)),
-        )
-    }
-
-    /// Applies one key's new value (`None`: deleted). Unreadable values are dropped and reported.
-    pub fn apply(
-        &mut self,
-        keys: &Keys,
-        key: &[u8],
-        value: Option<(&[u8], i64)>,
-    ) -> Result<(), layout::DecodeError> {
-        if let Some(ip) = keys.ip_in(&keys.announcements(), key) {
-            self.announcements.remove(&ip);
-            if let Some((v, _)) = value {
-                self.announcements
-                    .insert(ip, layout::decode("announcement", key, v)?);
-            }
-        } else if let Some(ip) = keys.ip_in(&keys.claims(), key) {
-            self.claims.remove(&ip);
-            if let Some((v, _)) = value {
-                self.claims.insert(ip, layout::decode("claim", key, v)?);
-            }
-        } else if let Some(node) = keys.node_in(key) {
-            self.speakers.remove(&node);
-            if let Some((v, _)) = value {
-                self.speakers
-                    .insert(node, layout::decode("registration", key, v)?);
-            }
-        } else if key == keys.reconciler_config().as_bytes() {
-            self.config = match value {
-                Some((v, _)) => Some(layout::decode("configuration status", key, v)?),
-                None => None,
-            };
-        } else if key == keys.reconciler_leader().as_bytes() {
-            self.leader = value.map(|(v, lease)| (String::from_utf8_lossy(v).into_owned(), lease));
-        }
-        Ok(())
-    }
-}
 
 /// The reconciler's etcd client.
 #[derive(Clone)]
@@ -95,18 +31,6 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Lists everything under the prefix, and the revision read at.
-    pub async fn list(&mut self) -> anyhow::Result<(Vec<KeyChange>, i64)> {
-        let prefix = format!("{}/", self.keys.prefix());
-        ferrolb_etcd::list_prefix(&mut self.client, &prefix).await
-    }
-
-    /// Watches everything under the prefix from `revision`.
-    pub async fn watch(&mut self, revision: i64) -> anyhow::Result<WatchStream> {
-        let prefix = format!("{}/", self.keys.prefix());
-        ferrolb_etcd::watch_prefix(&mut self.client, &prefix, revision).await
-    }
-
     /// Tries to become leader; true when this replica now holds the leader key.
     pub async fn campaign(&mut self, identity: &str, lease: i64) -> anyhow::Result<bool> {
         let key = self.keys.reconciler_leader();
@@ -179,4 +103,4 @@ impl Store {
 #[error("no longer the leader: the leader key is not on this replica's lease")]
 pub struct NotLeader;
 
-pub use ferrolb_etcd::{KeyChange, watch_changes as changes};
+pub use ferrolb_etcd::KeyChange;

@@ -24,6 +24,7 @@ use ferrolb_core::layout::{Claim, InterfaceInfo, Keys, Registration};
 use ferrolb_core::respond::HeldSet;
 use ferrolb_core::wire::heartbeat::held_digest;
 use ferrolb_etcd::LeaseState;
+use ferrolb_etcd::session::{Opening, Session, SessionEvent};
 use regex::Regex;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -35,7 +36,7 @@ use crate::metrics::{Metrics, OpLabels};
 use crate::settings::Settings;
 use crate::state::{self, Action, Foreign, LeaseLoss, SpeakerState};
 use crate::sys::interfaces::{self, Interface};
-use crate::world::{Change, Unreadable};
+use ferrolb_core::view::{KeyChange, Unreadable};
 
 /// Why a session with etcd ended.
 #[derive(Debug)]
@@ -148,60 +149,43 @@ impl Controller {
         }
     }
 
-    /// One connection to etcd, from connecting to the first failure.
+    /// One session with etcd, from connecting to the first failure.
     async fn session(&mut self, shutdown: &mut watch::Receiver<bool>) -> SessionEnd {
         let step = self.settings.keepalive_interval();
-        let connect = Etcd::connect(&self.settings, self.options.clone());
-        let mut etcd = match bounded(step, "connect", connect).await {
-            Ok(e) => e,
+        let opened = Opening::connect(&self.settings.etcd, self.options.clone(), step).await;
+        let mut session = match async { self.lease(opened?).await }.await {
+            Ok(s) => s,
             Err(e) => return SessionEnd::Failed(e),
         };
-        let lease = match self.lease(&mut etcd).await {
-            Ok(lease) => lease,
-            Err(e) => return SessionEnd::Failed(e),
-        };
+        let lease = session.lease;
         self.links.beat_tx.send_modify(|b| b.lease = Some(lease));
-        // Renew before anything else. A renewal needs a leader but no quorum; registering,
-        // listing and watching need a quorum. A leader that has just lost its quorum still
-        // counts the lease down: left unrenewed there, the lease expires on its clock and it
-        // proposes the revocation, which commits when that member is elected again as the
-        // others return (etcd applies a new leader's log before it extends the leases), and
-        // every claim on the lease moves. Renewals run in a task of their own: slow claims
-        // or releases never delay them.
-        let keepalive = ferrolb_etcd::keep_alive(
-            &mut etcd.client,
-            lease,
-            self.settings.ttl(),
-            step,
-            Some(self.links.fence.confirmations()),
-        );
-        let keepalive = match bounded(step, "keepalive", keepalive).await {
-            Ok(k) => k,
-            Err(e) => return SessionEnd::Failed(e),
-        };
         self.renewing_since = Some(Instant::now());
         self.metrics.lease_alive.set(1);
         self.metrics.etcd_connected.set(1);
+        let mut etcd = Etcd::new(session.client.clone(), &self.settings.etcd.etcd_prefix);
         self.etcd = Some(etcd.clone());
-        match self.connected(&mut etcd, lease, keepalive, shutdown).await {
+        match self.connected(&mut session, &mut etcd, shutdown).await {
             Ok(never) => match never {},
             Err(end) => end,
         }
     }
 
-    /// The lease for this session: the one this node had if it is still alive, or a new one.
-    /// Opens the answering fence once etcd confirmed it.
-    async fn lease(&mut self, etcd: &mut Etcd) -> anyhow::Result<i64> {
-        let step = self.settings.keepalive_interval();
-        // When the lease was last asked about: a confirmation opens the answering fence only if
-        // it was asked for after the fence closed (`Fence::reopen`).
-        let asked = Instant::now();
+    /// The session's lease: the one this node had if it is still alive, or a new one. Opens
+    /// the answering fence once etcd confirmed it; renewals start before anything else (a
+    /// renewal needs a leader but no quorum: a leader that has just lost its quorum still
+    /// counts the lease down, and left unrenewed there the lease expires on its clock and
+    /// every claim on it moves when that member is elected again).
+    async fn lease(&mut self, mut opening: Opening) -> anyhow::Result<Session> {
+        let ttl = self.settings.ttl();
         if let Some(old) = self.state.lease() {
-            match self.remaining(etcd, old.id).await? {
-                Some(remaining) => {
-                    self.confirmed(old.id, Instant::now() + remaining, asked);
+            let witness =
+                Keys::new(&self.settings.etcd.etcd_prefix).speaker(&self.settings.node_name);
+            match opening.resume(old.id, ttl, Some(&witness)).await? {
+                Some((until, asked)) => {
+                    self.confirmed(old.id, until, asked);
                     info!(lease = old.id, "connected; lease still alive, claims kept");
-                    return Ok(old.id);
+                    let renew = Some(self.links.fence.confirmations());
+                    return opening.renew(old.id, ttl, renew).await;
                 }
                 None => {
                     let actions = self
@@ -211,25 +195,12 @@ impl Controller {
                 }
             }
         }
-        let asked = Instant::now();
-        let id = bounded(step, "lease grant", etcd.grant(self.settings.lease_ttl)).await?;
-        self.confirmed(id, Instant::now() + self.settings.ttl(), asked);
+        let (id, asked) = opening.grant(self.settings.lease_ttl).await?;
+        self.confirmed(id, Instant::now() + ttl, asked);
         info!(lease = id, ttl = self.settings.lease_ttl, "lease granted");
-        Ok(id)
-    }
-
-    /// How long lease `id` has left, `None` when etcd says it is gone. An error means etcd did
-    /// not answer: the lease may well be alive; only etcd saying so ends it.
-    async fn remaining(&mut self, etcd: &mut Etcd, id: i64) -> anyhow::Result<Option<Duration>> {
-        let step = self.settings.keepalive_interval();
-        if let Some(remaining) = bounded(step, "lease status", etcd.alive(id)).await? {
-            return Ok(Some(remaining));
-        }
-        // A member without a quorum can call a live lease gone (seen in the fault suite with
-        // two of three members down): only a read that needs the quorum decides.
-        let node = self.settings.node_name.clone();
-        let registered = bounded(step, "lease check", etcd.registered_on(&node, id)).await?;
-        Ok(registered.then(|| self.settings.ttl()))
+        opening
+            .renew(id, ttl, Some(self.links.fence.confirmations()))
+            .await
     }
 
     /// etcd confirmed lease `id` until `until`, in answer to a request sent at `asked`.
@@ -244,18 +215,17 @@ impl Controller {
 
     async fn connected(
         &mut self,
+        session: &mut Session,
         etcd: &mut Etcd,
-        lease: i64,
-        mut keepalive: ferrolb_etcd::Keepalive,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<std::convert::Infallible, SessionEnd> {
-        let step = self.settings.keepalive_interval();
+        let lease = session.lease;
         self.register(etcd, lease).await?;
-        let (changes, revision) = bounded(step, "list", etcd.list()).await?;
-        let (actions, unreadable) = self.state.session_started(&changes);
+        let prefix = format!("{}/", self.settings.etcd.etcd_prefix);
+        let listing = session.list_then_watch(&prefix).await?;
+        let (actions, unreadable) = self.state.session_started(&listing);
         skipped(unreadable);
         self.execute_local(actions);
-        let mut watch = bounded(step, "watch", etcd.watch(revision + 1)).await?;
         let mut interface_tick = tokio::time::interval(Duration::from_secs(1));
         interface_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let heartbeats = self.settings.heartbeats();
@@ -272,15 +242,11 @@ impl Controller {
             let release_at = self.state.release_at().map(|r| self.instant(r));
             tokio::select! {
                 _ = stopped(shutdown) => return Err(SessionEnd::Shutdown),
-                msg = watch.message() => self.watched(etcd::changes(msg)?, lease).await?,
+                event = session.next() => match event? {
+                    SessionEvent::Changes(changes) => self.watched(&changes, lease).await?,
+                    SessionEvent::Lease(news) => self.lease_news(lease, news)?,
+                },
                 _ = detect_tick.tick(), if heartbeats => self.detect(etcd, lease).await?,
-                changed = keepalive.state.changed() => {
-                    if changed.is_err() {
-                        return Err(anyhow::anyhow!("the keepalive task ended").into());
-                    }
-                    let news = keepalive.state.borrow_and_update().clone();
-                    self.lease_news(lease, news)?;
-                }
                 _ = tokio::time::sleep_until(release_at.unwrap_or(wake)), if release_at.is_some() => {
                     // Renewals stalled while etcd still looked reachable: the same rule as when
                     // it is not (`--on-etcd-loss release`).
@@ -303,8 +269,8 @@ impl Controller {
     }
 
     /// Changes the watch delivered.
-    async fn watched(&mut self, changes: Vec<Change>, lease: i64) -> anyhow::Result<()> {
-        let (actions, unreadable) = self.state.apply(&changes, self.now());
+    async fn watched(&mut self, changes: &[KeyChange], lease: i64) -> anyhow::Result<()> {
+        let (actions, unreadable) = self.state.apply(changes, self.now());
         skipped(unreadable);
         self.execute_local(actions);
         // One thread runs every task: let the heartbeats and renewals go first.

@@ -1,17 +1,13 @@
-//! The speaker's etcd operations, each one request: lease, registration, listing, watching,
+//! The speaker's etcd operations, each one request: registration, suspicions, revocation,
 //! claiming and releasing. Claims are created only when absent and only deleted while they are
 //! still on this speaker's lease, both in one transaction, so etcd alone decides who holds what.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, PutOptions, Txn, TxnOp, WatchStream,
-};
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use ferrolb_core::layout::{self, Claim, Keys, Registration};
 
-use crate::settings::Settings;
-use crate::world::Change;
+use ferrolb_core::view::KeyChange;
 
 /// A connected etcd client with the speaker's keys.
 #[derive(Clone)]
@@ -30,32 +26,12 @@ impl std::fmt::Debug for Etcd {
 }
 
 impl Etcd {
-    /// Connects to the endpoints.
-    pub async fn connect(s: &Settings, options: ConnectOptions) -> anyhow::Result<Self> {
-        Ok(Etcd {
-            client: s.etcd.connect(options).await?,
-            keys: Keys::new(&s.etcd.etcd_prefix),
-        })
-    }
-
-    /// Grants a new lease.
-    pub async fn grant(&mut self, ttl: i64) -> anyhow::Result<i64> {
-        Ok(self.client.lease_grant(ttl, None).await?.id())
-    }
-
-    /// Whether the lease is still alive in etcd.
-    /// The lease's remaining time to live, or `None` when it has expired.
-    pub async fn alive(&mut self, lease: i64) -> anyhow::Result<Option<Duration>> {
-        let ttl = self.client.lease_time_to_live(lease, None).await?.ttl();
-        Ok((ttl > 0).then(|| Duration::from_secs(u64::try_from(ttl).unwrap_or(0))))
-    }
-
-    /// Whether `node`'s registration is still on `lease`, by a linearizable read: it needs a
-    /// quorum, so unlike a lease status from a member cut off from the others, its "no" means the
-    /// lease is gone.
-    pub async fn registered_on(&mut self, node: &str, lease: i64) -> anyhow::Result<bool> {
-        let resp = self.client.get(self.keys.speaker(node), None).await?;
-        Ok(resp.kvs().first().is_some_and(|kv| kv.lease() == lease))
+    /// The speaker's requests on `client`, under `prefix`.
+    pub fn new(client: Client, prefix: &str) -> Self {
+        Etcd {
+            client,
+            keys: Keys::new(prefix),
+        }
     }
 
     /// Records that `observer` (this node, on `lease`) hears nothing from `node` on
@@ -106,19 +82,6 @@ impl Etcd {
         Ok(())
     }
 
-    /// Everything under the prefix, as changes, and the revision it was read at.
-    pub async fn list(&mut self) -> anyhow::Result<(Vec<Change>, i64)> {
-        let prefix = format!("{}/", self.keys.prefix());
-        let (kvs, revision) = ferrolb_etcd::list_prefix(&mut self.client, &prefix).await?;
-        Ok((kvs.into_iter().map(Change::from).collect(), revision))
-    }
-
-    /// Watches everything under the prefix from `revision` on.
-    pub async fn watch(&mut self, revision: i64) -> anyhow::Result<WatchStream> {
-        let prefix = format!("{}/", self.keys.prefix());
-        ferrolb_etcd::watch_prefix(&mut self.client, &prefix, revision).await
-    }
-
     /// Creates the claim on `ip` if nobody holds it. When it exists already, the transaction
     /// reads it instead, so the speaker learns who won without waiting for its watch.
     pub async fn claim(
@@ -142,10 +105,9 @@ impl Etcd {
             return Ok(ClaimOutcome::Won { revision });
         }
         let current = resp.op_responses().into_iter().find_map(|op| match op {
-            etcd_client::TxnOpResponse::Get(get) => get.kvs().first().map(|kv| Change::Put {
+            etcd_client::TxnOpResponse::Get(get) => get.kvs().first().map(|kv| KeyChange {
                 key: kv.key().to_vec(),
-                value: kv.value().to_vec(),
-                lease: kv.lease(),
+                value: Some((kv.value().to_vec(), kv.lease())),
                 revision: kv.mod_revision(),
             }),
             _ => None,
@@ -207,18 +169,8 @@ pub enum ClaimOutcome {
     /// was gone again by then).
     Lost {
         /// The claim that won.
-        current: Option<Change>,
+        current: Option<KeyChange>,
     },
-}
-
-/// The changes in one watch message; an error when the watch failed, ended or was canceled.
-pub fn changes(
-    msg: Result<Option<etcd_client::WatchResponse>, etcd_client::Error>,
-) -> anyhow::Result<Vec<Change>> {
-    Ok(ferrolb_etcd::watch_changes(msg)?
-        .into_iter()
-        .map(Change::from)
-        .collect())
 }
 
 pub use ferrolb_etcd::bounded;

@@ -8,8 +8,10 @@
 //! ```
 //!
 //! - [`settings`]: the command line (exact; other parts and the tests drive it).
-//! - [`world`]: the view of etcd, fed by events; [`etcd`]: the requests.
-//! - [`controller`]: decide (with `ferrolb_core::election`) then act.
+//! - [`state`]: every decision (`SpeakerState`, pure, on `ferrolb_core::view::View` and
+//!   `ferrolb_core::election`); [`etcd`]: the requests.
+//! - [`controller`]: the executor: the etcd session (`ferrolb_etcd::session`), the actions.
+//! - [`links`]: the messages and channels between the tasks.
 //! - [`responder`]: answers and gratuitous announcements, one task per interface.
 //! - [`sys`]: the only unsafe code: raw sockets; and the interface list from /sys.
 //! - [`metrics`]: Prometheus metrics and the HTTP listener.
@@ -30,7 +32,6 @@ pub mod responder;
 pub mod settings;
 pub mod state;
 pub mod sys;
-pub mod world;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -7,7 +7,7 @@
 //! ```text
 //!  KeyChange ─┐                       ┌─▶ Answer(HeldSet)        ─▶ responders, heartbeat digest
 //!  lease news ┼─▶ SpeakerState ─tick─▶┼─▶ Claim / Release / Clear ─▶ etcd transactions
-//!  results   ─┤   (World, timers)     ├─▶ Suspect / Unsuspect / Revoke
+//!  results   ─┤   (View, timers)      ├─▶ Suspect / Unsuspect / Revoke
 //!  heartbeats ┘                       └─▶ AnswerUntil / LeaseLost / Current ─▶ fence, heartbeats
 //! ```
 
@@ -20,9 +20,9 @@ use ferrolb_core::election::{self, Idle, Release, Situation, Step};
 use ferrolb_core::layout::{Claim, Keys};
 use ferrolb_core::liveness::{self, Liveness};
 use ferrolb_core::respond::HeldSet;
+use ferrolb_core::view::{HeldClaim, KeyChange, Unreadable, View};
 
 use crate::settings::{OnEtcdLoss, Settings};
-use crate::world::{Change, HeldClaim, Unreadable, World};
 
 /// The lease this speaker is on, and how long it lasts unless renewed (as etcd last confirmed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,7 +187,7 @@ pub struct SpeakerState {
     lease: Option<Lease>,
     /// Whether a session with etcd is up (listed and watching).
     connected: bool,
-    world: World,
+    world: View,
     interfaces: Vec<String>,
     /// What the responders were last told to answer for.
     answering: HeldSet,
@@ -215,7 +215,7 @@ impl SpeakerState {
             keys,
             lease: None,
             connected: false,
-            world: World::default(),
+            world: View::default(),
             interfaces: Vec::new(),
             answering: HeldSet::default(),
             unclaimed_since: HashMap::new(),
@@ -240,7 +240,7 @@ impl SpeakerState {
     }
 
     /// The view of etcd.
-    pub fn world(&self) -> &World {
+    pub fn world(&self) -> &View {
         &self.world
     }
 
@@ -281,9 +281,9 @@ impl SpeakerState {
     /// A session with etcd is up on the lease last [`renewed`](Self::renewed): etcd listed
     /// `changes`. The view and the stagger timers start again from what this session sees;
     /// yielded addresses may be claimed again.
-    pub fn session_started(&mut self, changes: &[Change]) -> (Vec<Action>, Vec<Unreadable>) {
+    pub fn session_started(&mut self, changes: &[KeyChange]) -> (Vec<Action>, Vec<Unreadable>) {
         self.connected = true;
-        self.world = World::default();
+        self.world = View::default();
         self.unclaimed_since.clear();
         self.yielded.clear();
         let unreadable = self.absorb(changes);
@@ -328,10 +328,14 @@ impl SpeakerState {
     }
 
     /// Changes the watch delivered. Unreadable keys are skipped (returned for the log).
-    pub fn apply(&mut self, changes: &[Change], now: Duration) -> (Vec<Action>, Vec<Unreadable>) {
+    pub fn apply(
+        &mut self,
+        changes: &[KeyChange],
+        now: Duration,
+    ) -> (Vec<Action>, Vec<Unreadable>) {
         let before = self.world.speaker_leases.clone();
         let unreadable = self.absorb(changes);
-        if let Some(last) = changes.iter().map(Change::revision).max() {
+        if let Some(last) = changes.iter().map(|c| c.revision).max() {
             self.world.watched_to(last);
         }
         let mut actions = Vec::new();
@@ -345,7 +349,7 @@ impl SpeakerState {
         (actions, unreadable)
     }
 
-    fn absorb(&mut self, changes: &[Change]) -> Vec<Unreadable> {
+    fn absorb(&mut self, changes: &[KeyChange]) -> Vec<Unreadable> {
         changes
             .iter()
             .filter_map(|c| self.world.apply(&self.keys, c).err())
@@ -365,7 +369,7 @@ impl SpeakerState {
     }
 
     /// Another claim won; `current` is it as the transaction read it.
-    pub fn claim_lost(&mut self, current: Option<Change>) -> Vec<Unreadable> {
+    pub fn claim_lost(&mut self, current: Option<KeyChange>) -> Vec<Unreadable> {
         self.absorb(current.as_slice())
     }
 

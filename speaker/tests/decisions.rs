@@ -11,10 +11,10 @@ use ferrolb_core::layout::{
     self, Announcement, Claim, InterfaceInfo, Keys, Registration, Suspicion,
 };
 use ferrolb_core::liveness::Liveness;
+use ferrolb_core::view::KeyChange;
 use ferrolb_core::wire::heartbeat::HeartbeatRepr;
 use ferrolb_speaker::settings::OnEtcdLoss;
 use ferrolb_speaker::state::{Action, Config, Foreign, LeaseLoss, SpeakerState};
-use ferrolb_speaker::world::Change;
 use proptest::prelude::*;
 
 const PREFIX: &str = "/ferrolb";
@@ -53,7 +53,7 @@ struct Model {
     revision: i64,
     kv: BTreeMap<String, (Vec<u8>, i64, i64)>,
     next_lease: i64,
-    log: Vec<Change>,
+    log: Vec<KeyChange>,
 }
 
 impl Model {
@@ -61,10 +61,9 @@ impl Model {
         self.revision += 1;
         self.kv
             .insert(key.to_string(), (value.clone(), lease, self.revision));
-        self.log.push(Change::Put {
+        self.log.push(KeyChange {
             key: key.as_bytes().to_vec(),
-            value,
-            lease,
+            value: Some((value, lease)),
             revision: self.revision,
         });
         self.revision
@@ -73,8 +72,9 @@ impl Model {
     fn delete(&mut self, key: &str) -> Option<i64> {
         self.kv.remove(key)?;
         self.revision += 1;
-        self.log.push(Change::Delete {
+        self.log.push(KeyChange {
             key: key.as_bytes().to_vec(),
+            value: None,
             revision: self.revision,
         });
         Some(self.revision)
@@ -99,20 +99,20 @@ impl Model {
         self.revision += 1;
         for key in gone {
             self.kv.remove(&key);
-            self.log.push(Change::Delete {
+            self.log.push(KeyChange {
                 key: key.into_bytes(),
+                value: None,
                 revision: self.revision,
             });
         }
     }
 
-    fn list(&self) -> Vec<Change> {
+    fn list(&self) -> Vec<KeyChange> {
         self.kv
             .iter()
-            .map(|(k, (v, lease, rev))| Change::Put {
+            .map(|(k, (v, lease, rev))| KeyChange {
                 key: k.as_bytes().to_vec(),
-                value: v.clone(),
-                lease: *lease,
+                value: Some((v.clone(), *lease)),
                 revision: *rev,
             })
             .collect()
@@ -267,10 +267,9 @@ impl Speaker {
                             self.state.claim_won(ip, claim, rev);
                         }
                         Some((value, lease, rev)) => {
-                            let current = Change::Put {
+                            let current = KeyChange {
                                 key: key.clone().into_bytes(),
-                                value: value.clone(),
-                                lease: *lease,
+                                value: Some((value.clone(), *lease)),
                                 revision: *rev,
                             };
                             assert!(self.state.claim_lost(Some(current)).is_empty());

@@ -1,10 +1,23 @@
-//! What the speaker knows of etcd: announcements, claims and live speakers, fed by a listing and
-//! then by watch events through [`World::apply`]. Tested by calling it; no etcd needed.
+//! What a daemon knows of etcd: announcements, claims, live speakers, suspicions, the
+//! reconciler's leader and configuration status, fed by a listing and then by watch events
+//! ([`KeyChange`]) through [`View::apply`]. Pure: tested by calling it, no etcd needed. Both
+//! daemons keep one (the speaker decides from it, the reconciler plans from it).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use ferrolb_core::layout::{self, Announcement, Claim, Keys, Registration, Suspicion};
+use crate::layout::{self, Announcement, Claim, ConfigStatus, Keys, Registration, Suspicion};
+
+/// A key and its new value and lease, from a listing or a watch (`value: None`: deleted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyChange {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value and the lease it is attached to (0: none); `None` when the key was deleted.
+    pub value: Option<(Vec<u8>, i64)>,
+    /// The revision of the change: the key's modification revision, or that of its deletion.
+    pub revision: i64,
+}
 
 /// A claim and the lease it lives on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,58 +30,10 @@ pub struct HeldClaim {
     pub revision: i64,
 }
 
-/// One change seen in etcd.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Change {
-    /// A key was written.
-    Put {
-        /// The key.
-        key: Vec<u8>,
-        /// The value.
-        value: Vec<u8>,
-        /// The lease the key is attached to (0: none).
-        lease: i64,
-        /// The key's modification revision.
-        revision: i64,
-    },
-    /// A key was deleted (or its lease ended).
-    Delete {
-        /// The key.
-        key: Vec<u8>,
-        /// The revision of the deletion.
-        revision: i64,
-    },
-}
-
-impl Change {
-    /// The revision of the change.
-    pub fn revision(&self) -> i64 {
-        match self {
-            Change::Put { revision, .. } | Change::Delete { revision, .. } => *revision,
-        }
-    }
-}
-
-impl From<ferrolb_etcd::KeyChange> for Change {
-    fn from(c: ferrolb_etcd::KeyChange) -> Self {
-        match c.value {
-            Some((value, lease)) => Change::Put {
-                key: c.key,
-                value,
-                lease,
-                revision: c.revision,
-            },
-            None => Change::Delete {
-                key: c.key,
-                revision: c.revision,
-            },
-        }
-    }
-}
-
-/// The speaker's view of etcd.
+/// What a daemon knows of etcd under its prefix, fed by a listing and then by watch events
+/// through [`View::apply`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct World {
+pub struct View {
     /// Announced addresses.
     pub announcements: BTreeMap<IpAddr, Announcement>,
     /// Current claims.
@@ -80,6 +45,10 @@ pub struct World {
     pub speaker_leases: BTreeMap<String, i64>,
     /// Suspicions: suspected node → observer → the suspected lease.
     pub suspects: BTreeMap<String, BTreeMap<String, i64>>,
+    /// The reconciler leader key's value (the leader's identity) and lease.
+    pub leader: Option<(String, i64)>,
+    /// `P/reconciler/config`: the configuration in force, as the leader wrote it.
+    pub config: Option<ConfigStatus>,
     /// Claim keys this speaker deleted itself, at the revision of the deletion, until the watch
     /// has passed it: older news of such a key is stale.
     deleted: BTreeMap<IpAddr, i64>,
@@ -101,7 +70,7 @@ pub enum Unreadable {
     },
 }
 
-impl World {
+impl View {
     /// Applies one change; keys outside the layout are ignored. On an unreadable value the old
     /// entry is removed (a broken announcement must not keep being answered) and the error is
     /// returned for logging.
@@ -109,16 +78,10 @@ impl World {
     /// A claim older than the one known is ignored: the speaker learns of its own claims (and of
     /// the claims that beat it) from its transactions, before the watch delivers the changes
     /// that came earlier, such as the deletion of the previous holder's claim.
-    pub fn apply(&mut self, keys: &Keys, change: &Change) -> Result<(), Unreadable> {
-        let (key, put, revision) = match change {
-            Change::Put {
-                key,
-                value,
-                lease,
-                revision,
-            } => (key.as_slice(), Some((value, *lease)), *revision),
-            Change::Delete { key, revision } => (key.as_slice(), None, *revision),
-        };
+    pub fn apply(&mut self, keys: &Keys, change: &KeyChange) -> Result<(), Unreadable> {
+        let key = change.key.as_slice();
+        let put = change.value.as_ref().map(|(v, lease)| (v, *lease));
+        let revision = change.revision;
         if let Some(ip) = keys.ip_in(&keys.announcements(), key) {
             self.announcements.remove(&ip);
             if let Some((value, _)) = put {
@@ -166,6 +129,14 @@ impl World {
                 self.speakers.insert(node.clone(), reg);
                 self.speaker_leases.insert(node, lease);
             }
+        } else if key == keys.reconciler_config().as_bytes() {
+            self.config = None;
+            if let Some((value, _)) = put {
+                self.config = Some(layout::decode("configuration status", key, value)?);
+            }
+        } else if key == keys.reconciler_leader().as_bytes() {
+            self.leader =
+                put.map(|(value, lease)| (String::from_utf8_lossy(value).into_owned(), lease));
         }
         Ok(())
     }
@@ -198,26 +169,26 @@ impl World {
 mod tests {
     use super::*;
 
-    fn put(key: &str, value: &str, lease: i64) -> Change {
+    fn put(key: &str, value: &str, lease: i64) -> KeyChange {
         put_at(key, value, lease, 0)
     }
 
-    fn put_at(key: &str, value: &str, lease: i64, revision: i64) -> Change {
-        Change::Put {
+    fn put_at(key: &str, value: &str, lease: i64, revision: i64) -> KeyChange {
+        KeyChange {
             key: key.as_bytes().to_vec(),
-            value: value.as_bytes().to_vec(),
-            lease,
+            value: Some((value.as_bytes().to_vec(), lease)),
             revision,
         }
     }
 
-    fn del(key: &str) -> Change {
+    fn del(key: &str) -> KeyChange {
         del_at(key, 0)
     }
 
-    fn del_at(key: &str, revision: i64) -> Change {
-        Change::Delete {
+    fn del_at(key: &str, revision: i64) -> KeyChange {
+        KeyChange {
             key: key.as_bytes().to_vec(),
+            value: None,
             revision,
         }
     }
@@ -225,7 +196,7 @@ mod tests {
     #[test]
     fn suspicions_are_kept_per_suspect_and_observer() {
         let keys = Keys::new("/ferrolb");
-        let mut w = World::default();
+        let mut w = View::default();
         w.apply(&keys, &put("/ferrolb/suspects/a/b", r#"{"lease":7}"#, 3))
             .expect("valid");
         w.apply(&keys, &put("/ferrolb/suspects/a/c", r#"{"lease":7}"#, 4))
@@ -247,7 +218,7 @@ mod tests {
         let keys = Keys::new("/ferrolb");
         let key = "/ferrolb/claims/10.0.0.5";
         let claim = |n: &str| format!(r#"{{"node":"{n}","interfaces":["eth0"],"since":"x"}}"#);
-        let mut w = World::default();
+        let mut w = View::default();
         // This speaker's own claim, written at revision 30 (learned from its transaction).
         w.apply(&keys, &put_at(key, &claim("b"), 2, 30))
             .expect("valid");
@@ -271,7 +242,7 @@ mod tests {
     #[test]
     fn events_build_and_tear_down_the_view() {
         let keys = Keys::new("/ferrolb");
-        let mut w = World::default();
+        let mut w = View::default();
         w.apply(
             &keys,
             &put(
@@ -300,7 +271,8 @@ mod tests {
         )
         .expect("valid");
         w.apply(&keys, &put("/ferrolb/reconciler/leader", "r1", 9))
-            .expect("ignored");
+            .expect("valid");
+        assert_eq!(w.leader, Some(("r1".to_string(), 9)));
         assert_eq!(w.announcements.len(), 1);
         assert_eq!(w.claims.values().next().map(|c| c.lease), Some(7));
         assert_eq!(w.claimed_by("a").count(), 1);
@@ -313,13 +285,16 @@ mod tests {
         w.apply(&keys, &del("/ferrolb/claims/10.0.0.5"))
             .expect("valid");
         w.apply(&keys, &del("/ferrolb/speakers/a")).expect("valid");
+        w.apply(&keys, &del("/ferrolb/reconciler/leader"))
+            .expect("valid");
         assert!(w.claims.is_empty() && w.speakers.is_empty() && w.speaker_leases.is_empty());
+        assert_eq!(w.leader, None);
     }
 
     #[test]
     fn unreadable_values_remove_the_old_entry_and_say_why() {
         let keys = Keys::new("/ferrolb");
-        let mut w = World::default();
+        let mut w = View::default();
         w.apply(
             &keys,
             &put("/ferrolb/announcements/10.0.0.5", r#"{"ip":"10.0.0.5"}"#, 0),
