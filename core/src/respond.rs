@@ -389,6 +389,81 @@ impl Reply {
     }
 }
 
+/// Why a gratuitous announcement goes out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Gratuitous {
+    /// One of the first five after taking the address: neighbours learn the new MAC at once.
+    Takeover,
+    /// A periodic refresh (`--garp-refresh`).
+    Refresh,
+}
+
+impl Gratuitous {
+    /// A short label for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gratuitous::Takeover => "takeover",
+            Gratuitous::Refresh => "refresh",
+        }
+    }
+}
+
+/// The gratuitous announcements of the addresses one interface answers for, on a clock passed
+/// in: at once on taking an address, then every 1.1 s for 5 s, then every `refresh` if set
+/// ([`crate::election::gratuitous_due`]); nothing while the answering fence is closed.
+#[derive(Clone, Debug, Default)]
+pub struct Schedule {
+    /// When each address was taken, and how many announcements of it went out.
+    announcing: HashMap<IpAddr, (Duration, u32)>,
+}
+
+impl Schedule {
+    /// Follows the held set: an address new to it starts its schedule at `now`; one no longer
+    /// in it is forgotten (taken again later, it starts over).
+    pub fn follow(&mut self, held: &HashSet<IpAddr>, now: Duration) {
+        self.announcing.retain(|ip, _| held.contains(ip));
+        for ip in held {
+            self.announcing.entry(*ip).or_insert((now, 0));
+        }
+    }
+
+    /// The announcements due at `now` (counted as sent), and when the next one is due. While
+    /// `fenced`, none goes out and the next look is `retry` away (the fence may open again
+    /// with the next heartbeat).
+    pub fn due(
+        &mut self,
+        now: Duration,
+        refresh: Option<Duration>,
+        fenced: bool,
+        retry: Duration,
+    ) -> (Vec<(IpAddr, Gratuitous)>, Option<Duration>) {
+        let mut out = Vec::new();
+        let mut next: Option<Duration> = None;
+        let mut wake = |at: Duration| next = Some(next.map_or(at, |n: Duration| n.min(at)));
+        for (ip, (taken, sent)) in &mut self.announcing {
+            while let Some(at) = crate::election::gratuitous_due(*sent, refresh).map(|d| *taken + d)
+            {
+                if at > now {
+                    wake(at);
+                    break;
+                }
+                if fenced {
+                    wake(now + retry);
+                    break;
+                }
+                let why = if *sent < 5 {
+                    Gratuitous::Takeover
+                } else {
+                    Gratuitous::Refresh
+                };
+                *sent += 1;
+                out.push((*ip, why));
+            }
+        }
+        (out, next)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -683,6 +758,68 @@ mod tests {
                 })
                 .count();
             assert_eq!(answered, RATE_PER_SECOND as usize);
+        }
+    }
+
+    mod schedule {
+        use super::*;
+
+        const S: Duration = Duration::from_secs(1);
+        const RETRY: Duration = Duration::from_millis(10);
+
+        fn held(addresses: &[&str]) -> HashSet<IpAddr> {
+            addresses.iter().map(|a| ip(a)).collect()
+        }
+
+        #[test]
+        fn an_address_taken_is_announced_at_once_then_in_a_burst_then_every_refresh() {
+            let mut s = Schedule::default();
+            s.follow(&held(&["10.0.0.1"]), Duration::ZERO);
+            let (sent, next) = s.due(Duration::ZERO, Some(S * 60), false, RETRY);
+            assert_eq!(sent, [(ip("10.0.0.1"), Gratuitous::Takeover)]);
+            assert_eq!(next, Some(Duration::from_millis(1100)));
+            let mut kinds = Vec::new();
+            let mut now = Duration::ZERO;
+            while now < S * 130 {
+                now += Duration::from_millis(100);
+                kinds.extend(
+                    s.due(now, Some(S * 60), false, RETRY)
+                        .0
+                        .into_iter()
+                        .map(|x| x.1),
+                );
+            }
+            let takeovers = kinds.iter().filter(|k| **k == Gratuitous::Takeover).count();
+            assert_eq!(takeovers, 4, "five in the burst, the first counted above");
+            assert_eq!(kinds.len() - takeovers, 2, "then one a minute");
+        }
+
+        #[test]
+        fn nothing_goes_out_while_fenced_and_what_was_due_goes_once_it_opens() {
+            let mut s = Schedule::default();
+            s.follow(&held(&["10.0.0.1"]), Duration::ZERO);
+            let (sent, next) = s.due(Duration::ZERO, None, true, RETRY);
+            assert!(sent.is_empty());
+            assert_eq!(next, Some(RETRY));
+            let (sent, _) = s.due(RETRY, None, false, RETRY);
+            assert_eq!(sent.len(), 1);
+        }
+
+        #[test]
+        fn an_address_given_up_and_taken_again_starts_over() {
+            let mut s = Schedule::default();
+            s.follow(&held(&["10.0.0.1", "2001:db8::1"]), Duration::ZERO);
+            assert_eq!(s.due(Duration::ZERO, None, false, RETRY).0.len(), 2);
+            let (half, later) = (S / 2, S * 6 / 10);
+            s.follow(&held(&["2001:db8::1"]), half);
+            s.follow(&held(&["10.0.0.1", "2001:db8::1"]), later);
+            // The address taken again is announced at once; the other's next is at 1.1 s.
+            let (sent, next) = s.due(later, None, false, RETRY);
+            assert_eq!(sent, [(ip("10.0.0.1"), Gratuitous::Takeover)]);
+            assert_eq!(next, Some(Duration::from_millis(1100)));
+            // Without a refresh, the schedule ends after the burst.
+            let (_, next) = s.due(S * 100, None, false, RETRY);
+            assert_eq!(next, None);
         }
     }
 }

@@ -377,39 +377,8 @@ impl Reconciler {
         if self.services_slow.as_deref() == Some(revision.as_str()) {
             return;
         }
-        let quiet = self.settings.config_quiet;
-        let manifests = match self.services_pending.take() {
-            Some(p) if p.revision == revision => {
-                if p.seen.elapsed() < quiet {
-                    self.services_pending = Some(p);
-                    return;
-                }
-                p.value
-            }
-            _ => {
-                let parsed = self
-                    .checker
-                    .run(move || {
-                        ferrolb_core::service::load(
-                            files.iter().map(|f| (f.name.as_str(), f.bytes.as_slice())),
-                        )
-                    })
-                    .await;
-                match parsed {
-                    Ok(m) if m.diagnostics.is_empty() && !quiet.is_zero() => {
-                        info!(%revision, "Services changed; applying them if they stay the same for {quiet:?}");
-                        self.services_pending = Some(Pending::new(revision, m, quiet));
-                        return;
-                    }
-                    Ok(m) => m,
-                    Err(e) => {
-                        if matches!(e, CheckError::TooSlow(_)) {
-                            self.services_slow = Some(revision.clone());
-                        }
-                        return self.services_unreadable(format!("Services {revision}: {e}"));
-                    }
-                }
-            }
+        let Some(manifests) = self.settled_services(revision.clone(), files).await else {
+            return;
         };
         if !manifests.diagnostics.is_empty() {
             let msg = source::summarize(&manifests.diagnostics, 20);
@@ -426,6 +395,51 @@ impl Reconciler {
         let list = manifests.services.into_iter().map(|s| s.request).collect();
         self.services = Some((revision, list));
         self.services_error = None;
+    }
+
+    /// The manifests of Service files read at `revision`, once they are settled: parsed at
+    /// once when `--config-quiet` is zero or they have errors (never applied then), otherwise
+    /// applied once a later read, the quiet period on, finds the same content. `None`: not yet,
+    /// or unreadable (recorded).
+    async fn settled_services(
+        &mut self,
+        revision: String,
+        files: Vec<SourceFile>,
+    ) -> Option<Manifests> {
+        let quiet = self.settings.config_quiet;
+        match self.services_pending.take() {
+            Some(p) if p.revision == revision => {
+                if p.seen.elapsed() < quiet {
+                    self.services_pending = Some(p);
+                    return None;
+                }
+                return Some(p.value);
+            }
+            _ => {}
+        }
+        let parsed = self
+            .checker
+            .run(move || {
+                ferrolb_core::service::load(
+                    files.iter().map(|f| (f.name.as_str(), f.bytes.as_slice())),
+                )
+            })
+            .await;
+        match parsed {
+            Ok(m) if m.diagnostics.is_empty() && !quiet.is_zero() => {
+                info!(%revision, "Services changed; applying them if they stay the same for {quiet:?}");
+                self.services_pending = Some(Pending::new(revision, m, quiet));
+                None
+            }
+            Ok(m) => Some(m),
+            Err(e) => {
+                if matches!(e, CheckError::TooSlow(_)) {
+                    self.services_slow = Some(revision.clone());
+                }
+                self.services_unreadable(format!("Services {revision}: {e}"));
+                None
+            }
+        }
     }
 
     fn services_unreadable(&mut self, msg: String) {
@@ -497,19 +511,21 @@ impl Reconciler {
                 }
             }
         }
-        // Release leadership: revoking the lease deletes the leader key at once, so a standby
-        // takes over without waiting for the TTL.
-        if let (Some(store), Some(lease)) = (client.as_mut(), self.lease) {
-            match bounded(Duration::from_millis(800), "revoke", async {
-                Ok(store.client.lease_revoke(lease).await?)
-            })
-            .await
-            {
-                Ok(_) => info!("leadership released"),
-                Err(e) => warn!(error = %e, "could not revoke the lease; it ends with its TTL"),
-            }
-        }
+        self.release(client.as_mut()).await;
         Ok(())
+    }
+
+    /// Releases leadership: revoking the lease deletes the leader key at once, so a standby
+    /// takes over without waiting for the TTL.
+    async fn release(&self, store: Option<&mut Store>) {
+        let (Some(store), Some(lease)) = (store, self.lease) else {
+            return;
+        };
+        let revoke = async { Ok(store.client.lease_revoke(lease).await?) };
+        match bounded(Duration::from_millis(800), "revoke", revoke).await {
+            Ok(_) => info!("leadership released"),
+            Err(e) => warn!(error = %e, "could not revoke the lease; it ends with its TTL"),
+        }
     }
 
     async fn session(
@@ -574,35 +590,23 @@ impl Reconciler {
         config_watch: &mut Option<Watcher>,
         services_watch: &mut Option<Watcher>,
     ) -> Result<std::convert::Infallible, SessionEnd> {
-        let step = self.settings.step();
         let lease = session.lease;
         self.synced = true;
         let mut resync = tokio::time::interval(RESYNC);
         resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // A standby also looks at the leader key itself every renewal interval: its watch was
         // seen to report the key's deletion seconds late (fault suite, scenario 6).
-        let mut leader_check = tokio::time::interval(step);
+        let mut leader_check = tokio::time::interval(self.settings.step());
         leader_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            if self.observed.leader.is_none()
-                && bounded(step, "campaign", store.campaign(&self.identity, lease)).await?
-            {
-                info!(identity = %self.identity, "elected leader");
-                self.observed.leader = Some((self.identity.clone(), lease));
-            }
+            self.campaign(store, lease).await?;
             self.reconcile(store, lease).await?;
             let settle_due = self.settle_due();
             tokio::select! {
                 _ = stopped(shutdown) => return Err(SessionEnd::Shutdown),
                 event = session.next() => match event? {
                     SessionEvent::Changes(changes) => self.watched(&changes),
-                    SessionEvent::Lease(LeaseState::Alive { .. }) => {}
-                    SessionEvent::Lease(LeaseState::Expired) => {
-                        return Err(anyhow::anyhow!("lease {lease} expired").into());
-                    }
-                    SessionEvent::Lease(LeaseState::Failed(why)) => {
-                        return Err(anyhow::anyhow!(why).into());
-                    }
+                    SessionEvent::Lease(news) => lease_news(lease, news)?,
                 },
                 Some(()) = changed(config_watch) => {
                     if let Some(w) = config_watch.as_mut() {
@@ -628,23 +632,40 @@ impl Reconciler {
                         settle(&mut c.changes).await;
                     }
                 }
-                _ = resync.tick() => {
-                    self.reload_config().await;
-                    self.reload_services().await;
-                }
-                _ = sleep_until_some(settle_due) => {
-                    self.reload_config().await;
-                    self.reload_services().await;
-                }
-                _ = leader_check.tick(), if !self.is_leader(lease) => {
-                    if !bounded(step, "leader check", store.leader_exists()).await?
-                        && self.observed.leader.take().is_some()
-                    {
-                        info!("the leader key is gone; campaigning");
-                    }
-                }
+                _ = resync.tick() => self.reload_sources().await,
+                _ = sleep_until_some(settle_due) => self.reload_sources().await,
+                _ = leader_check.tick(), if !self.is_leader(lease) => self.check_leader(store).await?,
             }
         }
+    }
+
+    /// Becomes leader if there is none.
+    async fn campaign(&mut self, store: &mut Store, lease: i64) -> anyhow::Result<()> {
+        let step = self.settings.step();
+        if self.observed.leader.is_none()
+            && bounded(step, "campaign", store.campaign(&self.identity, lease)).await?
+        {
+            info!(identity = %self.identity, "elected leader");
+            self.observed.leader = Some((self.identity.clone(), lease));
+        }
+        Ok(())
+    }
+
+    /// Looks at the leader key itself (a standby whose watch is late to report its deletion).
+    async fn check_leader(&mut self, store: &mut Store) -> anyhow::Result<()> {
+        let step = self.settings.step();
+        if !bounded(step, "leader check", store.leader_exists()).await?
+            && self.observed.leader.take().is_some()
+        {
+            info!("the leader key is gone; campaigning");
+        }
+        Ok(())
+    }
+
+    /// Reads the configuration and the Services again.
+    async fn reload_sources(&mut self) {
+        self.reload_config().await;
+        self.reload_services().await;
     }
 
     /// Changes the watch delivered.
@@ -937,6 +958,15 @@ impl Reconciler {
                 true
             }
         });
+    }
+}
+
+/// What the renewals say of the session's lease: the session ends when it is gone or failing.
+fn lease_news(lease: i64, news: LeaseState) -> anyhow::Result<()> {
+    match news {
+        LeaseState::Alive { .. } => Ok(()),
+        LeaseState::Expired => Err(anyhow::anyhow!("lease {lease} expired")),
+        LeaseState::Failed(why) => Err(anyhow::anyhow!(why)),
     }
 }
 

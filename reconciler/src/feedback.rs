@@ -72,28 +72,7 @@ pub fn statuses(
         if want == req.current {
             continue;
         }
-        let note = match (&d.outcome, req.current.is_empty(), want.is_empty()) {
-            (Outcome::Allocated { pool, .. }, true, false) => Some((
-                "IPAllocated",
-                format!("Assigned IP [{}] from pool {pool}", list(&want)),
-            )),
-            (_, false, false) => Some((
-                "IPChanged",
-                format!("Moved from [{}] to [{}]", list(&req.current), list(&want)),
-            )),
-            (Outcome::Pending { reason }, false, true) => Some((
-                "ClearAssignment",
-                format!("Released [{}]: {reason}", list(&req.current)),
-            )),
-            (_, false, true) => Some((
-                "ClearAssignment",
-                format!(
-                    "Released [{}]: not a LoadBalancer Service",
-                    list(&req.current)
-                ),
-            )),
-            _ => None,
-        };
+        let note = change_note(&d.outcome, &req.current, &want);
         if let Some((reason, note)) = note {
             notes.push(Note {
                 key: req.key.clone(),
@@ -109,6 +88,34 @@ pub fn statuses(
     }
     failed.retain(|k, _| requests.iter().any(|r| r.key == *k));
     (writes, notes)
+}
+
+/// The Event that tells of a Service's addresses going from `current` to `want` (both
+/// non-empty: moved; from none: allocated; to none: released).
+fn change_note(
+    outcome: &Outcome,
+    current: &[IpAddr],
+    want: &[IpAddr],
+) -> Option<(&'static str, String)> {
+    match (outcome, current.is_empty(), want.is_empty()) {
+        (Outcome::Allocated { pool, .. }, true, false) => Some((
+            "IPAllocated",
+            format!("Assigned IP [{}] from pool {pool}", list(want)),
+        )),
+        (_, false, false) => Some((
+            "IPChanged",
+            format!("Moved from [{}] to [{}]", list(current), list(want)),
+        )),
+        (Outcome::Pending { reason }, false, true) => Some((
+            "ClearAssignment",
+            format!("Released [{}]: {reason}", list(current)),
+        )),
+        (_, false, true) => Some((
+            "ClearAssignment",
+            format!("Released [{}]: not a LoadBalancer Service", list(current)),
+        )),
+        _ => None,
+    }
 }
 
 /// `nodeAssigned` Events for addresses whose holder changed since the last call (`last`

@@ -189,61 +189,78 @@ impl GitSource {
                 path_missing: true,
             });
         };
-        let mut found: Vec<(String, git2::Oid)> = Vec::new();
-        tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
-            let Ok(name) = entry.name() else {
-                return TreeWalkResult::Skip;
-            };
-            if name.starts_with('.') {
-                return TreeWalkResult::Skip;
-            }
-            if entry.kind() == Some(ObjectType::Blob)
-                && (name.ends_with(".yaml") || name.ends_with(".yml"))
-            {
-                let full = if prefix.is_empty() {
-                    format!("{dir}{name}")
-                } else {
-                    format!("{prefix}/{dir}{name}")
-                };
-                found.push((full, entry.id()));
-            }
-            TreeWalkResult::Ok
-        })?;
-        found.sort();
-        // Sizes first, from the object headers: the whole commit is refused before any blob is
-        // read when its files would exceed the bound together.
-        let odb = repo.odb()?;
-        let mut sized = Vec::with_capacity(found.len());
-        let mut total = 0usize;
-        for (name, oid) in found {
-            let (size, _) = odb.read_header(oid)?;
-            total = total
-                .saturating_add(name.len())
-                .saturating_add(size.min(MAX_FILE_BYTES + 1));
-            if total > MAX_REVISION_BYTES {
-                return Err(GitError::TooLarge {
-                    commit: id,
-                    limit: MAX_REVISION_BYTES,
-                });
-            }
-            sized.push((name, oid, size));
-        }
-        let mut files = Vec::with_capacity(sized.len());
-        for (name, oid, size) in sized {
-            let bytes = if size > MAX_FILE_BYTES {
-                // Enough for validation to report it as oversized, without reading it all.
-                vec![b'#'; MAX_FILE_BYTES + 1]
-            } else {
-                repo.find_blob(oid)?.content().to_vec()
-            };
-            files.push(SourceFile { name, bytes });
-        }
+        let found = yaml_files(&tree, &prefix)?;
+        let files = read_bounded(&repo, &id, found)?;
         Ok(Fetched {
             commit: id,
             files,
             path_missing: false,
         })
     }
+}
+
+/// The YAML files under `tree` (which is at `prefix` in the commit), by path, skipping dot
+/// files and directories.
+fn yaml_files(tree: &git2::Tree<'_>, prefix: &str) -> Result<Vec<(String, git2::Oid)>, GitError> {
+    let mut found: Vec<(String, git2::Oid)> = Vec::new();
+    tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+        let Ok(name) = entry.name() else {
+            return TreeWalkResult::Skip;
+        };
+        if name.starts_with('.') {
+            return TreeWalkResult::Skip;
+        }
+        if entry.kind() == Some(ObjectType::Blob)
+            && (name.ends_with(".yaml") || name.ends_with(".yml"))
+        {
+            let full = if prefix.is_empty() {
+                format!("{dir}{name}")
+            } else {
+                format!("{prefix}/{dir}{name}")
+            };
+            found.push((full, entry.id()));
+        }
+        TreeWalkResult::Ok
+    })?;
+    found.sort();
+    Ok(found)
+}
+
+/// Reads the blobs of `found`. Sizes first, from the object headers: the whole commit is
+/// refused before any blob is read when its files would exceed the bound together; a file
+/// over the per-file bound is not read at all.
+fn read_bounded(
+    repo: &Repository,
+    commit: &str,
+    found: Vec<(String, git2::Oid)>,
+) -> Result<Vec<SourceFile>, GitError> {
+    let odb = repo.odb()?;
+    let mut sized = Vec::with_capacity(found.len());
+    let mut total = 0usize;
+    for (name, oid) in found {
+        let (size, _) = odb.read_header(oid)?;
+        total = total
+            .saturating_add(name.len())
+            .saturating_add(size.min(MAX_FILE_BYTES + 1));
+        if total > MAX_REVISION_BYTES {
+            return Err(GitError::TooLarge {
+                commit: commit.to_string(),
+                limit: MAX_REVISION_BYTES,
+            });
+        }
+        sized.push((name, oid, size));
+    }
+    let mut files = Vec::with_capacity(sized.len());
+    for (name, oid, size) in sized {
+        let bytes = if size > MAX_FILE_BYTES {
+            // Enough for validation to report it as oversized, without reading it all.
+            vec![b'#'; MAX_FILE_BYTES + 1]
+        } else {
+            repo.find_blob(oid)?.content().to_vec()
+        };
+        files.push(SourceFile { name, bytes });
+    }
+    Ok(files)
 }
 
 /// `--git-path` without `./` and trailing slashes; empty for the root.

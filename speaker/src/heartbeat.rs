@@ -82,7 +82,6 @@ pub async fn run(
     let socket = AsyncRawSocket::open(iface.index, ETHERTYPE)?;
     socket.join_multicast(GROUP.0)?;
     let own = MacAddr(iface.mac);
-    let key = config.key.as_deref();
     let mut tick = tokio::time::interval(config.interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut buf = vec![0u8; 512];
@@ -101,46 +100,72 @@ pub async fn run(
                     return Ok(());
                 }
                 let b = *beat.borrow_and_update();
-                let Some(lease) = b.lease else { continue };
-                let seq = config.seq.fetch_add(1, Ordering::Relaxed) + 1;
-                let hb = HeartbeatRepr { node: config.node.clone(), lease, seq, digest: b.digest };
-                match hb.frame(own, key) {
-                    Some(frame) => {
-                        if let Err(e) = socket.send(&frame).await {
-                            debug!(interface = %iface.name, error = %e, "heartbeat not sent");
-                        } else {
-                            config.fence.beat(Instant::now(), config.window);
-                            metrics.heartbeats_sent.inc();
-                        }
-                    }
-                    None => warn!(node = %config.node, "the node name is too long for heartbeats (63 bytes at most)"),
-                }
+                send(&socket, &iface, &config, b, &metrics).await;
             }
             got = socket.recv(&mut buf) => {
                 let (n, outgoing) = got?;
                 if outgoing {
                     continue;
                 }
-                match parse_heartbeat_frame(&buf[..n.min(buf.len())], key) {
-                    Ok((src, hb, signed)) if src != own && hb.node != config.node => {
-                        if key.is_some() && !signed {
-                            metrics.heartbeats_refused.inc();
-                            continue;
-                        }
-                        match config.hear(&hb, signed) {
-                            Hearing::Counted => metrics.heartbeats_heard.inc(),
-                            other => metrics
-                                .heartbeats_ignored
-                                .get_or_create(&ReasonLabels { reason: other.as_str() })
-                                .inc(),
-                        };
-                    }
-                    Ok(_) => {}
-                    Err(_) => {
-                        metrics.heartbeats_refused.inc();
-                    }
-                }
+                hear(&buf[..n.min(buf.len())], own, &config, &metrics);
             }
+        }
+    }
+}
+
+/// Sends one heartbeat saying `b` (nothing without a lease); a heartbeat sent keeps the
+/// answering fence open.
+async fn send(
+    socket: &AsyncRawSocket,
+    iface: &Interface,
+    config: &Config,
+    b: Beat,
+    metrics: &Metrics,
+) {
+    let Some(lease) = b.lease else { return };
+    let seq = config.seq.fetch_add(1, Ordering::Relaxed) + 1;
+    let hb = HeartbeatRepr {
+        node: config.node.clone(),
+        lease,
+        seq,
+        digest: b.digest,
+    };
+    let Some(frame) = hb.frame(MacAddr(iface.mac), config.key.as_deref()) else {
+        warn!(node = %config.node, "the node name is too long for heartbeats (63 bytes at most)");
+        return;
+    };
+    match socket.send(&frame).await {
+        Ok(_) => {
+            config.fence.beat(Instant::now(), config.window);
+            metrics.heartbeats_sent.inc();
+        }
+        Err(e) => debug!(interface = %iface.name, error = %e, "heartbeat not sent"),
+    }
+}
+
+/// Records a heartbeat frame heard from another node (not from this one, not unsigned when
+/// a key is set).
+fn hear(bytes: &[u8], own: MacAddr, config: &Config, metrics: &Metrics) {
+    let key = config.key.as_deref();
+    match parse_heartbeat_frame(bytes, key) {
+        Ok((src, hb, signed)) if src != own && hb.node != config.node => {
+            if key.is_some() && !signed {
+                metrics.heartbeats_refused.inc();
+                return;
+            }
+            match config.hear(&hb, signed) {
+                Hearing::Counted => metrics.heartbeats_heard.inc(),
+                other => metrics
+                    .heartbeats_ignored
+                    .get_or_create(&ReasonLabels {
+                        reason: other.as_str(),
+                    })
+                    .inc(),
+            };
+        }
+        Ok(_) => {}
+        Err(_) => {
+            metrics.heartbeats_refused.inc();
         }
     }
 }

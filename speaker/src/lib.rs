@@ -67,26 +67,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (interfaces_tx, interfaces_rx) = watch::channel(Vec::new());
     let (events_tx, events_rx) = mpsc::channel(256);
     let (beat_tx, beat_rx) = watch::channel(heartbeat::Beat::default());
-    let fence = Arc::new(Fence::new());
-    let liveness = Arc::new(Mutex::new(ferrolb_core::liveness::Liveness::default()));
-    let clock = tokio::time::Instant::now();
-    let heartbeat = match settings.heartbeats() {
-        true => Some((
-            beat_rx,
-            heartbeat::Config {
-                node: settings.node_name.clone(),
-                interval: settings.heartbeat_interval,
-                key: settings.heartbeat_key()?.map(Into::into),
-                liveness: liveness.clone(),
-                clock,
-                seq: Default::default(),
-                fence: fence.clone(),
-                window: settings.fence_window(),
-            },
-        )),
-        false => None,
+    let links = Links {
+        held_tx,
+        interfaces_tx,
+        events: events_rx,
+        beat_tx,
+        liveness: Arc::new(Mutex::new(ferrolb_core::liveness::Liveness::default())),
+        clock: tokio::time::Instant::now(),
+        fence: Arc::new(Fence::new()),
     };
-
+    let heartbeat = heartbeats(&settings, &links, beat_rx)?;
+    let fence = links.fence.clone();
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
@@ -100,53 +91,59 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         "HTTP listener",
         async move { Ok(http.await?) },
     )];
-    let controller = Controller::new(
-        settings.clone(),
-        Links {
-            held_tx,
-            interfaces_tx,
-            events: events_rx,
-            beat_tx,
-            liveness,
-            clock,
-            fence: fence.clone(),
-        },
-        metrics.clone(),
-    )?;
+    let controller = Controller::new(settings.clone(), links, metrics.clone())?;
     let control = tokio::spawn(controller.run(stop_rx.clone()));
     // Without heartbeats, a pulse on the same event loop keeps the fence open: a stalled loop
     // stops answering within a third of the TTL, before its lease can expire.
     if !settings.heartbeats() {
         let pulse = fence::pulse(fence.clone(), settings.fence_window(), stop_rx.clone());
-        companions.push(Companion::spawn("fence pulse", async move {
-            pulse.await;
-            Ok(())
-        }));
+        companions.push(Companion::spawn("fence pulse", ended_ok(pulse)));
     }
     // The responders stop after the controller, which first empties the held set. If they
     // end on their own, the node answers nothing: the daemon stops, its controller releases
     // every claim, and it exits with an error for the DaemonSet to restart it.
     let (responders_stop_tx, responders_stop_rx) = watch::channel(false);
-    let responders = responder::supervise(
-        interfaces_rx,
-        responder::Shared {
-            held: held_rx,
-            events: events_tx,
-            metrics,
-            refresh: settings.garp_refresh,
-            heartbeat,
-            fence,
-        },
-        responders_stop_rx,
-    );
-    companions.push(Companion::spawn("responders", async move {
-        responders.await;
-        Ok(())
-    }));
-
+    let shared = responder::Shared {
+        held: held_rx,
+        events: events_tx,
+        metrics,
+        refresh: settings.garp_refresh,
+        heartbeat,
+        fence,
+    };
+    let responders = responder::supervise(interfaces_rx, shared, responders_stop_rx);
+    companions.push(Companion::spawn("responders", ended_ok(responders)));
     let outcome = daemon::supervise(control, &mut companions, &stop_tx).await;
     healthy.store(false, Ordering::Relaxed);
     let _ = responders_stop_tx.send(true);
     daemon::finish(companions, COMPANION_GRACE).await;
     outcome
+}
+
+/// A task that returns nothing, as a companion that ended without an error.
+async fn ended_ok(task: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    task.await;
+    Ok(())
+}
+
+/// What the heartbeat tasks (inside the responders) need, when heartbeats are on.
+fn heartbeats(
+    settings: &Settings,
+    links: &Links,
+    beat_rx: watch::Receiver<heartbeat::Beat>,
+) -> anyhow::Result<Option<(watch::Receiver<heartbeat::Beat>, heartbeat::Config)>> {
+    if !settings.heartbeats() {
+        return Ok(None);
+    }
+    let config = heartbeat::Config {
+        node: settings.node_name.clone(),
+        interval: settings.heartbeat_interval,
+        key: settings.heartbeat_key()?.map(Into::into),
+        liveness: links.liveness.clone(),
+        clock: links.clock,
+        seq: Default::default(),
+        fence: links.fence.clone(),
+        window: settings.fence_window(),
+    };
+    Ok(Some((beat_rx, config)))
 }

@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ferrolb_core::election::gratuitous_due;
-use ferrolb_core::respond::{self, HeldSet, RateLimiter, Response, Station};
+use ferrolb_core::respond::{self, HeldSet, RateLimiter, Response, Schedule, Station};
 use ferrolb_core::wire::{self, MacAddr};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -93,13 +92,6 @@ pub async fn supervise(
     }
 }
 
-/// Gratuitous announcements of one address on one interface.
-#[derive(Clone, Copy, Debug)]
-struct Announcing {
-    taken: Instant,
-    sent: u32,
-}
-
 /// Counters of one held address, looked up once per change of the held set rather than once
 /// per frame.
 #[derive(Clone, Debug, Default)]
@@ -130,41 +122,8 @@ async fn respond(
     info!(interface = %iface.name, mac = %format_mac(iface.mac), "answering ARP and NDP");
     let halt = Arc::new(AtomicBool::new(false));
     let (done_tx, mut done_rx) = mpsc::channel::<std::io::Error>(2);
-    let mut threads = Vec::new();
-    for (socket, buf_len) in [(arp.clone(), 2048), (ip6.clone(), 9216)] {
-        let mut r = Responder::new(&iface, &shared);
-        let (flag, done) = (halt.clone(), done_tx.clone());
-        let name = format!("answer-{}", iface.name);
-        let spawned = std::thread::Builder::new().name(name).spawn(move || {
-            // A thread that ends for any reason, a panic included, says so, so the supervisor
-            // starts the interface again.
-            let _ended = Ended(done.clone());
-            let mut buf = vec![0u8; buf_len];
-            while !flag.load(Ordering::Relaxed) {
-                match socket.recv(&mut buf) {
-                    Ok((n, false)) => r.frame(&buf[..n.min(buf.len())], &socket),
-                    Ok((_, true)) => {}
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                        ) => {}
-                    Err(e) => {
-                        let _ = done.try_send(e);
-                        return;
-                    }
-                }
-            }
-        });
-        match spawned {
-            Ok(t) => threads.push(t),
-            Err(e) => {
-                halt.store(true, Ordering::Relaxed);
-                return Err(e);
-            }
-        }
-    }
-    drop(done_tx);
+    let sockets = [(arp.clone(), 2048), (ip6.clone(), 9216)];
+    let threads = readers(&iface, &shared, sockets, &halt, done_tx)?;
     // Whatever ends this future (its result, or the supervisor aborting it), the threads stop
     // and the announcer ends with it.
     let mut heartbeats = match shared.heartbeat.clone() {
@@ -200,6 +159,52 @@ async fn respond(
     })
     .await;
     result
+}
+
+/// Starts a receiving thread per socket (with its buffer size), answering what it reads; the
+/// threads stop once `halt` is set, and each says on `done` when it ends, for any reason.
+fn readers(
+    iface: &Interface,
+    shared: &Shared,
+    sockets: [(Arc<RawSocket>, usize); 2],
+    halt: &Arc<AtomicBool>,
+    done_tx: mpsc::Sender<std::io::Error>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let mut threads = Vec::new();
+    for (socket, buf_len) in sockets {
+        let mut r = Responder::new(iface, shared);
+        let (flag, done) = (halt.clone(), done_tx.clone());
+        let name = format!("answer-{}", iface.name);
+        let spawned = std::thread::Builder::new().name(name).spawn(move || {
+            // A thread that ends for any reason, a panic included, says so, so the supervisor
+            // starts the interface again.
+            let _ended = Ended(done.clone());
+            let mut buf = vec![0u8; buf_len];
+            while !flag.load(Ordering::Relaxed) {
+                match socket.recv(&mut buf) {
+                    Ok((n, false)) => r.frame(&buf[..n.min(buf.len())], &socket),
+                    Ok((_, true)) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => {
+                        let _ = done.try_send(e);
+                        return;
+                    }
+                }
+            }
+        });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                halt.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+    }
+    Ok(threads)
 }
 
 /// Reports the end of a receiving thread.
@@ -367,81 +372,42 @@ async fn announce(
     mut stop: watch::Receiver<bool>,
 ) {
     let mac = MacAddr(iface.mac);
+    let base = Instant::now();
     let mut held_rx = shared.held.clone();
-    let mut announcing: HashMap<IpAddr, Announcing> = HashMap::new();
+    let mut schedule = Schedule::default();
     let mut joined: HashSet<[u8; 6]> = HashSet::new();
     loop {
         // Follow the held set.
         let mine = held_on(&held_rx.borrow_and_update(), &iface.name);
-        let now = Instant::now();
-        announcing.retain(|ip, _| mine.contains(ip));
-        for ip in &mine {
-            announcing.entry(*ip).or_insert(Announcing {
-                taken: now,
-                sent: 0,
-            });
-        }
-        let groups: HashSet<[u8; 6]> = mine
-            .iter()
-            .filter_map(|ip| match ip {
-                IpAddr::V6(v6) => Some(wire::multicast_mac(wire::solicited_node_multicast(*v6)).0),
-                IpAddr::V4(_) => None,
-            })
-            .collect();
-        for g in groups.difference(&joined) {
-            if let Err(e) = ip6.join_multicast(*g) {
-                warn!(interface = %iface.name, group = %format_mac(*g), error = %e, "cannot join multicast group");
-            }
-        }
-        for g in joined.difference(&groups) {
-            let _ = ip6.leave_multicast(*g);
-        }
-        joined = groups;
+        schedule.follow(&mine, base.elapsed());
+        joined = join_groups(&ip6, &iface, &mine, joined);
         // Send what is due, then sleep until the next one or a change.
         loop {
             let now = Instant::now();
-            let mut next: Option<Instant> = None;
             let fenced = !shared.fence.is_open(now);
-            for (ip, a) in &mut announcing {
-                while let Some(at) = gratuitous_due(a.sent, shared.refresh).map(|d| a.taken + d) {
-                    if at > now {
-                        next = Some(next.map_or(at, |n| n.min(at)));
-                        break;
+            let (due, next) = schedule.due(now - base, shared.refresh, fenced, FENCED_RETRY);
+            for (ip, why) in due {
+                let result = match ip {
+                    IpAddr::V4(v4) => {
+                        let x = arp.send(&wire::gratuitous_arp_request(mac, v4));
+                        let y = arp.send(&wire::gratuitous_arp_reply(mac, v4));
+                        x.and(y)
                     }
-                    if fenced {
-                        // Not now: look again shortly, when the next heartbeat may have
-                        // opened the fence.
-                        let again = now + FENCED_RETRY;
-                        next = Some(next.map_or(again, |n| n.min(again)));
-                        break;
+                    IpAddr::V6(v6) => ip6.send(&wire::unsolicited_neighbor_advert(mac, v6)),
+                };
+                let reason = why.as_str();
+                match result {
+                    Ok(()) => {
+                        let labels = ReasonLabels { reason };
+                        shared.metrics.gratuitous.get_or_create(&labels).inc();
+                        debug!(%ip, interface = %iface.name, reason, "gratuitous announcement");
                     }
-                    let reason = if a.sent < 5 { "takeover" } else { "refresh" };
-                    a.sent += 1;
-                    let result = match ip {
-                        IpAddr::V4(v4) => {
-                            let x = arp.send(&wire::gratuitous_arp_request(mac, *v4));
-                            let y = arp.send(&wire::gratuitous_arp_reply(mac, *v4));
-                            x.and(y)
-                        }
-                        IpAddr::V6(v6) => ip6.send(&wire::unsolicited_neighbor_advert(mac, *v6)),
-                    };
-                    match result {
-                        Ok(()) => {
-                            shared
-                                .metrics
-                                .gratuitous
-                                .get_or_create(&ReasonLabels { reason })
-                                .inc();
-                            debug!(%ip, interface = %iface.name, reason, "gratuitous announcement");
-                        }
-                        Err(e) => {
-                            warn!(%ip, interface = %iface.name, error = %e, "cannot send a gratuitous announcement")
-                        }
+                    Err(e) => {
+                        warn!(%ip, interface = %iface.name, error = %e, "cannot send a gratuitous announcement")
                     }
                 }
             }
-            let sleep =
-                tokio::time::sleep_until(next.unwrap_or_else(|| now + Duration::from_secs(3600)));
+            let wake = next.map_or(now + Duration::from_secs(3600), |n| base + n);
             tokio::select! {
                 _ = stopped(&mut stop) => return,
                 changed = held_rx.changed() => {
@@ -450,8 +416,34 @@ async fn announce(
                     }
                     break;
                 }
-                _ = sleep => {}
+                _ = tokio::time::sleep_until(wake) => {}
             }
         }
     }
+}
+
+/// Joins the solicited-node multicast groups of the IPv6 addresses in `mine` and leaves those
+/// of addresses no longer held; returns the groups joined now.
+fn join_groups(
+    ip6: &RawSocket,
+    iface: &Interface,
+    mine: &HashSet<IpAddr>,
+    joined: HashSet<[u8; 6]>,
+) -> HashSet<[u8; 6]> {
+    let groups: HashSet<[u8; 6]> = mine
+        .iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V6(v6) => Some(wire::multicast_mac(wire::solicited_node_multicast(*v6)).0),
+            IpAddr::V4(_) => None,
+        })
+        .collect();
+    for g in groups.difference(&joined) {
+        if let Err(e) = ip6.join_multicast(*g) {
+            warn!(interface = %iface.name, group = %format_mac(*g), error = %e, "cannot join multicast group");
+        }
+    }
+    for g in joined.difference(&groups) {
+        let _ = ip6.leave_multicast(*g);
+    }
+    groups
 }

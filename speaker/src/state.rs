@@ -427,9 +427,7 @@ impl SpeakerState {
             return Vec::new();
         };
         self.forget_stale_timers();
-        let mut held = HeldSet::default();
-        let mut actions = Vec::new();
-        let mut wake: Option<Duration> = None;
+        let mut d = Decided::default();
         let rank_keys = election::rank_keys(&self.world.announcements);
         let grace = self.config.orphan_grace();
         for (ip, ann) in &self.world.announcements {
@@ -445,16 +443,8 @@ impl SpeakerState {
             if let Some(c) = claim
                 && election::is_orphaned(&c.claim, c.lease, &self.world.speakers)
             {
-                let at = *self.orphaned_since.entry(*ip).or_insert(now) + grace;
-                if now < at {
-                    wake = Some(wake.map_or(at, |w| w.min(at)));
-                } else if election::clears_orphan(&situation) {
-                    actions.push(Action::Clear {
-                        ip: *ip,
-                        revision: c.revision,
-                        holder: c.claim.node.clone(),
-                    });
-                }
+                let due = *self.orphaned_since.entry(*ip).or_insert(now) + grace;
+                d.orphan(*ip, c, &situation, due, now);
                 continue;
             }
             let unclaimed_for = match claim {
@@ -469,35 +459,19 @@ impl SpeakerState {
                 },
                 _ => election::decide(&situation, unclaimed_for, self.config.claim_stagger),
             };
-            match step {
-                Step::Claim { rank } => actions.push(Action::Claim {
-                    ip: *ip,
-                    interfaces: election::interfaces_for(ann, &self.interfaces),
-                    rank,
-                }),
-                Step::Wait { remaining, .. } => {
-                    let at = now + remaining;
-                    wake = Some(wake.map_or(at, |w| w.min(at)));
-                }
-                Step::Hold if !self.yielded.contains(ip) => {
-                    held.hold(*ip, election::interfaces_for(ann, &self.interfaces));
-                }
-                Step::Release { reason } => actions.push(Action::Release { ip: *ip, reason }),
-                Step::Hold | Step::Idle { .. } => {}
-            }
+            let interfaces = || election::interfaces_for(ann, &self.interfaces);
+            d.step(*ip, step, interfaces, self.yielded.contains(ip), now);
         }
         for (ip, c) in self.world.claimed_by(&self.config.node) {
             if c.lease == lease.id && !self.world.announcements.contains_key(ip) {
-                actions.push(Action::Release {
-                    ip: *ip,
-                    reason: Release::NotAnnounced,
-                });
+                let reason = Release::NotAnnounced;
+                d.actions.push(Action::Release { ip: *ip, reason });
             }
         }
-        self.next_wake = wake;
+        self.next_wake = d.wake;
         // Stop answering for what is released before releasing it.
-        let mut out: Vec<Action> = self.answer(held).into_iter().collect();
-        out.extend(actions);
+        let mut out: Vec<Action> = self.answer(d.held).into_iter().collect();
+        out.extend(d.actions);
         out
     }
 
@@ -605,5 +579,62 @@ impl SpeakerState {
             lease,
             agreeing,
         })
+    }
+}
+
+/// What one [`SpeakerState::tick`] decided so far.
+#[derive(Debug, Default)]
+struct Decided {
+    held: HeldSet,
+    actions: Vec<Action>,
+    wake: Option<Duration>,
+}
+
+impl Decided {
+    fn wake_at(&mut self, at: Duration) {
+        self.wake = Some(self.wake.map_or(at, |w| w.min(at)));
+    }
+
+    /// A claim that holds `ip` for nobody: cleared once `due`, by the one the situation says.
+    fn orphan(
+        &mut self,
+        ip: IpAddr,
+        c: &HeldClaim,
+        s: &Situation<'_>,
+        due: Duration,
+        now: Duration,
+    ) {
+        if now < due {
+            self.wake_at(due);
+        } else if election::clears_orphan(s) {
+            self.actions.push(Action::Clear {
+                ip,
+                revision: c.revision,
+                holder: c.claim.node.clone(),
+            });
+        }
+    }
+
+    /// The election's step for `ip`; `interfaces` are those to answer on, `yielded` whether it
+    /// was given up to another node's announcement while etcd was away.
+    fn step(
+        &mut self,
+        ip: IpAddr,
+        step: Step,
+        interfaces: impl FnOnce() -> Vec<String>,
+        yielded: bool,
+        now: Duration,
+    ) {
+        match step {
+            Step::Claim { rank } => self.actions.push(Action::Claim {
+                ip,
+                interfaces: interfaces(),
+                rank,
+            }),
+            Step::Wait { remaining, .. } => self.wake_at(now + remaining),
+            Step::Hold if !yielded => self.held.hold(ip, interfaces()),
+            Step::Release { reason } => self.actions.push(Action::Release { ip, reason }),
+            Step::Hold | Step::Idle { .. } => {}
+        }
     }
 }

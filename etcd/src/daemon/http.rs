@@ -175,48 +175,13 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let decision = {
-            let conns = lock(&open);
-            admit(
-                limits.max_connections,
-                conns.iter().map(|(id, c)| (*id, c.activity.busy())),
-            )
-        };
-        match decision {
-            Admit::Accept => {}
-            Admit::Evict(id) => {
-                tracing::debug!(
-                    connection = id,
-                    "HTTP connection cap reached: closing the oldest idle one"
-                );
-                if let Some(c) = lock(&open).remove(&id) {
-                    c.close.notify_one();
-                }
-            }
-            Admit::Refuse => {
-                tracing::debug!("HTTP connection cap reached, every connection busy: refusing");
-                drop(stream);
-                continue;
-            }
+        if !make_room(&open, limits) {
+            drop(stream);
+            continue;
         }
         let id = next_id;
         next_id += 1;
-        let activity = Arc::new(Activity {
-            in_flight: AtomicUsize::new(0),
-            last: Mutex::new(Instant::now()),
-        });
-        let close = Arc::new(Notify::new());
-        lock(&open).insert(
-            id,
-            Conn {
-                activity: activity.clone(),
-                close: close.clone(),
-            },
-        );
-        let registered = Registered {
-            open: open.clone(),
-            id,
-        };
+        let (activity, close, registered) = register(&open, id);
         tokio::spawn(connection(
             stream,
             app.clone(),
@@ -230,6 +195,55 @@ pub async fn serve(
         c.close.notify_one();
     }
     Ok(())
+}
+
+/// Whether a new connection may be served: under the cap, or once the oldest idle connection
+/// is closed to make room; not when every connection is busy.
+fn make_room(open: &Open, limits: Limits) -> bool {
+    let decision = {
+        let conns = lock(open);
+        admit(
+            limits.max_connections,
+            conns.iter().map(|(id, c)| (*id, c.activity.busy())),
+        )
+    };
+    match decision {
+        Admit::Accept => true,
+        Admit::Evict(id) => {
+            tracing::debug!(
+                connection = id,
+                "HTTP connection cap reached: closing the oldest idle one"
+            );
+            if let Some(c) = lock(open).remove(&id) {
+                c.close.notify_one();
+            }
+            true
+        }
+        Admit::Refuse => {
+            tracing::debug!("HTTP connection cap reached, every connection busy: refusing");
+            false
+        }
+    }
+}
+
+/// Records connection `id` as open: its activity, the notice that closes it, and the guard
+/// that forgets it when the connection ends.
+fn register(open: &Open, id: u64) -> (Arc<Activity>, Arc<Notify>, Registered) {
+    let activity = Arc::new(Activity {
+        in_flight: AtomicUsize::new(0),
+        last: Mutex::new(Instant::now()),
+    });
+    let close = Arc::new(Notify::new());
+    let conn = Conn {
+        activity: activity.clone(),
+        close: close.clone(),
+    };
+    lock(open).insert(id, conn);
+    let registered = Registered {
+        open: open.clone(),
+        id,
+    };
+    (activity, close, registered)
 }
 
 /// Serves one connection until the client closes it, it stays idle too long or the accept loop
