@@ -1,9 +1,9 @@
 //! What both ferrolb daemons share: the etcd connection — the `--etcd-*` flags (each also read
 //! from an environment variable), TLS with CA verification and client certificates, username and
 //! password from a file, request timeouts, listing a prefix in pages and watching it (in
-//! [`listing`]), lease renewals — and, in [`daemon`], process start-up and shutdown.
+//! [`listing`]), lease renewals, and the session both daemons hold ([`session`]). Process
+//! start-up and shutdown are `ferrolb-daemon`'s.
 
-pub mod daemon;
 pub mod listing;
 pub mod session;
 

@@ -96,10 +96,10 @@ pub async fn serve(
             webhook::HOOK_BODY_LIMIT,
         ))
         .with_state(state);
-    ferrolb_etcd::daemon::http::serve(
+    ferrolb_daemon::http::serve(
         listener,
         app,
-        ferrolb_etcd::daemon::http::Limits::default(),
+        ferrolb_daemon::http::Limits::default(),
         async move {
             let _ = shutdown.wait_for(|s| *s).await;
         },

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ferrolb_etcd::daemon::{self, Companion};
+use ferrolb_daemon::{self as daemon, Companion};
 use tokio::sync::watch;
 use tracing::info;
 

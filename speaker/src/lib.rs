@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use ferrolb_core::respond::HeldSet;
-use ferrolb_etcd::daemon::{self, Companion};
+use ferrolb_daemon::{self as daemon, Companion};
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 

@@ -7,5 +7,5 @@ use ferrolb_speaker::settings::Settings;
 
 fn main() -> ExitCode {
     let settings = Settings::parse();
-    ferrolb_etcd::daemon::main(ferrolb_speaker::run(settings))
+    ferrolb_daemon::main(ferrolb_speaker::run(settings))
 }

@@ -223,10 +223,10 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .with_state(state);
-    ferrolb_etcd::daemon::http::serve(
+    ferrolb_daemon::http::serve(
         listener,
         app,
-        ferrolb_etcd::daemon::http::Limits::default(),
+        ferrolb_daemon::http::Limits::default(),
         async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         },
