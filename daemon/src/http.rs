@@ -316,6 +316,23 @@ fn timed_out() -> Response {
         .into_response()
 }
 
+/// `/metrics`: the registry in the OpenMetrics text format.
+pub fn openmetrics(registry: &prometheus_client::registry::Registry) -> Response {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
