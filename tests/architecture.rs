@@ -74,3 +74,13 @@ fn reconciler_and_speaker_do_not_depend_on_each_other() {
             .any(|d| d == "ferrolb-reconciler")
     );
 }
+
+/// Process start-up, supervision and HTTP live in `ferrolb-daemon`; `ferrolb-etcd` is etcd only.
+#[test]
+fn the_etcd_crate_holds_no_process_start_up_or_http() {
+    let deps = normal_deps("ferrolb-etcd");
+    for d in ["ferrolb-daemon", "tracing-subscriber", "axum", "hyper-util"] {
+        assert!(!deps.iter().any(|x| x == d), "ferrolb-etcd depends on {d}");
+    }
+    assert!(normal_deps("ferrolb-daemon").iter().all(|d| d != "ferrolb-etcd"));
+}
