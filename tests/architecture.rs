@@ -82,5 +82,9 @@ fn the_etcd_crate_holds_no_process_start_up_or_http() {
     for d in ["ferrolb-daemon", "tracing-subscriber", "axum", "hyper-util"] {
         assert!(!deps.iter().any(|x| x == d), "ferrolb-etcd depends on {d}");
     }
-    assert!(normal_deps("ferrolb-daemon").iter().all(|d| d != "ferrolb-etcd"));
+    assert!(
+        normal_deps("ferrolb-daemon")
+            .iter()
+            .all(|d| d != "ferrolb-etcd")
+    );
 }

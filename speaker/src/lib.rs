@@ -112,6 +112,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         fence,
     };
     let responders = responder::supervise(interfaces_rx, shared, responders_stop_rx);
+    let responders = ended_by_hook(responders, settings.clone());
     companions.push(Companion::spawn("responders", ended_ok(responders)));
     let outcome = daemon::supervise(control, &mut companions, &stop_tx).await;
     healthy.store(false, Ordering::Relaxed);
@@ -124,6 +125,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 async fn ended_ok(task: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     task.await;
     Ok(())
+}
+
+/// The `--debug-stall-dir` test hook for supervision: `task`, ended early once the file
+/// `<node>.end-responders` appears in that directory (looked for every 100 ms).
+async fn ended_by_hook(task: impl std::future::Future<Output = ()>, settings: Settings) {
+    let Some(dir) = &settings.debug_stall_dir else {
+        return task.await;
+    };
+    let path = dir.join(format!("{}.end-responders", settings.node_name));
+    let hook = async {
+        while !path.exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        tracing::warn!("test hook: ending the responders task");
+    };
+    tokio::select! {
+        () = task => {}
+        () = hook => {}
+    }
 }
 
 /// What the heartbeat tasks (inside the responders) need, when heartbeats are on.

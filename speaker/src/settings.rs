@@ -70,7 +70,8 @@ pub struct Settings {
     /// Test hook, not for production: when the file named after this node appears in this
     /// directory, the event loop removes it and blocks its thread for the duration the file holds
     /// (e.g. `3s`), as a stall would (CPU starvation, a huge etcd event). The lab tests and the
-    /// fault suite provoke stalls with it.
+    /// fault suite provoke stalls with it. A file named `<node>.end-responders` there ends the
+    /// responders task, as a bug would (the lab test of supervision).
     #[arg(long, env = "FERROLB_DEBUG_STALL_DIR", hide = true)]
     pub debug_stall_dir: Option<PathBuf>,
 }

@@ -865,6 +865,56 @@ fn a_stalled_holder_goes_quiet_before_another_node_answers() {
     );
 }
 
+/// Supervision: the responders task of the holder ends (the test hook stands for a bug). The
+/// node answers nothing then, so it must not keep its claim: the daemon stops, revokes its lease
+/// and exits with an error for the DaemonSet to restart it. Leases only and a 30 s TTL: no
+/// heartbeat suspicion and no expiry can move the address in the time the test allows.
+#[test]
+fn a_speaker_whose_responders_end_releases_its_addresses_and_exits_with_an_error() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook_dir = dir.path().to_str().expect("path").to_string();
+    let mut c = Cluster::start(
+        3,
+        &[
+            "--lease-ttl",
+            "30",
+            "--heartbeat-interval",
+            "0s",
+            "--debug-stall-dir",
+            hook_dir.as_str(),
+        ],
+    );
+    let ip = IpAddr::V4(c.lab.vip4(6));
+    c.announce(ip, "");
+    let first = c
+        .wait_holder(ip, Duration::from_secs(10), |h| h.is_some())
+        .expect("holder");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.arp(ip), [c.mac_of(&first)], "{}", c.logs());
+    let hook = dir.path().join(format!("{first}.end-responders"));
+    std::fs::write(&hook, "").expect("hook");
+    let speaker = c.speaker(Cluster::node_index(&first));
+    let status = speaker
+        .wait_timeout(Duration::from_secs(10))
+        .expect("wait")
+        .expect("the daemon exits");
+    assert!(!status.success(), "exit status {status:?}");
+    let second = c
+        .wait_holder(ip, Duration::from_secs(5), |h| {
+            h.is_some_and(|h| h != first)
+        })
+        .expect("the lease was revoked, not left to expire in 30 s");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(c.arp(ip), [c.mac_of(&second)], "{}", c.logs());
+    let logs = c.logs();
+    assert!(
+        logs.contains("test hook: ending the responders task"),
+        "{logs}"
+    );
+    assert!(logs.contains("the responders stopped"), "{logs}");
+}
+
 /// A claim written for a node that never registered, on no lease, would hold the address for
 /// nobody forever; after the grace period (5 s here) the first-ranked speaker clears it and the
 /// address is claimed and answered again. A claim of a live speaker is never touched.
