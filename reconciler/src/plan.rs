@@ -404,4 +404,117 @@ mod tests {
             "reported once"
         );
     }
+
+    /// What the leader's executor does with a round, on a model of etcd and the API server:
+    /// the announcement writes land in `announced`, the configuration status in `status`, the
+    /// statuses in the Services' current addresses, and the memory of what was reported is kept.
+    #[derive(Default)]
+    struct Leader {
+        announced: BTreeMap<IpAddr, Announcement>,
+        status: Option<ConfigStatus>,
+        reported: Reported,
+        events: Vec<&'static str>,
+    }
+
+    impl Leader {
+        fn carry_out(&mut self, r: Round, services: &mut [ServiceRequest]) -> (usize, usize) {
+            let writes = r.plan.writes.len();
+            for w in r.plan.writes {
+                match w {
+                    Write::Put(a) => {
+                        self.announced.insert(a.ip, a);
+                    }
+                    Write::Delete(ip) => {
+                        self.announced.remove(&ip);
+                    }
+                }
+            }
+            if let Some(s) = r.config_status {
+                self.status = Some(s);
+            }
+            let fb = r.kubernetes.expect("Kubernetes mode");
+            let statuses = fb.statuses.len();
+            for st in fb.statuses {
+                if let Some(s) = services.iter_mut().find(|s| s.key == st.key) {
+                    s.current = st.ips;
+                }
+            }
+            self.events.extend(fb.events.iter().map(|n| n.reason));
+            self.reported = fb.reported;
+            (writes, statuses)
+        }
+
+        fn round(
+            &self,
+            c: &Config,
+            services: &[ServiceRequest],
+            claims: &BTreeMap<IpAddr, HeldClaim>,
+            error: Option<&str>,
+        ) -> Round {
+            let nodes = BTreeMap::new();
+            round(RoundInputs {
+                plan: Inputs {
+                    config: c,
+                    lb_class: None,
+                    services,
+                    nodes: &nodes,
+                    announced: &self.announced,
+                    local_nodes: None,
+                },
+                revision: "r1",
+                applied_at: "2026-12-02T00:00:00Z",
+                config_error: error,
+                config_in_etcd: self.status.as_ref(),
+                claims,
+                reported: Some(&self.reported),
+            })
+        }
+    }
+
+    /// A scripted sequence of rounds, each carried out before the next is decided: every round
+    /// writes exactly what changed since the one before, and each Event is recorded once.
+    #[test]
+    fn a_sequence_of_rounds_writes_only_what_each_change_calls_for() {
+        let c = config();
+        let mut leader = Leader::default();
+        let mut services = vec![svc("a"), svc("b")];
+        let mut claims = BTreeMap::new();
+        // Two new Services: two announcements, two statuses, two IPAllocated.
+        let r = leader.round(&c, &services, &claims, None);
+        assert_eq!(leader.carry_out(r, &mut services), (2, 2));
+        assert_eq!(leader.events, ["IPAllocated", "IPAllocated"]);
+        assert!(leader.status.as_ref().is_some_and(|s| s.error.is_none()));
+        // Nothing changed: nothing is written.
+        let r = leader.round(&c, &services, &claims, None);
+        assert!(r.config_status.is_none());
+        assert_eq!(leader.carry_out(r, &mut services), (0, 0));
+        assert_eq!(leader.events.len(), 2);
+        // A speaker claims a's address: nodeAssigned, once.
+        let a_ip = services[0].current[0];
+        let claim = HeldClaim {
+            claim: ferrolb_core::layout::Claim {
+                node: "n1".into(),
+                interfaces: vec!["eth0".into()],
+                since: String::new(),
+            },
+            lease: 7,
+            revision: 9,
+        };
+        claims.insert(a_ip, claim);
+        for _ in 0..2 {
+            let r = leader.round(&c, &services, &claims, None);
+            assert_eq!(leader.carry_out(r, &mut services), (0, 0));
+        }
+        assert_eq!(leader.events[2..], ["nodeAssigned"]);
+        // b is deleted: its address is withdrawn; no status to write for a Service that is gone.
+        services.pop();
+        let r = leader.round(&c, &services, &claims, None);
+        assert_eq!(leader.carry_out(r, &mut services), (1, 0));
+        assert_eq!(leader.announced.len(), 1);
+        // A newer configuration revision is invalid: the status says so, nothing else moves.
+        let r = leader.round(&c, &services, &claims, Some("pool p: overlaps pool q"));
+        assert!(r.config_status.as_ref().is_some_and(|s| s.error.is_some()));
+        assert_eq!(leader.carry_out(r, &mut services), (0, 0));
+        assert_eq!(leader.events.len(), 3);
+    }
 }
