@@ -517,4 +517,41 @@ mod tests {
         assert_eq!(leader.carry_out(r, &mut services), (0, 0));
         assert_eq!(leader.events.len(), 3);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// Whatever Services there are (some asking for an address of their own, some of them
+        /// more than the pool holds), a round carried out and then decided again on its own
+        /// result writes nothing, tells Kubernetes nothing and records no Event again.
+        #[test]
+        fn a_round_on_the_result_of_the_one_before_writes_nothing(
+            asks in proptest::collection::vec(proptest::option::of(0u8..6), 0..7)
+        ) {
+            let c = config();
+            let mut leader = Leader::default();
+            let mut services: Vec<ServiceRequest> = asks
+                .iter()
+                .enumerate()
+                .map(|(i, ask)| {
+                    let mut s = svc(&format!("s{i}"));
+                    if let Some(n) = ask {
+                        s.annotations.insert(
+                            "metallb.io/loadBalancerIPs".into(),
+                            format!("10.0.0.{n}"),
+                        );
+                    }
+                    s
+                })
+                .collect();
+            let claims = BTreeMap::new();
+            let r = leader.round(&c, &services, &claims, None);
+            leader.carry_out(r, &mut services);
+            let events = leader.events.len();
+            let again = leader.round(&c, &services, &claims, None);
+            proptest::prop_assert!(again.config_status.is_none());
+            proptest::prop_assert_eq!(leader.carry_out(again, &mut services), (0, 0));
+            proptest::prop_assert_eq!(leader.events.len(), events);
+        }
+    }
 }
