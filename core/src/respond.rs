@@ -268,15 +268,15 @@ pub enum Response {
 
 /// The per-frame decision of a responder: whether `frame`, seen on `station`, tells of another
 /// host announcing a held address, and whether (and with what frame) to answer it. `fence_open`
-/// is the answering fence at this instant; the rate limit is consulted only for answerable
-/// queries, so only they spend tokens.
+/// reads the answering fence at this instant, and is called only for a query that would be
+/// answered; the rate limit is consulted only for answerable queries, so only they spend tokens.
 pub fn decide(
     frame: &Frame,
     held: &HeldSet,
     station: Station<'_>,
     limiter: &mut RateLimiter,
     now: Duration,
-    fence_open: bool,
+    fence_open: impl FnOnce() -> bool,
 ) -> Verdict {
     let (query, reply, foreign) = match *frame {
         Frame::Arp { eth, arp } => {
@@ -338,7 +338,7 @@ pub fn decide(
         }
     };
     let response = match held.answer(&query, limiter, now) {
-        Answer::Reply if !fence_open => Response::Drop(DropReason::Fenced),
+        Answer::Reply if !fence_open() => Response::Drop(DropReason::Fenced),
         Answer::Reply => Response::Send(reply.build(station.mac)),
         Answer::Drop(reason) => Response::Drop(reason),
     };
@@ -662,14 +662,9 @@ mod tests {
                 mac,
             };
             let mut limiter = RateLimiter::default();
-            decide(
-                &frame,
-                held,
-                station,
-                &mut limiter,
-                Duration::ZERO,
-                fence_open,
-            )
+            decide(&frame, held, station, &mut limiter, Duration::ZERO, || {
+                fence_open
+            })
         }
 
         fn response(v: &Verdict) -> &Response {
@@ -748,12 +743,24 @@ mod tests {
             };
             let mut limiter = RateLimiter::default();
             let none = HeldSet::default();
+            // The fence is read only for an answer (not on every frame of a flood).
+            let v = decide(&frame, &none, station, &mut limiter, Duration::ZERO, || {
+                panic!("the fence was read for a request not to be answered")
+            });
+            assert_eq!(
+                v.query,
+                Some((ip(ASKED_V4), Response::Drop(DropReason::NotHeld)))
+            );
             for _ in 0..1000 {
-                decide(&frame, &none, station, &mut limiter, Duration::ZERO, true);
+                decide(&frame, &none, station, &mut limiter, Duration::ZERO, || {
+                    true
+                });
             }
             let answered = (0..RATE_PER_SECOND + 10)
                 .filter(|_| {
-                    let v = decide(&frame, &held, station, &mut limiter, Duration::ZERO, true);
+                    let v = decide(&frame, &held, station, &mut limiter, Duration::ZERO, || {
+                        true
+                    });
                     matches!(v.query, Some((_, Response::Send(_))))
                 })
                 .count();

@@ -102,5 +102,3 @@ impl Store {
 #[derive(Debug, thiserror::Error)]
 #[error("no longer the leader: the leader key is not on this replica's lease")]
 pub struct NotLeader;
-
-pub use ferrolb_etcd::KeyChange;

@@ -112,7 +112,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         fence,
     };
     let responders = responder::supervise(interfaces_rx, shared, responders_stop_rx);
-    let responders = ended_by_hook(responders, settings.clone());
+    let hook = (settings.debug_stall_dir.as_ref())
+        .map(|d| d.join(format!("{}.end-responders", settings.node_name)));
+    let responders = ended_by_hook(responders, hook);
     companions.push(Companion::spawn("responders", ended_ok(responders)));
     let outcome = daemon::supervise(control, &mut companions, &stop_tx).await;
     healthy.store(false, Ordering::Relaxed);
@@ -127,14 +129,16 @@ async fn ended_ok(task: impl std::future::Future<Output = ()>) -> anyhow::Result
     Ok(())
 }
 
-/// The `--debug-stall-dir` test hook for supervision: `task`, ended early once the file
-/// `<node>.end-responders` appears in that directory (looked for every 100 ms).
-async fn ended_by_hook(task: impl std::future::Future<Output = ()>, settings: Settings) {
-    let Some(dir) = &settings.debug_stall_dir else {
+/// The `--debug-stall-dir` test hook for supervision: `task`, ended early once the file `hook`
+/// (`<node>.end-responders` in that directory) appears (looked for every 100 ms).
+async fn ended_by_hook(
+    task: impl std::future::Future<Output = ()>,
+    hook: Option<std::path::PathBuf>,
+) {
+    let Some(path) = hook else {
         return task.await;
     };
-    let path = dir.join(format!("{}.end-responders", settings.node_name));
-    let hook = async {
+    let appears = async {
         while !path.exists() {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
@@ -142,7 +146,7 @@ async fn ended_by_hook(task: impl std::future::Future<Output = ()>, settings: Se
     };
     tokio::select! {
         () = task => {}
-        () = hook => {}
+        () = appears => {}
     }
 }
 

@@ -312,9 +312,10 @@ impl Responder {
             interface: &self.iface,
             mac: self.mac,
         };
-        // The fence is read here, in the answering thread, at this instant: a stalled event
-        // loop cannot keep this node answering after the others have taken the address.
-        let open = self.shared.fence.is_open(Instant::now());
+        // The fence is read here, in the answering thread, at the instant of an answer: a
+        // stalled event loop cannot keep this node answering after others took the address.
+        let fence = &self.shared.fence;
+        let open = || fence.is_open(Instant::now());
         let verdict = respond::decide(&frame, &self.held, station, &mut self.limiter, now, open);
         if let Some((ip, mac)) = verdict.foreign {
             self.foreign(ip, mac);
