@@ -170,6 +170,14 @@ pub fn render(v: &StatusView) -> String {
         }
         None => out.push_str("configuration  (no reconciler has written its status yet)\n"),
     }
+    for u in v.config.iter().flat_map(|c| &c.unannounced) {
+        out.push_str(&format!(
+            "               !! {} ({}) is allocated but NOT announced: {}\n",
+            u.ip,
+            escape_controls(&u.services.join(",")),
+            escape_controls(&u.reason)
+        ));
+    }
     out.push_str(&format!(
         "leader         {}\n",
         escape_controls(v.leader.as_deref().unwrap_or("(none)"))
@@ -304,7 +312,7 @@ pub fn run(args: &Args) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferrolb_core::layout::{InterfaceInfo, PoolUse};
+    use ferrolb_core::layout::{InterfaceInfo, PoolUse, Unannounced};
 
     /// Text with a newline, a terminal escape sequence and a right-to-left override.
     const EVIL: &str = "x\n\u{1b}[2J\u{202e}y";
@@ -323,6 +331,11 @@ mod tests {
                     family: EVIL.to_string(),
                     in_use: "1".to_string(),
                     total: "4".to_string(),
+                }],
+                unannounced: vec![Unannounced {
+                    ip: "10.0.0.3".parse().expect("ip"),
+                    services: vec![EVIL.to_string()],
+                    reason: EVIL.to_string(),
                 }],
             }),
             leader: Some(EVIL.to_string()),
@@ -366,20 +379,27 @@ mod tests {
         );
         // Exactly the lines the layout has: none injected by a value.
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 14, "{text}");
+        assert_eq!(lines.len(), 15, "{text}");
         assert_eq!(
             lines[0],
             format!("configuration  revision {SHOWN} applied {SHOWN}")
         );
         assert_eq!(lines[3], r"                  \u{1b}[2J\u{202e}second");
-        assert_eq!(lines[4], format!("leader         {SHOWN}"));
-        assert_eq!(lines[5], format!("speakers       {SHOWN} ({SHOWN})"));
+        assert_eq!(
+            lines[4],
+            format!("               !! 10.0.0.3 ({SHOWN}) is allocated but NOT announced: {SHOWN}")
+        );
+        assert_eq!(lines[5], format!("leader         {SHOWN}"));
+        assert_eq!(lines[6], format!("speakers       {SHOWN} ({SHOWN})"));
         assert!(
-            lines[8].starts_with("10.0.0.1") && lines[8].contains(SHOWN),
+            lines[9].starts_with("10.0.0.1") && lines[9].contains(SHOWN),
             "{text}"
         );
-        assert!(lines[9].contains(&format!("claimed by {SHOWN},")), "{text}");
-        assert!(lines[12].starts_with(SHOWN), "{text}");
-        assert_eq!(lines[13], format!("!! unreadable: {SHOWN}"));
+        assert!(
+            lines[10].contains(&format!("claimed by {SHOWN},")),
+            "{text}"
+        );
+        assert!(lines[13].starts_with(SHOWN), "{text}");
+        assert_eq!(lines[14], format!("!! unreadable: {SHOWN}"));
     }
 }

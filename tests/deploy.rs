@@ -215,8 +215,24 @@ fn expected_grants() -> BTreeSet<(String, String, String)> {
         &["get", "list", "watch"],
     );
     grant("", "services/status", &["patch", "update"]);
+    grant("", "services", &["patch"]);
     grant("", "events", &["create", "patch"]);
     grant("events.k8s.io", "events", &["create", "patch"]);
+    for resource in ["ipaddresspools", "l2advertisements"] {
+        grant("metallb.io", resource, &["get", "list", "watch"]);
+    }
+    grant(
+        "metallb.io",
+        "servicel2statuses",
+        &["get", "list", "watch", "create", "patch", "delete"],
+    );
+    grant(
+        "metallb.io",
+        "configurationstates",
+        &["get", "create", "patch"],
+    );
+    grant("metallb.io", "servicel2statuses/status", &["patch"]);
+    grant("metallb.io", "configurationstates/status", &["patch"]);
     out
 }
 

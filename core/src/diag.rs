@@ -86,7 +86,8 @@ pub struct Diagnostic {
     pub code: Code,
     /// The file, as the user named it.
     pub file: String,
-    /// The line, counted from 1.
+    /// The line, counted from 1; 0 when the object has no lines (one read from the Kubernetes
+    /// API, where `file` names its namespace).
     pub line: u32,
     /// The object's kind, when the problem is inside one.
     pub kind: Option<String>,
@@ -104,12 +105,11 @@ impl fmt::Display for Diagnostic {
             Severity::Warning => "warning",
             Severity::Note => "note",
         };
-        write!(
-            f,
-            "{}:{}: {severity}: ",
-            escape_controls(&self.file),
-            self.line
-        )?;
+        let origin = Origin {
+            file: escape_controls(&self.file).into_owned(),
+            line: self.line,
+        };
+        write!(f, "{origin}: {severity}: ")?;
         match (&self.kind, &self.name) {
             (Some(kind), Some(name)) => write!(f, "{kind} {name:?}: ")?,
             (Some(kind), None) => write!(f, "{kind}: ")?,
@@ -193,13 +193,17 @@ mod tests {
 pub struct Origin {
     /// The file.
     pub file: String,
-    /// The line, counted from 1.
+    /// The line, counted from 1; 0 for an object without lines (from the Kubernetes API).
     pub line: u32,
 }
 
 impl fmt::Display for Origin {
+    /// `file:line`, or only `file` when there is no line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)
+        match self.line {
+            0 => f.write_str(&self.file),
+            line => write!(f, "{}:{line}", self.file),
+        }
     }
 }
 

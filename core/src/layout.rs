@@ -199,6 +199,21 @@ pub struct ConfigStatus {
     /// Use of every pool per family (for `ferrolb status`).
     #[serde(default)]
     pub pools: Vec<PoolUse>,
+    /// Allocated addresses that no speaker is asked to announce (for `ferrolb status`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unannounced: Vec<Unannounced>,
+}
+
+/// An allocated address that no speaker is asked to announce: no advertisement covers it, or no
+/// node is eligible.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unannounced {
+    /// The address.
+    pub ip: IpAddr,
+    /// The Services given it, as `namespace/name`.
+    pub services: Vec<String>,
+    /// Why nobody announces it.
+    pub reason: String,
 }
 
 /// Use of one pool in one family. Counts are strings: a /64 holds 2^64 addresses.

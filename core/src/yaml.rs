@@ -58,6 +58,20 @@ pub struct YamlError {
 }
 
 impl Node {
+    /// Sets the line of this node and of everything in it to 0 ("no line"): for a document that
+    /// was not written by a person (an object read from the Kubernetes API).
+    pub fn forget_lines(&mut self) {
+        self.line = 0;
+        match &mut self.value {
+            Value::Scalar { .. } => {}
+            Value::Seq(items) => items.iter_mut().for_each(Node::forget_lines),
+            Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+                k.forget_lines();
+                v.forget_lines();
+            }),
+        }
+    }
+
     /// A plain scalar that YAML reads as null (`~`, `null`, or nothing at all).
     pub fn is_null(&self) -> bool {
         matches!(&self.value, Value::Scalar { text, plain: true } if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL"))

@@ -830,3 +830,34 @@ fn service_selectors_are_validated_like_the_other_selectors() {
         Some(Code::DuplicateSelector)
     );
 }
+
+#[test]
+fn objects_from_the_kubernetes_api_are_named_by_namespace_and_object_without_lines() {
+    let a = r#"{"apiVersion":"metallb.io/v1beta1","kind":"IPAddressPool","metadata":{"name":"a","namespace":"metallb-system"},"spec":{"addresses":["10.250.0.0/24"]}}"#;
+    let b = r#"{"apiVersion":"metallb.io/v1beta1","kind":"IPAddressPool","metadata":{"name":"b","namespace":"metallb-system"},"spec":{"addresses":["10.250.0.10-10.250.0.20"]}}"#;
+    let options = config::Options::default();
+    let report = config::load_objects(
+        [
+            ("metallb-system", a.as_bytes()),
+            ("metallb-system", b.as_bytes()),
+        ],
+        &options,
+    );
+    let errors: Vec<String> = report.errors().map(ToString::to_string).collect();
+    assert_eq!(
+        errors,
+        [
+            r#"metallb-system: error: IPAddressPool "b": address range 10.250.0.10-10.250.0.20 overlaps 10.250.0.0/24 of IPAddressPool "a" (metallb-system)"#
+        ]
+    );
+    // The same objects written in a file name its lines.
+    let file = format!("{a}\n---\n{b}\n");
+    let report = config::load([("pools.yaml", file.as_bytes())]);
+    let errors: Vec<String> = report.errors().map(ToString::to_string).collect();
+    assert_eq!(
+        errors,
+        [
+            r#"pools.yaml:3: error: IPAddressPool "b": address range 10.250.0.10-10.250.0.20 overlaps 10.250.0.0/24 of IPAddressPool "a" (pools.yaml:1)"#
+        ]
+    );
+}

@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +32,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::time::Instant;
+pub use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// Bounds on what one client can hold.
@@ -160,6 +162,54 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_with(listener, None, app, limits, shutdown).await
+}
+
+/// [`serve`] over TLS: each connection's handshake must end within
+/// [`Limits::header_read_timeout`], and a connection still in its handshake counts as idle
+/// (the first to give way at the cap).
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_with(listener, Some(tls), app, limits, shutdown).await
+}
+
+/// A TLS acceptor serving the PEM certificate chain and private key in these files (read once:
+/// a renewed certificate takes a restart).
+pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+    use anyhow::Context;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .with_context(|| format!("reading the certificate chain {}", cert.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "{}: no certificate in it",
+        cert.display()
+    );
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading the private key {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the certificate and the key do not make a TLS server configuration")?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let open: Open = Arc::default();
     let mut next_id = 0u64;
     tokio::pin!(shutdown);
@@ -182,14 +232,14 @@ pub async fn serve(
         let id = next_id;
         next_id += 1;
         let (activity, close, registered) = register(&open, id);
-        tokio::spawn(connection(
-            stream,
-            app.clone(),
+        let conn = Connection {
+            app: app.clone(),
             limits,
             activity,
             close,
-            registered,
-        ));
+            _registered: registered,
+        };
+        tokio::spawn(conn.run(stream, tls.clone()));
     }
     for c in std::mem::take(&mut *lock(&open)).into_values() {
         c.close.notify_one();
@@ -246,56 +296,81 @@ fn register(open: &Open, id: u64) -> (Arc<Activity>, Arc<Notify>, Registered) {
     (activity, close, registered)
 }
 
-/// Serves one connection until the client closes it, it stays idle too long or the accept loop
-/// asks it to close.
-async fn connection(
-    stream: TcpStream,
+/// One open connection: what serves it, and how the accept loop follows and closes it.
+struct Connection {
     app: Router,
     limits: Limits,
     activity: Arc<Activity>,
     close: Arc<Notify>,
     _registered: Registered,
-) {
-    let service = {
-        let activity = activity.clone();
-        hyper::service::service_fn(move |req: Request<Incoming>| {
-            let in_flight = InFlight::enter(&activity);
-            let call = app.clone().oneshot(req);
-            async move {
-                let response = match tokio::time::timeout(limits.request_timeout, call).await {
-                    Ok(Ok(response)) => response,
-                    Ok(Err(never)) => match never {},
-                    Err(_) => timed_out(),
-                };
-                drop(in_flight);
-                Ok::<_, Infallible>(response)
-            }
-        })
-    };
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_header_size(MAX_HEADER_BYTES)
-        .keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    loop {
-        let idle = activity.idle_deadline(limits.idle_timeout);
+}
+
+impl Connection {
+    /// Completes the TLS handshake, if any, within the header timeout, then serves.
+    async fn run(self, stream: TcpStream, tls: Option<TlsAcceptor>) {
+        let Some(tls) = tls else {
+            return self.serve(stream).await;
+        };
+        let handshake = tls.accept(stream);
         tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "HTTP connection ended");
+            r = tokio::time::timeout(self.limits.header_read_timeout, handshake) => match r {
+                Ok(Ok(stream)) => self.serve(stream).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake took too long"),
+            },
+            () = self.close.notified() => {}
+        }
+    }
+
+    /// Serves the connection until the client closes it, it stays idle too long or the accept
+    /// loop asks it to close.
+    async fn serve<S>(self, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (app, limits) = (self.app.clone(), self.limits);
+        let service = {
+            let activity = self.activity.clone();
+            hyper::service::service_fn(move |req: Request<Incoming>| {
+                let in_flight = InFlight::enter(&activity);
+                let call = app.clone().oneshot(req);
+                async move {
+                    let response = match tokio::time::timeout(limits.request_timeout, call).await {
+                        Ok(Ok(response)) => response,
+                        Ok(Err(never)) => match never {},
+                        Err(_) => timed_out(),
+                    };
+                    drop(in_flight);
+                    Ok::<_, Infallible>(response)
                 }
-                return;
-            }
-            () = close.notified() => return,
-            () = sleep_until(idle, limits.idle_timeout) => {
-                if activity
-                    .idle_deadline(limits.idle_timeout)
-                    .is_some_and(|d| d <= Instant::now())
-                {
+            })
+        };
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_header_size(MAX_HEADER_BYTES)
+            .keep_alive(true);
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(conn);
+        loop {
+            let idle = self.activity.idle_deadline(limits.idle_timeout);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "HTTP connection ended");
+                    }
                     return;
+                }
+                () = self.close.notified() => return,
+                () = sleep_until(idle, limits.idle_timeout) => {
+                    if self
+                        .activity
+                        .idle_deadline(limits.idle_timeout)
+                        .is_some_and(|d| d <= Instant::now())
+                    {
+                        return;
+                    }
                 }
             }
         }

@@ -339,6 +339,34 @@ impl Cluster {
         }
     }
 
+    /// Sets (`Some`) or removes the annotation that names the pool of a Service's addresses.
+    pub async fn write_pool_annotation(
+        &self,
+        key: &ServiceKey,
+        pool: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
+        let body = json!({"metadata": {"annotations": {crate::feedback::POOL_ANNOTATION: pool}}});
+        let result = api
+            .patch(&key.name, &PatchParams::default(), &Patch::Merge(&body))
+            .await;
+        const OP: &str = "patch services";
+        match &result {
+            Ok(_) => self.refusals.record(OP, None),
+            Err(e) => self.refusals.record(OP, forbidden(e)),
+        }
+        match result {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("annotating {key}")),
+        }
+    }
+
+    /// The client, for the other caches and writes.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Records an Event on a Service.
     pub async fn event(
         &self,

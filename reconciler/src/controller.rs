@@ -2,7 +2,7 @@
 //! elect a leader, and, on the leader only, decide (`plan`) then write what differs.
 //!
 //! ```text
-//!  pool files ──watch/resync──▶ last good Config ─┐
+//!  pool files, Git or objects ─▶ last good Config ─┐
 //!  Service files ─watch/resync─▶ last good Services ├─▶ plan ──▶ fenced etcd writes (leader only)
 //!  etcd P/ (announcements, speakers, leader) ──────┘
 //! ```
@@ -34,12 +34,15 @@ use tracing::{info, warn};
 use crate::check::{CheckError, Checker};
 use crate::cluster::{self, Cluster};
 use crate::feedback;
+use crate::feedback::L2Holder;
 use crate::git::{GitError, GitSource};
 use crate::known_hosts::KnownHosts;
 use crate::leadership::Leadership;
 use crate::metrics::Metrics;
+use crate::objects::StateObjects;
 use crate::plan::{self, Feedback, Inputs, Reported, Round, RoundInputs, Write};
-use crate::settings::{ServicesFrom, Settings};
+use crate::pools::{self, PoolObject, PoolWatch};
+use crate::settings::{ConfigSource, ServicesFrom, Settings};
 use crate::source::{self, Watcher};
 use crate::status::StatusView;
 use crate::store::{NotLeader, Store};
@@ -79,6 +82,26 @@ pub enum ConfigFrom {
     Files(Vec<PathBuf>),
     /// A Git repository, fetched every interval and on webhook calls.
     Git(Arc<GitSource>),
+    /// Objects in the cluster, watched ([`PoolWatch`]).
+    Kubernetes,
+}
+
+/// One read of the configuration, to validate.
+enum Revision {
+    Files(Vec<SourceFile>),
+    Objects(Vec<PoolObject>),
+}
+
+impl Revision {
+    fn validate(&self, options: &ferrolb_core::config::Options) -> Report {
+        match self {
+            Revision::Files(files) => ferrolb_core::config::load_with(
+                files.iter().map(|f| (f.name.as_str(), f.bytes.as_slice())),
+                options,
+            ),
+            Revision::Objects(objects) => pools::validate(objects, options),
+        }
+    }
 }
 
 /// The reconciler's state.
@@ -91,6 +114,16 @@ pub struct Reconciler {
     services_paths: Vec<PathBuf>,
     /// The Kubernetes caches (Kubernetes mode), once started.
     cluster: Option<Cluster>,
+    /// The watches on pool objects (`--config kubernetes`).
+    pool_watch: Option<PoolWatch>,
+    /// ConfigurationState and ServiceL2Status (Kubernetes mode with a state namespace).
+    state_objects: Option<StateObjects>,
+    /// Pool annotations and ServiceL2Status objects written and when, until the caches show
+    /// them (as `written` for statuses).
+    annotated: HashMap<ServiceKey, (Option<String>, tokio::time::Instant)>,
+    l2_written: HashMap<ServiceKey, (Option<L2Holder>, tokio::time::Instant)>,
+    /// The newer configuration revision refused, while one is.
+    config_rejected: Option<String>,
     /// What was last told to Kubernetes (`AllocationFailed` reasons, `nodeAssigned` holders).
     reported: Reported,
     /// Statuses written and when, until the cache shows them: the cache lags behind the
@@ -140,16 +173,25 @@ fn now_rfc3339() -> String {
 }
 
 impl Reconciler {
-    /// A reconciler; `hooks` receives webhook calls (Git mode).
+    /// A reconciler; `hooks` receives webhook calls (Git mode), `pool_watch` keeps the pool
+    /// objects (`--config kubernetes`).
     pub fn new(
         settings: Settings,
         identity: String,
         status_tx: watch::Sender<StatusView>,
         metrics: Arc<Metrics>,
         hooks: Option<mpsc::Receiver<()>>,
+        pool_watch: Option<PoolWatch>,
     ) -> anyhow::Result<Self> {
         let config_from = match (&settings.config, &settings.config_git) {
-            (Some(path), _) => ConfigFrom::Files(vec![path.clone()]),
+            (Some(ConfigSource::Files(path)), _) => ConfigFrom::Files(vec![path.clone()]),
+            (Some(ConfigSource::Kubernetes), _) => {
+                anyhow::ensure!(
+                    pool_watch.is_some(),
+                    "--config kubernetes needs the pool watches"
+                );
+                ConfigFrom::Kubernetes
+            }
             (None, Some(url)) => ConfigFrom::Git(Arc::new(git_source(&settings, url)?)),
             (None, None) => anyhow::bail!("one of --config and --config-git is required"),
         };
@@ -165,6 +207,11 @@ impl Reconciler {
             config_from,
             services_paths,
             cluster: None,
+            pool_watch,
+            state_objects: None,
+            annotated: HashMap::new(),
+            l2_written: HashMap::new(),
+            config_rejected: None,
             reported: Reported::default(),
             written: HashMap::new(),
             unannounced: BTreeMap::new(),
@@ -207,6 +254,7 @@ impl Reconciler {
                     self.applied_at = now_rfc3339();
                 }
                 self.config_error = None;
+                self.config_rejected = None;
             }
             None => {
                 let msg = source::summarize(&report.diagnostics, 20);
@@ -217,6 +265,7 @@ impl Reconciler {
                     warn!(%revision, "invalid configuration; keeping the one in force");
                 }
                 self.config_error = Some(msg);
+                self.config_rejected = Some(revision);
             }
         }
         self.record_config_metrics();
@@ -268,7 +317,8 @@ impl Reconciler {
                     warn!(commit = %fetched.commit, path = %self.settings.git_path.display(), "--git-path is not in the commit: an empty configuration (no pools)");
                 }
                 // A commit is written at once, never half: no need to wait for it to settle.
-                self.take_config(fetched.commit, fetched.files, false).await;
+                let files = Revision::Files(fetched.files);
+                self.take_config(fetched.commit, files, false).await;
             }
             Ok(Err(e)) => {
                 self.git_backoff = (self.git_backoff * 2).clamp(Duration::from_secs(1), interval);
@@ -283,8 +333,21 @@ impl Reconciler {
         }
     }
 
-    /// Reads configuration files again (file mode), off the async thread.
+    /// Reads configuration files again (file mode), off the async thread, or the pool objects
+    /// from their caches (`--config kubernetes`).
     async fn reload_config(&mut self) {
+        if let (ConfigFrom::Kubernetes, Some(w)) = (&self.config_from, &self.pool_watch) {
+            match w.caches.objects() {
+                Ok(objects) => {
+                    let revision = pools::revision(&objects);
+                    // The API server stores an object whole: nothing to wait for.
+                    let objects = Revision::Objects(objects);
+                    self.take_config(revision, objects, false).await;
+                }
+                Err(why) => self.config_unreadable(why),
+            }
+            return;
+        }
         let ConfigFrom::Files(paths) = &self.config_from else {
             return;
         };
@@ -292,7 +355,8 @@ impl Reconciler {
         match self.checker.run(move || load::read_paths(&paths)).await {
             Ok(Ok(files)) => {
                 let revision = source::revision(&files);
-                self.take_config(revision, files, true).await;
+                self.take_config(revision, Revision::Files(files), true)
+                    .await;
             }
             Ok(Err(e)) => self.config_unreadable(format!("cannot read the configuration: {e}")),
             Err(e) => self.config_unreadable(format!("cannot read the configuration: {e}")),
@@ -303,7 +367,7 @@ impl Reconciler {
     /// async thread within the budget; valid and `settle` (file mode), applied only once a
     /// later read, `--config-quiet` on, finds the same content (a file written slowly is
     /// not applied half-written).
-    async fn take_config(&mut self, revision: String, files: Vec<SourceFile>, settle: bool) {
+    async fn take_config(&mut self, revision: String, read: Revision, settle: bool) {
         if self.config.as_ref().map(|(r, _)| r.as_str()) == Some(revision.as_str()) {
             if self.config_pending.take().is_some() {
                 info!(%revision, "the configuration is back to the one in force");
@@ -329,15 +393,7 @@ impl Reconciler {
             _ => {}
         }
         let options = self.settings.config_options();
-        let report = self
-            .checker
-            .run(move || {
-                ferrolb_core::config::load_with(
-                    files.iter().map(|f| (f.name.as_str(), f.bytes.as_slice())),
-                    &options,
-                )
-            })
-            .await;
+        let report = self.checker.run(move || read.validate(&options)).await;
         match report {
             Ok(report) if settle && report.config.is_some() && !quiet.is_zero() => {
                 info!(%revision, "configuration changed; applying it if it stays the same for {quiet:?}");
@@ -465,7 +521,7 @@ impl Reconciler {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let mut config_watch = match &self.config_from {
             ConfigFrom::Files(paths) => Some(Watcher::new(paths)?),
-            ConfigFrom::Git(_) => None,
+            ConfigFrom::Git(_) | ConfigFrom::Kubernetes => None,
         };
         let mut services_watch = if self.services_paths.is_empty() {
             None
@@ -477,6 +533,9 @@ impl Reconciler {
         self.reload_services().await;
         if self.services_paths.is_empty() {
             let client = cluster::client(self.settings.kubeconfig.as_deref()).await?;
+            if let Some(ns) = self.settings.state_namespace() {
+                self.state_objects = Some(StateObjects::start(&client, ns));
+            }
             let c = Cluster::start(client, &self.identity);
             info!("waiting for the Kubernetes caches");
             tokio::select! {
@@ -614,6 +673,12 @@ impl Reconciler {
                     }
                     self.reload_config().await;
                 }
+                Some(()) = pools_changed(&mut self.pool_watch) => {
+                    if let Some(w) = self.pool_watch.as_mut() {
+                        settle(&mut w.changes).await;
+                    }
+                    self.reload_config().await;
+                }
                 Some(()) = hooked(&mut self.hooks) => {
                     info!("webhook: fetching now");
                     self.refresh_git(true).await;
@@ -701,6 +766,7 @@ impl Reconciler {
             self.publish_status(None);
             return Ok(());
         };
+        let l2_in_cluster = self.l2_in_cluster();
         let round = plan::round(RoundInputs {
             plan: Inputs {
                 config: &config,
@@ -716,6 +782,8 @@ impl Reconciler {
             config_in_etcd: self.observed.config.as_ref(),
             claims: &self.observed.claims,
             reported: self.cluster.as_ref().map(|_| &self.reported),
+            rejected: self.config_rejected.as_deref(),
+            l2_in_cluster: l2_in_cluster.as_ref(),
         });
         self.log_round(&round.plan);
         self.write_etcd(store, lease, &round).await?;
@@ -746,6 +814,22 @@ impl Reconciler {
                         _ => false,
                     }
                 });
+                self.annotated.retain(|key, (pool, at)| {
+                    let Some(s) = snap.services.iter_mut().find(|s| s.key == *key) else {
+                        return false;
+                    };
+                    let shown = s.annotations.get(feedback::POOL_ANNOTATION);
+                    if shown == pool.as_ref() || at.elapsed() >= fresh {
+                        return false;
+                    }
+                    match pool {
+                        Some(p) => s
+                            .annotations
+                            .insert(feedback::POOL_ANNOTATION.into(), p.clone()),
+                        None => s.annotations.remove(feedback::POOL_ANNOTATION),
+                    };
+                    true
+                });
                 Some((snap.services, snap.nodes, Some(snap.local_nodes)))
             }
             (None, Some((_, services))) => {
@@ -768,6 +852,24 @@ impl Reconciler {
             }
             (None, None) => None,
         }
+    }
+
+    /// The ServiceL2Status objects as the cluster will hold them: the cache, with what was
+    /// written lately and is not in it yet; `None` when they are not kept.
+    fn l2_in_cluster(&mut self) -> Option<BTreeMap<ServiceKey, L2Holder>> {
+        let mut current = self.state_objects.as_ref()?.l2_in_cluster()?;
+        let fresh = Duration::from_secs(10);
+        self.l2_written.retain(|key, (holder, at)| {
+            if current.get(key) == holder.as_ref() || at.elapsed() >= fresh {
+                return false;
+            }
+            match holder {
+                Some(h) => current.insert(key.clone(), h.clone()),
+                None => current.remove(key),
+            };
+            true
+        });
+        Some(current)
     }
 
     /// Logs what moved and what is allocated but not announced (the latter when it changed).
@@ -894,8 +996,95 @@ impl Reconciler {
             warn!("lease renewal overdue: stopped this round's status writes");
             return;
         }
+        self.write_annotations(&feedback.annotations).await;
         self.reported = feedback.reported;
         self.record_events(feedback.events).await;
+        self.write_state_objects(feedback.l2, feedback.config_state)
+            .await;
+    }
+
+    /// Sets or removes the pool annotations that differ.
+    async fn write_annotations(&mut self, writes: &[feedback::AnnotationWrite]) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let calls: Vec<_> = writes
+            .iter()
+            .map(|w| async move {
+                (
+                    w,
+                    cluster
+                        .write_pool_annotation(&w.key, w.pool.as_deref())
+                        .await,
+                )
+            })
+            .collect();
+        let results: Vec<_> = stream::iter(calls)
+            .buffer_unordered(KUBERNETES_IN_FLIGHT)
+            .collect()
+            .await;
+        for (w, result) in results {
+            match result {
+                Ok(()) => {
+                    self.metrics.kubernetes_writes.inc();
+                    let at = tokio::time::Instant::now();
+                    self.annotated.insert(w.key.clone(), (w.pool.clone(), at));
+                }
+                Err(e) => {
+                    self.metrics.kubernetes_errors.inc();
+                    warn!(error = %format!("{e:#}"), "annotation not written; retrying next round");
+                }
+            }
+        }
+    }
+
+    /// Carries out the ServiceL2Status changes and writes the ConfigurationState. A failed
+    /// write is logged; the next round finds the difference again (the ConfigurationState is
+    /// forgotten as written, so it is written again).
+    async fn write_state_objects(
+        &mut self,
+        l2: Vec<feedback::L2Change>,
+        config_state: Option<feedback::ConfigState>,
+    ) {
+        let Some(objects) = &self.state_objects else {
+            return;
+        };
+        let calls: Vec<_> = l2
+            .iter()
+            .map(|c| async move { (c, objects.apply_l2(c).await) })
+            .collect();
+        let results: Vec<_> = stream::iter(calls)
+            .buffer_unordered(KUBERNETES_IN_FLIGHT)
+            .collect()
+            .await;
+        for (change, result) in results {
+            match result {
+                Ok(()) => {
+                    self.metrics.kubernetes_writes.inc();
+                    let (key, holder) = match change {
+                        feedback::L2Change::Put(k, h) | feedback::L2Change::Replace(k, h) => {
+                            (k, Some(h.clone()))
+                        }
+                        feedback::L2Change::Delete(k) => (k, None),
+                    };
+                    let at = tokio::time::Instant::now();
+                    self.l2_written.insert(key.clone(), (holder, at));
+                }
+                Err(e) => {
+                    self.metrics.kubernetes_errors.inc();
+                    warn!(error = %format!("{e:#}"), "ServiceL2Status not written; retrying next round");
+                }
+            }
+        }
+        if let Some(state) = config_state {
+            if let Err(e) = objects.write_config_state(&state).await {
+                self.metrics.kubernetes_errors.inc();
+                warn!(error = %format!("{e:#}"), "retrying next round");
+                self.reported.config_state = None;
+            } else {
+                self.metrics.kubernetes_writes.inc();
+            }
+        }
     }
 
     /// Records Events on Services, a bounded number at a time.
@@ -1011,6 +1200,14 @@ async fn changed(w: &mut Option<Watcher>) -> Option<()> {
 async fn cluster_changed(c: &mut Option<Cluster>) -> Option<()> {
     match c {
         Some(c) => c.changes.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next change of the pool objects (never, unless `--config kubernetes`).
+async fn pools_changed(w: &mut Option<PoolWatch>) -> Option<()> {
+    match w {
+        Some(w) => w.changes.recv().await,
         None => std::future::pending().await,
     }
 }

@@ -5,8 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use ferrolb_core::alloc::{Decision, Outcome, Pending, ServiceKey, ServiceRequest};
-use ferrolb_core::layout::Announcement;
+use ferrolb_core::layout::{Announcement, Unannounced};
 use ferrolb_core::view::HeldClaim;
+
+/// The annotation MetalLB sets on a Service with the pool its addresses come from.
+pub const POOL_ANNOTATION: &str = "metallb.io/ip-allocated-from-pool";
 
 /// An Event to record on a Service.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,6 +119,147 @@ fn change_note(
         )),
         _ => None,
     }
+}
+
+/// A Service's pool annotation to set (`Some`) or remove (`None`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnnotationWrite {
+    /// The Service.
+    pub key: ServiceKey,
+    /// The pool its addresses come from; `None` removes the annotation.
+    pub pool: Option<String>,
+}
+
+/// The pool annotations that differ from what each Service carries: the pool of its addresses
+/// while it has some, none once it has none. Services of another class are not touched.
+pub fn pool_annotations(
+    requests: &[ServiceRequest],
+    decisions: &[Decision],
+) -> Vec<AnnotationWrite> {
+    let mut writes = Vec::new();
+    for (req, d) in requests.iter().zip(decisions) {
+        let want = match &d.outcome {
+            Outcome::Allocated { pool, .. } => Some(pool.to_string()),
+            Outcome::Ignored { .. } if req.service_type == "LoadBalancer" => continue,
+            Outcome::Pending { .. } | Outcome::Ignored { .. } => None,
+        };
+        if req.annotations.get(POOL_ANNOTATION) != want.as_ref() {
+            writes.push(AnnotationWrite {
+                key: req.key.clone(),
+                pool: want,
+            });
+        }
+    }
+    writes
+}
+
+/// `AnnouncementFailed` Events on the Services of addresses that no speaker is asked to
+/// announce, once per address and reason (`last` remembers the reason reported).
+pub fn announcement_failures(
+    unannounced: &[Unannounced],
+    last: &mut HashMap<IpAddr, String>,
+) -> Vec<Note> {
+    let mut notes = Vec::new();
+    for u in unannounced {
+        if last.get(&u.ip) == Some(&u.reason) {
+            continue;
+        }
+        last.insert(u.ip, u.reason.clone());
+        for s in &u.services {
+            let Some((ns, name)) = s.split_once('/') else {
+                continue;
+            };
+            notes.push(Note {
+                key: ServiceKey::new(ns, name),
+                warning: true,
+                reason: "AnnouncementFailed",
+                note: format!("{} is allocated but not announced: {}", u.ip, u.reason),
+            });
+        }
+    }
+    last.retain(|ip, _| unannounced.iter().any(|u| u.ip == *ip));
+    notes
+}
+
+/// Who answers for a Service (a `ServiceL2Status`): the holder of its first address.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct L2Holder {
+    /// The node.
+    pub node: String,
+    /// The interfaces it answers on.
+    pub interfaces: Vec<String>,
+}
+
+/// One change to the `ServiceL2Status` objects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum L2Change {
+    /// Create the object, or update its interfaces (same node).
+    Put(ServiceKey, L2Holder),
+    /// The node changed, which the object's schema does not allow: delete it and create it anew.
+    Replace(ServiceKey, L2Holder),
+    /// Nobody answers any more: delete it.
+    Delete(ServiceKey),
+}
+
+/// Who answers for each announced Service, from the claims in etcd: the holder of the Service's
+/// lowest claimed address.
+pub fn l2_holders(
+    claims: &BTreeMap<IpAddr, HeldClaim>,
+    announced: &BTreeMap<IpAddr, Announcement>,
+) -> BTreeMap<ServiceKey, L2Holder> {
+    let mut holders = BTreeMap::new();
+    for (ip, held) in claims {
+        let Some(a) = announced.get(ip) else {
+            continue;
+        };
+        for s in &a.services {
+            let Some((ns, name)) = s.split_once('/') else {
+                continue;
+            };
+            holders
+                .entry(ServiceKey::new(ns, name))
+                .or_insert_with(|| L2Holder {
+                    node: held.claim.node.clone(),
+                    interfaces: held.claim.interfaces.clone(),
+                });
+        }
+    }
+    holders
+}
+
+/// The changes that bring the objects in the cluster (`current`) to `want`.
+pub fn l2_changes(
+    want: &BTreeMap<ServiceKey, L2Holder>,
+    current: &BTreeMap<ServiceKey, L2Holder>,
+) -> Vec<L2Change> {
+    let mut changes = Vec::new();
+    for (key, holder) in want {
+        match current.get(key) {
+            Some(c) if c == holder => {}
+            Some(c) if c.node != holder.node => {
+                changes.push(L2Change::Replace(key.clone(), holder.clone()));
+            }
+            _ => changes.push(L2Change::Put(key.clone(), holder.clone())),
+        }
+    }
+    for key in current.keys().filter(|k| !want.contains_key(*k)) {
+        changes.push(L2Change::Delete(key.clone()));
+    }
+    changes
+}
+
+/// What a `ConfigurationState` says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigState {
+    /// `Valid` (the newest revision is in force) or `Invalid` (a newer one was refused, or the
+    /// source cannot be read; the one in force stays).
+    pub valid: bool,
+    /// The revision in force.
+    pub revision: String,
+    /// The newer revision refused, when known.
+    pub rejected: Option<String>,
+    /// Why (empty when valid).
+    pub last_error: String,
 }
 
 /// `nodeAssigned` Events for addresses whose holder changed since the last call (`last`
@@ -252,6 +396,119 @@ mod tests {
                 ips: vec![]
             }]
         );
+    }
+
+    fn with_pool(mut r: ServiceRequest, pool: &str) -> ServiceRequest {
+        r.annotations.insert(POOL_ANNOTATION.into(), pool.into());
+        r
+    }
+
+    #[test]
+    fn the_pool_annotation_is_set_changed_and_removed_only_when_it_differs() {
+        let requests = [
+            req("new", &[]),
+            with_pool(req("same", &["10.0.0.2"]), "p"),
+            with_pool(req("other-pool", &["10.0.0.3"]), "q"),
+            with_pool(req("gone", &["10.0.0.4"]), "p"),
+            req("never", &[]),
+        ];
+        let decisions = [
+            decision("new", allocated("10.0.0.1")),
+            decision("same", allocated("10.0.0.2")),
+            decision("other-pool", allocated("10.0.0.3")),
+            decision("gone", Outcome::Pending { reason: full() }),
+            decision("never", Outcome::Pending { reason: full() }),
+        ];
+        let writes = pool_annotations(&requests, &decisions);
+        let got: Vec<(&str, Option<&str>)> = writes
+            .iter()
+            .map(|w| (&*w.key.name, w.pool.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("new", Some("p")),
+                ("other-pool", Some("p")),
+                ("gone", None)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unannounced_address_is_reported_on_its_services_once_per_reason() {
+        let ip: IpAddr = "10.0.0.1".parse().expect("ip");
+        let u = |reason: &str| Unannounced {
+            ip,
+            services: vec!["default/a".into(), "default/b".into()],
+            reason: reason.into(),
+        };
+        let mut last = HashMap::new();
+        let notes = announcement_failures(&[u("no L2Advertisement covers pool p")], &mut last);
+        assert_eq!(notes.len(), 2);
+        assert_eq!(notes[0].reason, "AnnouncementFailed");
+        assert!(notes[0].warning);
+        assert_eq!(
+            notes[1].note,
+            "10.0.0.1 is allocated but not announced: no L2Advertisement covers pool p"
+        );
+        assert!(
+            announcement_failures(&[u("no L2Advertisement covers pool p")], &mut last).is_empty()
+        );
+        assert_eq!(
+            announcement_failures(&[u("no eligible node")], &mut last).len(),
+            2
+        );
+        assert!(announcement_failures(&[], &mut last).is_empty());
+        assert!(last.is_empty());
+    }
+
+    #[test]
+    fn l2_statuses_follow_the_claims_and_a_new_node_replaces_the_object() {
+        let ip: IpAddr = "10.0.0.1".parse().expect("ip");
+        let announced = BTreeMap::from([(
+            ip,
+            Announcement {
+                ip,
+                services: vec!["default/web".into()],
+                nodes: vec![],
+                interfaces: vec![],
+                preferred: BTreeMap::new(),
+            },
+        )]);
+        let claim = |n: &str| HeldClaim {
+            claim: ferrolb_core::layout::Claim {
+                node: n.into(),
+                interfaces: vec!["eth0".into()],
+                since: String::new(),
+            },
+            lease: 7,
+            revision: 1,
+        };
+        let web = ServiceKey::new("default", "web");
+        let on = |n: &str| L2Holder {
+            node: n.into(),
+            interfaces: vec!["eth0".into()],
+        };
+        let want = l2_holders(&BTreeMap::from([(ip, claim("n1"))]), &announced);
+        assert_eq!(want, BTreeMap::from([(web.clone(), on("n1"))]));
+        assert_eq!(
+            l2_changes(&want, &BTreeMap::new()),
+            [L2Change::Put(web.clone(), on("n1"))]
+        );
+        assert!(l2_changes(&want, &want).is_empty());
+        let moved = l2_holders(&BTreeMap::from([(ip, claim("n2"))]), &announced);
+        assert_eq!(
+            l2_changes(&moved, &want),
+            [L2Change::Replace(web.clone(), on("n2"))]
+        );
+        let mut other_if = on("n1");
+        other_if.interfaces = vec!["eth1".into()];
+        let current = BTreeMap::from([(web.clone(), other_if)]);
+        assert_eq!(
+            l2_changes(&want, &current),
+            [L2Change::Put(web.clone(), on("n1"))]
+        );
+        assert_eq!(l2_changes(&BTreeMap::new(), &want), [L2Change::Delete(web)]);
     }
 
     #[test]

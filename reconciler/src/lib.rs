@@ -16,9 +16,13 @@
 //! - [`git`], [`known_hosts`]: the configuration from a Git repository, SSH host keys checked.
 //! - [`cluster`], [`feedback`]: Services from the Kubernetes API, and the statuses and Events
 //!   written back.
+//! - [`pools`]: the configuration from `IPAddressPool` and `L2Advertisement` objects in the
+//!   cluster; [`admission`]: the validating admission webhook that refuses invalid ones;
+//!   [`objects`]: the ConfigurationState and ServiceL2Status objects kubectl shows.
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod check;
 pub mod cluster;
 pub mod controller;
@@ -28,7 +32,9 @@ pub mod http;
 pub mod known_hosts;
 pub mod leadership;
 pub mod metrics;
+pub mod objects;
 pub mod plan;
+pub mod pools;
 pub mod settings;
 pub mod source;
 pub mod status;
@@ -45,7 +51,7 @@ use tracing::info;
 
 use crate::controller::Reconciler;
 use crate::metrics::Metrics;
-use crate::settings::Settings;
+use crate::settings::{ConfigSource, Settings};
 use crate::status::StatusView;
 
 /// This replica's identity: the host name and the process id.
@@ -86,12 +92,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     } else {
         (None, None)
     };
+    let pool_watch = match settings.config {
+        Some(ConfigSource::Kubernetes) => {
+            let client = cluster::client(settings.kubeconfig.as_deref()).await?;
+            Some(pools::PoolWatch::start(&client))
+        }
+        _ => None,
+    };
+    let admission = admission_webhook(&settings, pool_watch.as_ref(), stop_rx.clone()).await?;
     let reconciler = Reconciler::new(
         settings.clone(),
         identity,
         status_tx,
         metrics.clone(),
         hooks,
+        pool_watch,
     )?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -107,8 +122,36 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         "HTTP listener",
         async move { Ok(http.await?) },
     )];
+    if let Some(webhook) = admission {
+        companions.push(Companion::spawn("admission webhook", async move {
+            Ok(webhook.await?)
+        }));
+    }
     let control = tokio::spawn(reconciler.run(stop_rx));
     let outcome = daemon::supervise(control, &mut companions, &stop_tx).await;
     daemon::finish(companions, Duration::from_secs(1)).await;
     outcome
+}
+
+/// The admission webhook's server, when `--admission-listen` is given (with `--config
+/// kubernetes`: it validates against the pool objects' caches).
+async fn admission_webhook(
+    settings: &Settings,
+    pool_watch: Option<&pools::PoolWatch>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<impl std::future::Future<Output = std::io::Result<()>> + use<>>> {
+    let Some(addr) = settings.admission_listen else {
+        return Ok(None);
+    };
+    let Some(watch) = pool_watch else {
+        anyhow::bail!("--admission-listen validates pool objects: it needs --config kubernetes");
+    };
+    let (Some(cert), Some(key)) = (&settings.admission_cert, &settings.admission_key) else {
+        anyhow::bail!("--admission-listen needs --admission-cert and --admission-key");
+    };
+    let tls = ferrolb_daemon::http::tls_acceptor(cert, key)?;
+    let listener = admission::bind(addr).await?;
+    info!(%addr, "admission webhook listening");
+    let app = admission::router(watch.caches.clone(), settings.config_options());
+    Ok(Some(admission::serve(listener, tls, app, stop)))
 }

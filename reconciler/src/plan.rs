@@ -9,11 +9,11 @@ use std::net::IpAddr;
 use ferrolb_core::alloc::{Allocator, Decision, Pending, PoolUsage, ServiceKey, ServiceRequest};
 use ferrolb_core::announce::{self, Announcements, NodeInfo, Placed};
 use ferrolb_core::config::Config;
-use ferrolb_core::layout::{Announcement, ConfigStatus, PoolUse};
+use ferrolb_core::layout::{Announcement, ConfigStatus, PoolUse, Unannounced};
 use ferrolb_core::net::Family;
 use ferrolb_core::view::HeldClaim;
 
-use crate::feedback::{self, Note, StatusWrite};
+use crate::feedback::{self, AnnotationWrite, ConfigState, L2Change, L2Holder, Note, StatusWrite};
 
 /// One change to `P/announcements/`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,6 +131,10 @@ pub struct Reported {
     pub failed: HashMap<ServiceKey, Pending>,
     /// The holder last reported (`nodeAssigned`) per address.
     pub assigned: HashMap<IpAddr, String>,
+    /// The reason last reported (`AnnouncementFailed`) per unannounced address.
+    pub unannounced: HashMap<IpAddr, String>,
+    /// The `ConfigurationState` last written.
+    pub config_state: Option<ConfigState>,
 }
 
 /// Everything one round of the leader depends on.
@@ -150,6 +154,10 @@ pub struct RoundInputs<'a> {
     pub claims: &'a BTreeMap<IpAddr, HeldClaim>,
     /// With Services from Kubernetes: what was last told to it.
     pub reported: Option<&'a Reported>,
+    /// The newer configuration revision refused, when known.
+    pub rejected: Option<&'a str>,
+    /// The `ServiceL2Status` objects in the cluster, when they are kept.
+    pub l2_in_cluster: Option<&'a BTreeMap<ServiceKey, L2Holder>>,
 }
 
 /// What one round of the leader writes.
@@ -168,8 +176,14 @@ pub struct Round {
 pub struct Feedback {
     /// Service statuses that differ.
     pub statuses: Vec<StatusWrite>,
+    /// Pool annotations that differ.
+    pub annotations: Vec<AnnotationWrite>,
     /// Events to record.
     pub events: Vec<Note>,
+    /// Changes to the `ServiceL2Status` objects (none when they are not kept).
+    pub l2: Vec<L2Change>,
+    /// The `ConfigurationState` to write, when it differs from the one last written.
+    pub config_state: Option<ConfigState>,
     /// What will have been reported once these are carried out.
     pub reported: Reported,
 }
@@ -188,23 +202,12 @@ pub fn round(inputs: RoundInputs<'_>) -> Round {
         applied_at,
         error: inputs.config_error.map(str::to_string),
         pools: pool_use(&plan.usage),
+        unannounced: unannounced(&plan),
     };
+    let kubernetes = inputs
+        .reported
+        .map(|reported| feedback_of(&inputs, &plan, &status, reported.clone()));
     let config_status = (inputs.config_in_etcd != Some(&status)).then_some(status);
-    let kubernetes = inputs.reported.map(|reported| {
-        let mut reported = reported.clone();
-        let (statuses, mut events) =
-            feedback::statuses(inputs.plan.services, &plan.decisions, &mut reported.failed);
-        events.extend(feedback::node_assignments(
-            inputs.claims,
-            &plan.desired.by_ip,
-            &mut reported.assigned,
-        ));
-        Feedback {
-            statuses,
-            events,
-            reported,
-        }
-    });
     Round {
         plan,
         config_status,
@@ -212,7 +215,69 @@ pub fn round(inputs: RoundInputs<'_>) -> Round {
     }
 }
 
-/// Pool use as `P/reconciler/config` and `/status` show it.
+/// What to tell Kubernetes about a round's plan.
+fn feedback_of(
+    inputs: &RoundInputs<'_>,
+    plan: &Plan,
+    status: &ConfigStatus,
+    mut reported: Reported,
+) -> Feedback {
+    let services = inputs.plan.services;
+    let (statuses, mut events) =
+        feedback::statuses(services, &plan.decisions, &mut reported.failed);
+    events.extend(feedback::node_assignments(
+        inputs.claims,
+        &plan.desired.by_ip,
+        &mut reported.assigned,
+    ));
+    events.extend(feedback::announcement_failures(
+        &status.unannounced,
+        &mut reported.unannounced,
+    ));
+    let l2 = inputs
+        .l2_in_cluster
+        .map(|current| {
+            let want = feedback::l2_holders(inputs.claims, &plan.desired.by_ip);
+            feedback::l2_changes(&want, current)
+        })
+        .unwrap_or_default();
+    let state = ConfigState {
+        valid: inputs.config_error.is_none(),
+        revision: inputs.revision.to_string(),
+        rejected: inputs.rejected.map(str::to_string),
+        last_error: inputs.config_error.unwrap_or_default().to_string(),
+    };
+    let config_state = (reported.config_state.as_ref() != Some(&state)).then(|| state.clone());
+    reported.config_state = Some(state);
+    Feedback {
+        statuses,
+        annotations: feedback::pool_annotations(services, &plan.decisions),
+        events,
+        l2,
+        config_state,
+        reported,
+    }
+}
+
+/// The allocated addresses that no speaker is asked to announce, with their Services.
+fn unannounced(plan: &Plan) -> Vec<Unannounced> {
+    plan.desired
+        .unannounced
+        .iter()
+        .map(|(ip, reason)| Unannounced {
+            ip: *ip,
+            services: plan
+                .decisions
+                .iter()
+                .filter(|d| d.outcome.ips().contains(ip))
+                .map(|d| d.key.to_string())
+                .collect(),
+            reason: reason.clone(),
+        })
+        .collect()
+}
+
+/// Use of every pool, as `ferrolb status` shows it.
 pub fn pool_use(usage: &[PoolUsage]) -> Vec<PoolUse> {
     usage
         .iter()
@@ -329,6 +394,8 @@ mod tests {
             config_in_etcd: in_etcd,
             claims,
             reported,
+            rejected: None,
+            l2_in_cluster: None,
         })
     }
 
@@ -414,6 +481,7 @@ mod tests {
         status: Option<ConfigStatus>,
         reported: Reported,
         events: Vec<&'static str>,
+        l2: BTreeMap<ServiceKey, L2Holder>,
     }
 
     impl Leader {
@@ -433,15 +501,36 @@ mod tests {
                 self.status = Some(s);
             }
             let fb = r.kubernetes.expect("Kubernetes mode");
-            let statuses = fb.statuses.len();
+            let told = fb.statuses.len()
+                + fb.annotations.len()
+                + fb.l2.len()
+                + usize::from(fb.config_state.is_some());
             for st in fb.statuses {
                 if let Some(s) = services.iter_mut().find(|s| s.key == st.key) {
                     s.current = st.ips;
                 }
             }
+            for a in fb.annotations {
+                if let Some(s) = services.iter_mut().find(|s| s.key == a.key) {
+                    match a.pool {
+                        Some(p) => s.annotations.insert(feedback::POOL_ANNOTATION.into(), p),
+                        None => s.annotations.remove(feedback::POOL_ANNOTATION),
+                    };
+                }
+            }
+            for change in fb.l2 {
+                match change {
+                    L2Change::Put(k, h) | L2Change::Replace(k, h) => {
+                        self.l2.insert(k, h);
+                    }
+                    L2Change::Delete(k) => {
+                        self.l2.remove(&k);
+                    }
+                }
+            }
             self.events.extend(fb.events.iter().map(|n| n.reason));
             self.reported = fb.reported;
-            (writes, statuses)
+            (writes, told)
         }
 
         fn round(
@@ -467,6 +556,8 @@ mod tests {
                 config_in_etcd: self.status.as_ref(),
                 claims,
                 reported: Some(&self.reported),
+                rejected: error.map(|_| "r2"),
+                l2_in_cluster: Some(&self.l2),
             })
         }
     }
@@ -479,9 +570,15 @@ mod tests {
         let mut leader = Leader::default();
         let mut services = vec![svc("a"), svc("b")];
         let mut claims = BTreeMap::new();
-        // Two new Services: two announcements, two statuses, two IPAllocated.
+        // Two new Services: two announcements; two statuses, two pool annotations and the
+        // ConfigurationState; two IPAllocated.
         let r = leader.round(&c, &services, &claims, None);
-        assert_eq!(leader.carry_out(r, &mut services), (2, 2));
+        assert_eq!(leader.carry_out(r, &mut services), (2, 5));
+        assert!(
+            services
+                .iter()
+                .all(|s| s.annotation("ip-allocated-from-pool") == Some("p"))
+        );
         assert_eq!(leader.events, ["IPAllocated", "IPAllocated"]);
         assert!(leader.status.as_ref().is_some_and(|s| s.error.is_none()));
         // Nothing changed: nothing is written.
@@ -501,20 +598,31 @@ mod tests {
             revision: 9,
         };
         claims.insert(a_ip, claim);
-        for _ in 0..2 {
-            let r = leader.round(&c, &services, &claims, None);
-            assert_eq!(leader.carry_out(r, &mut services), (0, 0));
-        }
+        // A speaker claims a's address: its ServiceL2Status is written, nodeAssigned once.
+        let written: Vec<_> = (0..2)
+            .map(|_| {
+                let r = leader.round(&c, &services, &claims, None);
+                leader.carry_out(r, &mut services)
+            })
+            .collect();
+        assert_eq!(written, [(0, 1), (0, 0)]);
         assert_eq!(leader.events[2..], ["nodeAssigned"]);
+        assert_eq!(
+            leader.l2.get(&services[0].key).map(|h| h.node.as_str()),
+            Some("n1")
+        );
         // b is deleted: its address is withdrawn; no status to write for a Service that is gone.
         services.pop();
         let r = leader.round(&c, &services, &claims, None);
         assert_eq!(leader.carry_out(r, &mut services), (1, 0));
         assert_eq!(leader.announced.len(), 1);
-        // A newer configuration revision is invalid: the status says so, nothing else moves.
+        // A newer configuration revision is invalid: the status and the ConfigurationState say
+        // so, nothing else moves.
         let r = leader.round(&c, &services, &claims, Some("pool p: overlaps pool q"));
         assert!(r.config_status.as_ref().is_some_and(|s| s.error.is_some()));
-        assert_eq!(leader.carry_out(r, &mut services), (0, 0));
+        let state = r.kubernetes.as_ref().and_then(|f| f.config_state.clone());
+        assert!(state.is_some_and(|s| !s.valid && s.rejected.as_deref() == Some("r2")));
+        assert_eq!(leader.carry_out(r, &mut services), (0, 1));
         assert_eq!(leader.events.len(), 3);
     }
 

@@ -25,6 +25,23 @@ fn parse_services(text: &str) -> Result<ServicesFrom, String> {
     }
 }
 
+/// Where the pool configuration comes from (`--config`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `IPAddressPool` and `L2Advertisement` objects in the cluster.
+    Kubernetes,
+    /// A directory (read recursively, watched) or a file.
+    Files(PathBuf),
+}
+
+fn parse_config(text: &str) -> Result<ConfigSource, String> {
+    match text {
+        "" => Err("empty; use kubernetes or a path".into()),
+        "kubernetes" => Ok(ConfigSource::Kubernetes),
+        path => Ok(ConfigSource::Files(PathBuf::from(path))),
+    }
+}
+
 fn parse_namespace(text: &str) -> Result<String, String> {
     if ferrolb_core::selector::is_dns_label(text) {
         Ok(text.to_string())
@@ -34,6 +51,13 @@ fn parse_namespace(text: &str) -> Result<String, String> {
 }
 
 impl Settings {
+    /// Where ConfigurationState and ServiceL2Status objects go, if anywhere.
+    pub fn state_namespace(&self) -> Option<&str> {
+        self.state_namespace
+            .as_deref()
+            .or(self.config_namespace.as_deref())
+    }
+
     /// How the pool configuration is read (`--config-namespace`).
     pub fn config_options(&self) -> ferrolb_core::config::Options {
         ferrolb_core::config::Options {
@@ -52,9 +76,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 #[command(name = "ferrolb-reconciler", version, about)]
 #[command(group(ArgGroup::new("source").required(true).args(["config", "config_git"])))]
 pub struct Settings {
-    /// Pool configuration: a directory (read recursively, watched) or a file.
-    #[arg(long, env = "FERROLB_CONFIG")]
-    pub config: Option<PathBuf>,
+    /// Pool configuration: `kubernetes` (IPAddressPool and L2Advertisement objects in the
+    /// cluster, watched), or a directory (read recursively, watched) or a file (a directory
+    /// named `kubernetes` is written `./kubernetes`).
+    #[arg(long, env = "FERROLB_CONFIG", value_parser = parse_config)]
+    pub config: Option<ConfigSource>,
     /// Pool configuration from a Git repository (URL).
     #[arg(long, env = "FERROLB_CONFIG_GIT")]
     pub config_git: Option<String>,
@@ -107,6 +133,21 @@ pub struct Settings {
     /// TTL of the leader-election lease, in seconds.
     #[arg(long, env = "FERROLB_LEASE_TTL", default_value_t = 3, value_parser = clap::value_parser!(i64).range(2..=3600))]
     pub lease_ttl: i64,
+    /// Namespace of the objects that show ferrolb's state through kubectl (ConfigurationState,
+    /// ServiceL2Status; Services from Kubernetes only); default: `--config-namespace`, and
+    /// none are written when neither is given.
+    #[arg(long, env = "FERROLB_STATE_NAMESPACE", value_parser = parse_namespace)]
+    pub state_namespace: Option<String>,
+    /// Address of the validating admission webhook's HTTPS listener (`POST /validate`), with
+    /// `--config kubernetes`; off when not given.
+    #[arg(long, env = "FERROLB_ADMISSION_LISTEN", requires_all = ["admission_cert", "admission_key"])]
+    pub admission_listen: Option<SocketAddr>,
+    /// PEM certificate chain the admission webhook serves.
+    #[arg(long, env = "FERROLB_ADMISSION_CERT")]
+    pub admission_cert: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    #[arg(long, env = "FERROLB_ADMISSION_KEY")]
+    pub admission_key: Option<PathBuf>,
     /// Address of the HTTP listener: /metrics, /healthz, /readyz, /status, /hooks/git.
     #[arg(long, env = "FERROLB_LISTEN", default_value = "0.0.0.0:7473")]
     pub listen: SocketAddr,
@@ -152,6 +193,48 @@ mod tests {
         assert_eq!(s.config_quiet, Duration::from_secs(2));
         assert_eq!(s.config_namespace, None);
         assert_eq!(s.config_options(), ferrolb_core::config::Options::default());
+        assert_eq!(s.state_namespace(), None);
+        let s = parse(&["--config", "kubernetes"]).expect("valid");
+        assert_eq!(s.config, Some(ConfigSource::Kubernetes));
+        let s = parse(&["--config", "./kubernetes"]).expect("valid");
+        assert_eq!(s.config, Some(ConfigSource::Files("./kubernetes".into())));
+    }
+
+    #[test]
+    fn the_admission_webhook_needs_its_certificate_and_key() {
+        let listen = [
+            "--config",
+            "kubernetes",
+            "--admission-listen",
+            "127.0.0.1:9443",
+        ];
+        assert!(parse(&listen).is_err());
+        let mut full = listen.to_vec();
+        full.extend(["--admission-cert", "c.pem", "--admission-key", "k.pem"]);
+        let s = parse(&full).expect("valid");
+        assert_eq!(s.admission_listen.map(|a| a.port()), Some(9443));
+    }
+
+    #[test]
+    fn state_objects_go_to_the_state_or_else_the_config_namespace() {
+        let s = parse(&[
+            "--config",
+            "kubernetes",
+            "--config-namespace",
+            "metallb-system",
+        ])
+        .expect("valid");
+        assert_eq!(s.state_namespace(), Some("metallb-system"));
+        let s = parse(&[
+            "--config",
+            "kubernetes",
+            "--config-namespace",
+            "metallb-system",
+            "--state-namespace",
+            "ferrolb-system",
+        ])
+        .expect("valid");
+        assert_eq!(s.state_namespace(), Some("ferrolb-system"));
     }
 
     #[test]

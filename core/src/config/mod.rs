@@ -19,7 +19,7 @@ use std::net::IpAddr;
 
 pub use raw::{
     API_VERSION, Field, Located, MAX_FILE_BYTES, MAX_REVISION_BYTES, RawFile, RawObject,
-    RawPreference, parse_file, read_documents,
+    RawPreference, parse_file, parse_object, read_documents,
 };
 pub use validate::{Options, validate, validate_with};
 
@@ -247,6 +247,20 @@ impl Report {
 /// Parses and validates a set of files given as `(name, bytes)`, reading every namespace.
 pub fn load<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Report {
     load_with(files, &Options::default())
+}
+
+/// Parses and validates a set of objects read from the Kubernetes API, each given as `(namespace,
+/// document)`, under `options`: the same rules and messages as for files, with the namespace and
+/// the object's name where a file would give its name and line.
+pub fn load_objects<'a>(
+    objects: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    options: &Options,
+) -> Report {
+    let raw: Vec<RawFile> = objects
+        .into_iter()
+        .map(|(namespace, bytes)| parse_object(namespace, bytes))
+        .collect();
+    validate_with(&raw, options)
 }
 
 /// Parses and validates a set of files given as `(name, bytes)` under `options`.

@@ -211,13 +211,28 @@ pub fn read_documents(name: &str, bytes: &[u8], out: &mut Vec<Diagnostic>) -> Op
 
 /// Reads one configuration file. Never fails: problems become diagnostics.
 pub fn parse_file(name: &str, bytes: &[u8]) -> RawFile {
+    parse(name, bytes, true)
+}
+
+/// Reads one object from the Kubernetes API, serialized, with `name` naming its namespace:
+/// like [`parse_file`], but nothing carries a line (they would count lines of ferrolb's
+/// serialization, not of anything the user wrote).
+pub fn parse_object(name: &str, bytes: &[u8]) -> RawFile {
+    parse(name, bytes, false)
+}
+
+fn parse(name: &str, bytes: &[u8], lines: bool) -> RawFile {
     let mut file = RawFile {
         name: name.to_string(),
         ..RawFile::default()
     };
-    let Some(docs) = read_documents(name, bytes, &mut file.diagnostics) else {
+    let Some(mut docs) = read_documents(name, bytes, &mut file.diagnostics) else {
         return file;
     };
+    if !lines {
+        docs.iter_mut().for_each(Node::forget_lines);
+        file.diagnostics.iter_mut().for_each(|d| d.line = 0);
+    }
     // `kubectl get ipaddresspools,l2advertisements -A -o yaml` prints one `kind: List`: read
     // its items as documents of their own.
     for doc in &docs {

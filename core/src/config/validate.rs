@@ -115,11 +115,13 @@ fn warn_mixed_namespaces(seen: &[NamespaceSeen<'_>], diags: &mut Vec<Diagnostic>
             Code::MixedNamespaces,
             other.line,
             format!(
-                "metadata.namespace {:?} differs from {:?} ({}:{}): MetalLB reads IPAddressPools and L2Advertisements only from its own namespace and would ignore the others; choose one with --config-namespace",
+                "metadata.namespace {:?} differs from {:?} ({}): MetalLB reads IPAddressPools and L2Advertisements only from its own namespace and would ignore the others; choose one with --config-namespace",
                 truncate(other.namespace, 253),
                 truncate(first.namespace, 253),
-                first.file,
-                first.line
+                Origin {
+                    file: first.file.to_string(),
+                    line: first.line
+                }
             ),
         );
     }
@@ -843,8 +845,14 @@ fn check_overlaps(mut ranges: Vec<RangeEntry<'_>>, diags: &mut Vec<Diagnostic>) 
                 Code::Overlap,
                 r.line,
                 format!(
-                    "address range {} overlaps {} of {POOL} {:?} ({}:{})",
-                    r.text, w.text, w.pool, w.file, w.line
+                    "address range {} overlaps {} of {POOL} {:?} ({})",
+                    r.text,
+                    w.text,
+                    w.pool,
+                    Origin {
+                        file: w.file.to_string(),
+                        line: w.line
+                    }
                 ),
             );
         }
