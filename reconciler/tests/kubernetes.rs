@@ -716,7 +716,10 @@ fn real_server_a_missing_permission_is_named_unready_and_heals_when_granted() {
                 "auth",
                 "can-i",
                 "patch",
-                "services/status",
+                // `services/status` would read as the Service named "status", which the
+                // chart's `patch services` (the pool annotation) allows.
+                "services",
+                "--subresource=status",
                 "--as",
                 RECONCILER_USER,
             ])
