@@ -868,7 +868,58 @@ fn the_chart_defaults_render_the_plain_manifests_objects() {
 const GIT_VALUES: &str = "pools:\n  git:\n    enabled: true\n    url: ssh://git@git.example.com/infra/pools.git\n    credentials:\n      token: true\n      sshKey: true\n      webhookSecret: true\nlbClass: example.com/ferrolb\n";
 const ROOT_SPEAKER_VALUES: &str = "speaker:\n  runAsRoot: true\n";
 const NO_TLS_VALUES: &str = "etcd:\n  tls:\n    enabled: false\n";
-const VALUE_SETS: [&str; 4] = ["{}\n", GIT_VALUES, ROOT_SPEAKER_VALUES, NO_TLS_VALUES];
+const CRD_VALUES: &str = "crds:\n  enabled: true\n";
+
+const VALUE_SETS: [&str; 5] = [
+    "{}\n",
+    GIT_VALUES,
+    ROOT_SPEAKER_VALUES,
+    NO_TLS_VALUES,
+    CRD_VALUES,
+];
+
+#[test]
+fn the_charts_crds_are_those_of_deploy_crds_kept_on_uninstall_and_rendered_only_when_enabled() {
+    let shipped = files(&root().join("deploy/crds"), &["yaml"]);
+    let copied = files(&chart_dir().join("files/crds"), &["yaml"]);
+    assert_eq!(shipped.len(), 4, "{shipped:?}");
+    assert_eq!(
+        shipped.iter().map(|p| p.file_name()).collect::<Vec<_>>(),
+        copied.iter().map(|p| p.file_name()).collect::<Vec<_>>()
+    );
+    for (a, b) in shipped.iter().zip(&copied) {
+        assert_eq!(
+            read(a),
+            read(b),
+            "{} is not a copy of {}",
+            b.display(),
+            a.display()
+        );
+    }
+    let crds = |docs: &[Node]| -> BTreeSet<String> {
+        docs.iter()
+            .filter(|d| str_at(d, &["kind"]) == Some("CustomResourceDefinition"))
+            .map(|d| {
+                let keep = str_at(d, &["metadata", "annotations", "helm.sh/resource-policy"]);
+                assert_eq!(keep, Some("keep"), "{d:?}");
+                kind_and_name(d).1
+            })
+            .collect()
+    };
+    assert!(crds(&chart_defaults()).is_empty(), "off by default");
+    assert_eq!(
+        crds(&chart_with(CRD_VALUES)),
+        BTreeSet::from(
+            [
+                "configurationstates.metallb.io",
+                "ipaddresspools.metallb.io",
+                "l2advertisements.metallb.io",
+                "servicel2statuses.metallb.io",
+            ]
+            .map(String::from)
+        )
+    );
+}
 
 #[test]
 fn helm_lints_the_chart_strictly_with_every_value_set() {
