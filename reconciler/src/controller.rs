@@ -972,10 +972,7 @@ impl Reconciler {
                 (w, Some(cluster.write_status(&w.key, &w.ips).await))
             })
             .collect();
-        let results: Vec<_> = stream::iter(statuses)
-            .buffer_unordered(KUBERNETES_IN_FLIGHT)
-            .collect()
-            .await;
+        let results = bounded_calls(statuses).await;
         let mut stopped = false;
         for (w, result) in results {
             match result {
@@ -1019,10 +1016,7 @@ impl Reconciler {
                 )
             })
             .collect();
-        let results: Vec<_> = stream::iter(calls)
-            .buffer_unordered(KUBERNETES_IN_FLIGHT)
-            .collect()
-            .await;
+        let results = bounded_calls(calls).await;
         for (w, result) in results {
             match result {
                 Ok(()) => {
@@ -1053,10 +1047,7 @@ impl Reconciler {
             .iter()
             .map(|c| async move { (c, objects.apply_l2(c).await) })
             .collect();
-        let results: Vec<_> = stream::iter(calls)
-            .buffer_unordered(KUBERNETES_IN_FLIGHT)
-            .collect()
-            .await;
+        let results = bounded_calls(calls).await;
         for (change, result) in results {
             match result {
                 Ok(()) => {
@@ -1096,10 +1087,7 @@ impl Reconciler {
             .into_iter()
             .map(|n| async move { cluster.event(&n.key, n.warning, n.reason, n.note).await })
             .collect();
-        let results: Vec<_> = stream::iter(events)
-            .buffer_unordered(KUBERNETES_IN_FLIGHT)
-            .collect()
-            .await;
+        let results = bounded_calls(events).await;
         for result in results {
             match result {
                 Ok(()) => {
@@ -1202,6 +1190,15 @@ async fn cluster_changed(c: &mut Option<Cluster>) -> Option<()> {
         Some(c) => c.changes.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// Runs Kubernetes calls, at most [`KUBERNETES_IN_FLIGHT`] at a time; the results come in the
+/// order the calls end.
+async fn bounded_calls<F: std::future::Future>(calls: Vec<F>) -> Vec<F::Output> {
+    stream::iter(calls)
+        .buffer_unordered(KUBERNETES_IN_FLIGHT)
+        .collect()
+        .await
 }
 
 /// The next change of the pool objects (never, unless `--config kubernetes`).

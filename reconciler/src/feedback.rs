@@ -398,6 +398,33 @@ mod tests {
         );
     }
 
+    /// `default/web` announced at `ip`.
+    fn web_announced(ip: IpAddr) -> BTreeMap<IpAddr, Announcement> {
+        BTreeMap::from([(
+            ip,
+            Announcement {
+                ip,
+                services: vec!["default/web".into()],
+                nodes: vec![],
+                interfaces: vec![],
+                preferred: BTreeMap::new(),
+            },
+        )])
+    }
+
+    /// A claim by node `n` on eth0.
+    fn claim(n: &str) -> HeldClaim {
+        HeldClaim {
+            claim: ferrolb_core::layout::Claim {
+                node: n.into(),
+                interfaces: vec!["eth0".into()],
+                since: String::new(),
+            },
+            lease: 7,
+            revision: 1,
+        }
+    }
+
     fn with_pool(mut r: ServiceRequest, pool: &str) -> ServiceRequest {
         r.annotations.insert(POOL_ANNOTATION.into(), pool.into());
         r
@@ -465,25 +492,7 @@ mod tests {
     #[test]
     fn l2_statuses_follow_the_claims_and_a_new_node_replaces_the_object() {
         let ip: IpAddr = "10.0.0.1".parse().expect("ip");
-        let announced = BTreeMap::from([(
-            ip,
-            Announcement {
-                ip,
-                services: vec!["default/web".into()],
-                nodes: vec![],
-                interfaces: vec![],
-                preferred: BTreeMap::new(),
-            },
-        )]);
-        let claim = |n: &str| HeldClaim {
-            claim: ferrolb_core::layout::Claim {
-                node: n.into(),
-                interfaces: vec!["eth0".into()],
-                since: String::new(),
-            },
-            lease: 7,
-            revision: 1,
-        };
+        let announced = web_announced(ip);
         let web = ServiceKey::new("default", "web");
         let on = |n: &str| L2Holder {
             node: n.into(),
@@ -514,25 +523,7 @@ mod tests {
     #[test]
     fn node_assignment_is_reported_once_per_holder() {
         let ip: IpAddr = "10.0.0.1".parse().expect("ip");
-        let announced = BTreeMap::from([(
-            ip,
-            Announcement {
-                ip,
-                services: vec!["default/web".into()],
-                nodes: vec![],
-                interfaces: vec![],
-                preferred: BTreeMap::new(),
-            },
-        )]);
-        let claim = |n: &str| HeldClaim {
-            claim: ferrolb_core::layout::Claim {
-                node: n.into(),
-                interfaces: vec!["eth0".into()],
-                since: String::new(),
-            },
-            lease: 7,
-            revision: 1,
-        };
+        let announced = web_announced(ip);
         let mut last = HashMap::new();
         let notes = node_assignments(&BTreeMap::from([(ip, claim("n1"))]), &announced, &mut last);
         assert_eq!(notes.len(), 1);

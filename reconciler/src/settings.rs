@@ -8,37 +8,25 @@ use std::time::Duration;
 use clap::{ArgGroup, Parser};
 use ferrolb_etcd::EtcdArgs;
 
+/// Where the pool configuration (`--config`) or the Services (`--services`) come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The Kubernetes API: `IPAddressPool` and `L2Advertisement` objects, or Services.
+    Kubernetes,
+    /// Files under a directory (read recursively, watched), or one file.
+    Files(PathBuf),
+}
+
 /// Where Services come from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ServicesFrom {
-    /// The Kubernetes API.
-    Kubernetes,
-    /// Manifest files under a directory (or one file).
-    Files(PathBuf),
-}
+pub type ServicesFrom = Source;
+/// Where the pool configuration comes from.
+pub type ConfigSource = Source;
 
-fn parse_services(text: &str) -> Result<ServicesFrom, String> {
+fn parse_source(text: &str) -> Result<Source, String> {
     match text {
         "" => Err("empty; use kubernetes or a path".into()),
-        "kubernetes" => Ok(ServicesFrom::Kubernetes),
-        path => Ok(ServicesFrom::Files(PathBuf::from(path))),
-    }
-}
-
-/// Where the pool configuration comes from (`--config`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ConfigSource {
-    /// `IPAddressPool` and `L2Advertisement` objects in the cluster.
-    Kubernetes,
-    /// A directory (read recursively, watched) or a file.
-    Files(PathBuf),
-}
-
-fn parse_config(text: &str) -> Result<ConfigSource, String> {
-    match text {
-        "" => Err("empty; use kubernetes or a path".into()),
-        "kubernetes" => Ok(ConfigSource::Kubernetes),
-        path => Ok(ConfigSource::Files(PathBuf::from(path))),
+        "kubernetes" => Ok(Source::Kubernetes),
+        path => Ok(Source::Files(PathBuf::from(path))),
     }
 }
 
@@ -79,7 +67,7 @@ pub struct Settings {
     /// Pool configuration: `kubernetes` (IPAddressPool and L2Advertisement objects in the
     /// cluster, watched), or a directory (read recursively, watched) or a file (a directory
     /// named `kubernetes` is written `./kubernetes`).
-    #[arg(long, env = "FERROLB_CONFIG", value_parser = parse_config)]
+    #[arg(long, env = "FERROLB_CONFIG", value_parser = parse_source)]
     pub config: Option<ConfigSource>,
     /// Pool configuration from a Git repository (URL).
     #[arg(long, env = "FERROLB_CONFIG_GIT")]
@@ -119,7 +107,7 @@ pub struct Settings {
     #[arg(long, env = "FERROLB_CONFIG_QUIET", default_value = "2s", value_parser = parse_duration)]
     pub config_quiet: Duration,
     /// Where Services come from: `kubernetes`, or a directory of Service manifests.
-    #[arg(long, env = "FERROLB_SERVICES", default_value = "kubernetes", value_parser = parse_services)]
+    #[arg(long, env = "FERROLB_SERVICES", default_value = "kubernetes", value_parser = parse_source)]
     pub services: ServicesFrom,
     /// kubeconfig file (default: in-cluster, then KUBECONFIG, then ~/.kube/config).
     #[arg(long)]

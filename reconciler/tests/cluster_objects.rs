@@ -24,19 +24,7 @@ fn repo() -> PathBuf {
 }
 
 fn chart_rbac() -> String {
-    let chart = repo().join("deploy/helm/ferrolb");
-    ferrolb_testkit::helm(&[
-        "template",
-        "ferrolb",
-        chart.to_str().expect("path"),
-        "--namespace",
-        NAMESPACE,
-        "--kube-version",
-        ferrolb_testkit::KUBE_VERSION,
-        "--show-only",
-        "templates/reconciler-rbac.yaml",
-    ])
-    .unwrap_or_else(|e| panic!("{e}"))
+    common::chart_rbac(NAMESPACE)
 }
 
 /// A real API server with the namespaces, the chart's RBAC and ferrolb's CRDs.

@@ -2,7 +2,7 @@
 //! real `kubectl` reading back) and a real etcd.
 
 use std::cell::Cell;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ferrolb_testkit::{Etcd, KubeApiServer, RECONCILER_USER};
@@ -116,22 +116,8 @@ struct Real {
 /// The namespace the chart is installed into (that of `RECONCILER_USER`'s service account).
 const NAMESPACE: &str = "ferrolb-system";
 
-/// The reconciler's ServiceAccount, ClusterRole and binding as the real Helm renders them from
-/// the chart with its default values.
 fn chart_rbac() -> String {
-    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/helm/ferrolb");
-    ferrolb_testkit::helm(&[
-        "template",
-        "ferrolb",
-        chart.to_str().expect("path"),
-        "--namespace",
-        NAMESPACE,
-        "--kube-version",
-        ferrolb_testkit::KUBE_VERSION,
-        "--show-only",
-        "templates/reconciler-rbac.yaml",
-    ])
-    .unwrap_or_else(|e| panic!("{e}"))
+    common::chart_rbac(NAMESPACE)
 }
 
 impl Real {

@@ -121,3 +121,21 @@ impl Drop for Reconciler {
 pub fn args(pairs: &[&str]) -> Vec<String> {
     pairs.iter().map(|s| s.to_string()).collect()
 }
+
+/// The reconciler's ServiceAccount, ClusterRole and binding as the real Helm renders them from
+/// the chart with its default values, for `namespace`.
+pub fn chart_rbac(namespace: &str) -> String {
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/helm/ferrolb");
+    ferrolb_testkit::helm(&[
+        "template",
+        "ferrolb",
+        chart.to_str().expect("path"),
+        "--namespace",
+        namespace,
+        "--kube-version",
+        ferrolb_testkit::KUBE_VERSION,
+        "--show-only",
+        "templates/reconciler-rbac.yaml",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"))
+}
