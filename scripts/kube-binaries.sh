@@ -3,6 +3,8 @@
 #   testkit/kube-bin  kube-apiserver and kubectl (k8s.io/kubernetes)
 #   testkit/etcd-bin  etcd and etcdctl (go.etcd.io/etcd, 3.6)
 #   testkit/helm-bin  helm (helm.sh/helm/v3)
+#   testkit/metallb-crds  MetalLB's own CRDs for the four kinds ferrolb reads and writes
+#                     (config/crd/bases of go.universe.tf/metallb; data, nothing is built)
 # Each module is built into target/go-bin/<module>-<hash of its go.mod and go.sum>/ and linked
 # from target/go-bin/bin/; a module whose build is current is not touched. ferrolb itself is
 # Rust: these binaries are only started by tests (ferrolb-testkit's KubeApiServer and Etcd36,
@@ -70,3 +72,26 @@ build testkit/etcd-bin "" etcd=go.etcd.io/etcd/server/v3 etcdctl=go.etcd.io/etcd
 build testkit/helm-bin "$helm_ldflags" helm=helm.sh/helm/v3/cmd/helm
 build testkit/kube-bin "$kube_ldflags" kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
   kubectl=k8s.io/kubernetes/cmd/kubectl
+
+# MetalLB's CRDs: the module's files as the Go module proxy serves them (checked against go.sum),
+# copied into target/go-bin/bin/metallb-crds/.
+crds_hash="$(cat testkit/metallb-crds/go.mod testkit/metallb-crds/go.sum | sha256sum | cut -c1-16)"
+crds="$out/metallb-crds-$crds_hash"
+if [ ! -f "$crds/.complete" ]; then
+  module_dir="$(cd testkit/metallb-crds && go mod download -json go.universe.tf/metallb |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  if [ -z "$module_dir" ] || [ ! -d "$module_dir/config/crd/bases" ]; then
+    echo "kube-binaries: go mod download of go.universe.tf/metallb gave no config/crd/bases" >&2
+    exit 1
+  fi
+  rm -rf "$crds.partial"
+  mkdir -p "$crds.partial"
+  for kind in ipaddresspools l2advertisements configurationstates servicel2statuses; do
+    install -m 0644 "$module_dir/config/crd/bases/metallb.io_$kind.yaml" "$crds.partial/"
+  done
+  touch "$crds.partial/.complete"
+  rm -rf "$crds"
+  mv "$crds.partial" "$crds"
+  find "$out" -maxdepth 1 -name "metallb-crds-*" ! -name "metallb-crds-$crds_hash" -exec rm -rf {} +
+fi
+ln -sfn "$crds" "$out/bin/metallb-crds"

@@ -259,7 +259,7 @@ pub struct ConfigState {
     /// The newer revision refused, when known.
     pub rejected: Option<String>,
     /// Why (empty when valid).
-    pub last_error: String,
+    pub error_summary: String,
 }
 
 /// `nodeAssigned` Events for addresses whose holder changed since the last call (`last`

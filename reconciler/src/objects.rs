@@ -100,13 +100,13 @@ pub fn config_state_object(state: &ConfigState) -> Value {
             "revision {} stays in force; {} was refused: {}",
             state.revision,
             state.rejected.as_deref().unwrap_or("the newest read"),
-            state.last_error
+            state.error_summary
         )
     };
     let mut status = json!({
         "result": result,
         "revision": state.revision,
-        "lastError": state.last_error,
+        "errorSummary": state.error_summary,
         "conditions": [{
             "type": "Valid",
             "status": if state.valid { "True" } else { "False" },
@@ -115,9 +115,8 @@ pub fn config_state_object(state: &ConfigState) -> Value {
             "lastTransitionTime": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         }],
     });
-    if let Some(r) = &state.rejected {
-        status["rejectedRevision"] = json!(r);
-    }
+    // Null removes it from the object (the status is merged, see [`apply_with_status`]).
+    status["rejectedRevision"] = json!(state.rejected);
     json!({
         "apiVersion": pools::API_VERSION,
         "kind": "ConfigurationState",
@@ -230,19 +229,32 @@ impl StateObjects {
     }
 }
 
-/// Server-side applies `object` (creating it), then its status through the status subresource.
+/// Server-side applies `object`'s metadata (creating it), then merges its status into the
+/// status subresource. The status is a merge patch, not an apply: MetalLB's own CRDs do not
+/// declare ferrolb's extra fields (`revision`, `rejectedRevision`), and the API server prunes
+/// undeclared fields from a merge patch where it refuses a whole apply for them. A field set to
+/// `null` in `object` is removed.
 async fn apply_with_status(
     api: &Api<DynamicObject>,
     name: &str,
     object: Value,
 ) -> kube::Result<()> {
-    let params = PatchParams::apply(MANAGER).force();
-    let mut meta = object.clone();
-    if let Some(m) = meta.as_object_mut() {
-        m.remove("status");
-    }
-    api.patch(name, &params, &Patch::Apply(&meta)).await?;
-    api.patch_status(name, &params, &Patch::Apply(&object))
+    let mut meta = object;
+    let status = meta
+        .as_object_mut()
+        .and_then(|m| m.remove("status"))
+        .unwrap_or(Value::Null);
+    api.patch(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&meta),
+    )
+    .await?;
+    let params = PatchParams {
+        field_manager: Some(MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    api.patch_status(name, &params, &Patch::Merge(&json!({ "status": status })))
         .await?;
     Ok(())
 }
@@ -271,22 +283,27 @@ mod tests {
             valid: true,
             revision: "abc".into(),
             rejected: None,
-            last_error: String::new(),
+            error_summary: String::new(),
         };
         let v = config_state_object(&valid);
         assert_eq!(v["status"]["result"], "Valid");
         assert_eq!(v["status"]["revision"], "abc");
+        assert_eq!(
+            v["status"]["rejectedRevision"],
+            Value::Null,
+            "removed by the merge"
+        );
         assert_eq!(v["status"]["conditions"][0]["status"], "True");
         let invalid = ConfigState {
             valid: false,
             rejected: Some("def".into()),
-            last_error: "pools.yaml:3: error: ...".into(),
+            error_summary: "pools.yaml:3: error: ...".into(),
             ..valid
         };
         let v = config_state_object(&invalid);
         assert_eq!(v["status"]["result"], "Invalid");
         assert_eq!(v["status"]["rejectedRevision"], "def");
-        assert_eq!(v["status"]["lastError"], "pools.yaml:3: error: ...");
+        assert_eq!(v["status"]["errorSummary"], "pools.yaml:3: error: ...");
         assert!(
             v["status"]["conditions"][0]["message"]
                 .as_str()

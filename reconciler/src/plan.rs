@@ -245,7 +245,7 @@ fn feedback_of(
         valid: inputs.config_error.is_none(),
         revision: inputs.revision.to_string(),
         rejected: inputs.rejected.map(str::to_string),
-        last_error: inputs.config_error.unwrap_or_default().to_string(),
+        error_summary: inputs.config_error.unwrap_or_default().to_string(),
     };
     let config_state = (reported.config_state.as_ref() != Some(&state)).then(|| state.clone());
     reported.config_state = Some(state);

@@ -27,8 +27,17 @@ fn chart_rbac() -> String {
     common::chart_rbac(NAMESPACE)
 }
 
-/// A real API server with the namespaces, the chart's RBAC and ferrolb's CRDs.
-fn server() -> KubeApiServer {
+/// Whose CRDs the server has.
+#[derive(Clone, Copy)]
+enum Crds {
+    /// ferrolb's, from deploy/crds/.
+    Ferrolb,
+    /// MetalLB's own (v0.16.2, from its Go module), as after a MetalLB installation.
+    MetalLb,
+}
+
+/// A real API server with the namespaces, the chart's RBAC and the CRDs.
+fn server(crds: Crds) -> KubeApiServer {
     let server = KubeApiServer::start().expect("kube-apiserver");
     for ns in [NAMESPACE, POOLS] {
         server
@@ -36,7 +45,10 @@ fn server() -> KubeApiServer {
             .expect("create namespace");
     }
     server.apply(&chart_rbac(), &[]).expect("apply RBAC");
-    let crds = repo().join("deploy/crds");
+    let crds = match crds {
+        Crds::Ferrolb => repo().join("deploy/crds"),
+        Crds::MetalLb => ferrolb_testkit::metallb_crds().expect("MetalLB's CRDs"),
+    };
     server
         .kubectl(["apply", "-f", crds.to_str().expect("path")])
         .expect("apply the CRDs");
@@ -116,7 +128,11 @@ struct World {
 }
 
 fn world() -> World {
-    let server = server();
+    world_with(Crds::Ferrolb)
+}
+
+fn world_with(crds: Crds) -> World {
+    let server = server(crds);
     let etcd = Etcd::start().expect("etcd");
     let dir = tempfile::tempdir().expect("tempdir");
     World {
@@ -291,7 +307,7 @@ fn pools_applied_with_kubectl_allocate_and_an_invalid_change_is_refused_or_not_a
     });
     let state = config_state(&w.server);
     assert!(
-        state["lastError"]
+        state["errorSummary"]
             .as_str()
             .is_some_and(|e| e.contains(r#"IPAddressPool "intruder""#)),
         "{state}"
@@ -398,4 +414,61 @@ spec: {ipAddressPools: [lan]}
     wait("ServiceL2Status deleted", &log, || {
         l2_node(&w.server, "web").is_none()
     });
+}
+
+/// Where MetalLB's own CRDs are installed, ferrolb uses them as they are: the pools MetalLB
+/// reads are read, and the state objects are written in MetalLB's schema (its `result`,
+/// `errorSummary` and conditions; ferrolb's extra revision fields are pruned).
+#[test]
+fn with_metallbs_own_crds_the_pools_are_read_and_the_state_written() {
+    let w = world_with(Crds::MetalLb);
+    let homelab = repo().join("examples/pools/homelab.yaml");
+    w.server
+        .kubectl(["apply", "-n", POOLS, "-f", homelab.to_str().expect("path")])
+        .expect("a MetalLB pool file applies to MetalLB's CRDs");
+    w.server.create(&service("web", json!({}))).expect("web");
+    let r = start(&w, "r");
+    let log = || r.log();
+    wait("web's address from homelab", &log, || {
+        ingress(&w.server, "web") == ["10.250.0.100"]
+    });
+    wait("ConfigurationState Valid", &log, || {
+        config_state(&w.server)["result"] == "Valid"
+    });
+    let state = config_state(&w.server);
+    assert_eq!(state["revision"], Value::Null, "pruned by MetalLB's schema");
+    let condition = &state["conditions"][0];
+    assert_eq!(condition["type"], "Valid");
+    let revision = r.status()["revision"].as_str().map(str::to_string);
+    assert!(
+        revision
+            .as_deref()
+            .is_some_and(|rev| condition["message"] == format!("revision {rev} is in force")),
+        "{condition} / {revision:?}"
+    );
+    w.etcd
+        .ctl(&[
+            "put",
+            "/ferrolb/claims/10.250.0.100",
+            &json!({"node": "n1", "interfaces": ["eth0"], "since": "2026-12-02T00:00:00Z"})
+                .to_string(),
+        ])
+        .expect("claim");
+    wait("ServiceL2Status names n1", &log, || {
+        l2_node(&w.server, "web").as_deref() == Some("n1")
+    });
+    // MetalLB's printer columns show ferrolb's summary.
+    apply_text(&w.server, OVERLAPPING).expect("stored: no webhook");
+    wait("ConfigurationState Invalid", &log, || {
+        config_state(&w.server)["result"] == "Invalid"
+    });
+    let shown = w
+        .server
+        .kubectl(["get", "configurationstates", "-n", NAMESPACE])
+        .expect("kubectl get");
+    assert!(
+        shown.contains("Invalid") && shown.contains("ERRORSUMMARY") && shown.contains("intruder"),
+        "{shown}"
+    );
+    assert_eq!(ingress(&w.server, "web"), ["10.250.0.100"], "nothing moved");
 }

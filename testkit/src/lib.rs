@@ -89,6 +89,7 @@
 
 mod error;
 mod etcd;
+mod forward;
 mod helm;
 mod kube;
 pub mod kubeapi;
@@ -99,6 +100,7 @@ mod stale;
 
 pub use error::{Result, TestkitError};
 pub use etcd::{ETCD_DIR_VAR, Etcd, EtcdBinaries, EtcdCluster};
+pub use forward::Forward;
 pub use helm::{KUBE_VERSION, helm};
 pub use kube::{KubeApiServer, RECONCILER_USER};
 pub use lab::{Host, IFACE, Lab, LabProcess, MAX_NODES, PREFIX4, PREFIX6, VIPS};
@@ -108,6 +110,22 @@ pub use stale::cleanup_stale;
 
 /// The environment variable naming the directory of the binaries built from Go modules.
 pub const GO_BIN_VAR: &str = "FERROLB_GO_BIN";
+
+/// The directory holding MetalLB's own CRDs for IPAddressPool, L2Advertisement,
+/// ConfigurationState and ServiceL2Status (`metallb.io_<plural>.yaml`, from the Go module
+/// `go.universe.tf/metallb` that `testkit/metallb-crds` pins), which `scripts/kube-binaries.sh`
+/// copies beside the binaries: for tests of ferrolb where MetalLB's CRDs are installed.
+pub fn metallb_crds() -> Result<std::path::PathBuf> {
+    // The real directory: kubectl does not read a directory through a symbolic link.
+    let link = go_bin("metallb-crds/metallb.io_ipaddresspools.yaml")?;
+    let file = link
+        .canonicalize()
+        .map_err(|e| TestkitError::io(format!("resolve {}", link.display()), e))?;
+    Ok(file
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or(file))
+}
 
 /// A binary that `scripts/kube-binaries.sh` (`make go-tools`) builds from Go modules: `etcd` and
 /// `etcdctl` 3.6, `kube-apiserver`, `kubectl`, `helm`. Looked up in [`GO_BIN_VAR`], else in
