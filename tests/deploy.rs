@@ -129,11 +129,17 @@ fn helm(args: &[&str]) -> String {
 
 /// Every object `helm template` renders with the chart's values and `overrides` (YAML).
 fn chart_with(overrides: &str) -> Vec<Node> {
+    let text = render(overrides).unwrap_or_else(|e| panic!("{e}"));
+    documents(&text, "helm template")
+}
+
+/// `helm template` with `overrides`: the text, or Helm's error.
+fn render(overrides: &str) -> Result<String, String> {
     let dir = tempfile::tempdir().expect("tempdir");
     let values = dir.path().join("overrides.yaml");
     std::fs::write(&values, overrides).expect("write overrides");
     let chart = chart_dir();
-    let text = helm(&[
+    ferrolb_testkit::helm(&[
         "template",
         "ferrolb",
         chart.to_str().expect("path"),
@@ -143,8 +149,8 @@ fn chart_with(overrides: &str) -> Vec<Node> {
         KUBE_VERSION,
         "--values",
         values.to_str().expect("path"),
-    ]);
-    documents(&text, "helm template")
+    ])
+    .map_err(|e| e.to_string())
 }
 
 /// With the chart's own values.
@@ -439,9 +445,9 @@ fn assert_file_arguments_are_mounted(docs: &[Node], secret_keys: &BTreeMap<Strin
     }
 }
 
-fn secret_keys() -> BTreeMap<String, Vec<String>> {
-    manifests()
-        .iter()
+/// The keys of every Secret in `docs`, by name.
+fn secret_keys(docs: &[Node]) -> BTreeMap<String, Vec<String>> {
+    docs.iter()
         .filter(|d| str_at(d, &["kind"]) == Some("Secret"))
         .map(|d| {
             let data = d
@@ -688,10 +694,14 @@ fn the_reconciler_role_grants_exactly_what_it_uses_and_the_speaker_gets_no_role(
 
 #[test]
 fn every_file_a_daemon_is_given_is_mounted_from_a_volume_holding_it() {
-    let keys = secret_keys();
+    let mut keys = secret_keys(&manifests());
+    let cluster = chart_with(KUBERNETES_VALUES);
+    keys.extend(secret_keys(&cluster));
+    assert!(keys.contains_key("ferrolb-webhook-tls"), "{keys:?}");
     assert_file_arguments_are_mounted(&manifests(), &keys);
     assert_file_arguments_are_mounted(&chart_defaults(), &keys);
     assert_file_arguments_are_mounted(&git_variant(), &keys);
+    assert_file_arguments_are_mounted(&cluster, &keys);
 }
 
 #[test]
@@ -869,13 +879,16 @@ const GIT_VALUES: &str = "pools:\n  git:\n    enabled: true\n    url: ssh://git@
 const ROOT_SPEAKER_VALUES: &str = "speaker:\n  runAsRoot: true\n";
 const NO_TLS_VALUES: &str = "etcd:\n  tls:\n    enabled: false\n";
 const CRD_VALUES: &str = "crds:\n  enabled: true\n";
+/// Pools from the cluster's objects, with the admission webhook and a generated certificate.
+const KUBERNETES_VALUES: &str = "pools:\n  kubernetes:\n    enabled: true\n";
 
-const VALUE_SETS: [&str; 5] = [
+const VALUE_SETS: [&str; 6] = [
     "{}\n",
     GIT_VALUES,
     ROOT_SPEAKER_VALUES,
     NO_TLS_VALUES,
     CRD_VALUES,
+    KUBERNETES_VALUES,
 ];
 
 #[test]
@@ -984,6 +997,220 @@ fn the_chart_reads_pools_from_git_with_every_credential_when_asked() {
     assert!(volumes[1]["emptyDir"].is_object());
     assert_reconciler_is_hardened(&chart, "chart (git)");
     assert_least_privilege_rbac(&chart, "chart (git)");
+}
+
+/// `openssl ARGS` with `input` on stdin; its stdout, or a panic with its stderr.
+fn openssl(args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write to openssl");
+    let out = child.wait_with_output().expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    openssl(&["base64", "-d", "-A"], text.trim().as_bytes())
+}
+
+/// The webhook's serving certificate (`tls.crt`, `tls.key`, base64) and the CA bundle the
+/// ValidatingWebhookConfiguration trusts are a pair: the certificate is signed by that CA, is
+/// valid for the webhook Service's DNS name, and the key is the certificate's.
+fn assert_webhook_certificate_is_for_the_service(crt: &str, key: &str, ca_bundle: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.crt");
+    let leaf = dir.path().join("tls.crt");
+    std::fs::write(&ca, base64_decode(ca_bundle)).expect("write");
+    std::fs::write(&leaf, base64_decode(crt)).expect("write");
+    let verified = openssl(
+        &[
+            "verify",
+            "-CAfile",
+            ca.to_str().expect("path"),
+            "-verify_hostname",
+            "ferrolb-webhook.ferrolb-system.svc",
+            leaf.to_str().expect("path"),
+        ],
+        b"",
+    );
+    assert!(String::from_utf8_lossy(&verified).contains(": OK"));
+    let cert_key = openssl(
+        &[
+            "x509",
+            "-noout",
+            "-pubkey",
+            "-in",
+            leaf.to_str().expect("path"),
+        ],
+        b"",
+    );
+    let own_key = openssl(&["pkey", "-pubout"], &base64_decode(key));
+    assert_eq!(cert_key, own_key, "tls.key is the certificate's key");
+}
+
+/// The ValidatingWebhookConfiguration's caBundle.
+fn ca_bundle(vwc: &Node) -> String {
+    let webhook = &json(vwc)["webhooks"][0];
+    webhook["clientConfig"]["caBundle"]
+        .as_str()
+        .expect("caBundle")
+        .to_string()
+}
+
+#[test]
+fn the_chart_reads_pools_from_the_cluster_and_registers_a_webhook_for_only_those_kinds() {
+    let chart = chart_with(KUBERNETES_VALUES);
+    let deployment = object(&chart, "Deployment", "ferrolb-reconciler");
+    let args = args(deployment);
+    for expected in [
+        "--config=kubernetes",
+        "--config-namespace=metallb-system",
+        "--admission-listen=0.0.0.0:9443",
+        "--admission-cert=/etc/ferrolb/webhook-tls/tls.crt",
+        "--admission-key=/etc/ferrolb/webhook-tls/tls.key",
+    ] {
+        assert!(
+            args.contains(&expected.to_string()),
+            "{expected} in {args:?}"
+        );
+    }
+    assert!(!args.iter().any(|a| a.starts_with("--state-namespace")));
+    assert!(
+        !chart
+            .iter()
+            .any(|d| kind_and_name(d) == ("ConfigMap".into(), "ferrolb-pools".into())),
+        "no pools ConfigMap when the pools are objects"
+    );
+    let vwc = json(object(
+        &chart,
+        "ValidatingWebhookConfiguration",
+        "pools.ferrolb.io",
+    ));
+    let webhook = &vwc["webhooks"][0];
+    assert_eq!(webhook["failurePolicy"], "Fail");
+    assert_eq!(webhook["sideEffects"], "None");
+    assert_eq!(
+        webhook["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "metallb-system"
+    );
+    assert_eq!(
+        webhook["rules"],
+        serde_json::json!([{
+            "apiGroups": ["metallb.io"],
+            "apiVersions": ["v1beta1"],
+            "operations": ["CREATE", "UPDATE"],
+            "resources": ["ipaddresspools", "l2advertisements"],
+            "scope": "Namespaced",
+        }])
+    );
+    let service = &webhook["clientConfig"]["service"];
+    assert_eq!(
+        (&service["name"], &service["namespace"], &service["path"]),
+        (
+            &serde_json::json!("ferrolb-webhook"),
+            &serde_json::json!("ferrolb-system"),
+            &serde_json::json!("/validate")
+        )
+    );
+    let svc = json(object(&chart, "Service", "ferrolb-webhook"));
+    assert_eq!(svc["spec"]["ports"][0]["port"], "443");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "webhook");
+    let secret = json(object(&chart, "Secret", "ferrolb-webhook-tls"));
+    assert_webhook_certificate_is_for_the_service(
+        secret["data"]["tls.crt"].as_str().expect("tls.crt"),
+        secret["data"]["tls.key"].as_str().expect("tls.key"),
+        &ca_bundle(object(
+            &chart,
+            "ValidatingWebhookConfiguration",
+            "pools.ferrolb.io",
+        )),
+    );
+
+    // The choices: another failure policy and state namespace; no webhook; a certificate of
+    // one's own (cert-manager's CA injection); and the refusals.
+    let other = chart_with(
+        "pools:\n  kubernetes:\n    enabled: true\n    namespace: lb\n    webhook:\n      failurePolicy: Ignore\nstate:\n  namespace: ferrolb-system\n",
+    );
+    let vwc = json(object(
+        &other,
+        "ValidatingWebhookConfiguration",
+        "pools.ferrolb.io",
+    ));
+    assert_eq!(vwc["webhooks"][0]["failurePolicy"], "Ignore");
+    assert_eq!(
+        vwc["webhooks"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "lb"
+    );
+    let other_args = self::args(object(&other, "Deployment", "ferrolb-reconciler"));
+    assert!(other_args.contains(&"--config-namespace=lb".to_string()));
+    assert!(other_args.contains(&"--state-namespace=ferrolb-system".to_string()));
+    let off = chart_with(
+        "pools:\n  kubernetes:\n    enabled: true\n    webhook:\n      enabled: false\n",
+    );
+    assert!(off.iter().all(|d| {
+        let kind = kind_and_name(d).0;
+        kind != "ValidatingWebhookConfiguration" && kind != "Secret"
+    }));
+    assert!(
+        !self::args(object(&off, "Deployment", "ferrolb-reconciler"))
+            .iter()
+            .any(|a| a.starts_with("--admission"))
+    );
+    let own = chart_with(
+        "pools:\n  kubernetes:\n    enabled: true\n    webhook:\n      certificate:\n        secretName: my-cert\n        certManagerInjectFrom: ferrolb-system/my-cert\n",
+    );
+    assert!(own.iter().all(|d| kind_and_name(d).0 != "Secret"));
+    let vwc = json(object(
+        &own,
+        "ValidatingWebhookConfiguration",
+        "pools.ferrolb.io",
+    ));
+    assert_eq!(
+        vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        "ferrolb-system/my-cert"
+    );
+    let volumes = json(
+        at(
+            object(&own, "Deployment", "ferrolb-reconciler"),
+            &["spec", "template", "spec", "volumes"],
+        )
+        .expect("volumes"),
+    );
+    assert!(
+        volumes
+            .as_array()
+            .is_some_and(|v| v.iter().any(|v| v["secret"]["secretName"] == "my-cert")),
+        "{volumes}"
+    );
+    let refused = render(
+        "pools:\n  kubernetes:\n    enabled: true\n    webhook:\n      certificate:\n        secretName: my-cert\n",
+    )
+    .expect_err("a certificate without its CA");
+    assert!(
+        refused.contains("needs caBundle or certManagerInjectFrom"),
+        "{refused}"
+    );
+    let refused = render("pools:\n  git:\n    enabled: true\n  kubernetes:\n    enabled: true\n")
+        .expect_err("two sources");
+    assert!(
+        refused.contains("choose one source of the pools"),
+        "{refused}"
+    );
 }
 
 #[test]
@@ -1204,4 +1431,138 @@ fn helm_installs_every_variant_into_a_real_api_server_and_uninstalls_it() {
             );
         }
     }
+}
+
+/// Where MetalLB's CRDs and pools are installed (as after MetalLB), `helm install` with the
+/// pools read from the cluster (CRD installation off, the default) overwrites nothing: the
+/// CRDs and the pool keep their uid and resourceVersion. The webhook's generated certificate
+/// is for its Service, and `helm upgrade` keeps it and the CA bundle the API server trusts.
+#[test]
+fn helm_installs_beside_metallbs_crds_and_pools_overwriting_nothing_and_upgrades_keep_the_certificate()
+ {
+    let server = ferrolb_testkit::KubeApiServer::start().expect("kube-apiserver");
+    let kubeconfig = server.admin_kubeconfig();
+    let kubeconfig = kubeconfig.to_str().expect("path");
+    let crds = ferrolb_testkit::metallb_crds().expect("MetalLB's CRDs");
+    server
+        .kubectl(["apply", "-f", crds.to_str().expect("path")])
+        .expect("MetalLB's CRDs");
+    server
+        .kubectl(["create", "namespace", "metallb-system"])
+        .expect("namespace");
+    let homelab = root().join("examples/pools/homelab.yaml");
+    // The CRDs are served a moment after they are created.
+    let mut applied = Err(String::new());
+    for _ in 0..50 {
+        applied = server
+            .kubectl([
+                "apply",
+                "-n",
+                "metallb-system",
+                "-f",
+                homelab.to_str().expect("path"),
+            ])
+            .map_err(|e| e.to_string());
+        if applied.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    applied.expect("MetalLB's pool");
+    let identity = |kind: &str, name: &str, ns: &str| {
+        server
+            .kubectl([
+                "get",
+                kind,
+                name,
+                "-n",
+                ns,
+                "-o",
+                "jsonpath={.metadata.uid} {.metadata.resourceVersion}",
+            ])
+            .unwrap_or_else(|e| panic!("{kind} {name}: {e}"))
+    };
+    let objects = [
+        ("crd", "ipaddresspools.metallb.io", "default"),
+        ("crd", "l2advertisements.metallb.io", "default"),
+        ("crd", "configurationstates.metallb.io", "default"),
+        ("crd", "servicel2statuses.metallb.io", "default"),
+        ("ipaddresspools", "homelab", "metallb-system"),
+        ("l2advertisements", "homelab", "metallb-system"),
+    ];
+    let before: Vec<String> = objects
+        .iter()
+        .map(|(k, n, ns)| identity(k, n, ns))
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values = dir.path().join("values.yaml");
+    std::fs::write(&values, KUBERNETES_VALUES).expect("write");
+    let chart = chart_dir();
+    let release = |verb: &str| {
+        helm(&[
+            verb,
+            "ferrolb",
+            chart.to_str().expect("path"),
+            "--kubeconfig",
+            kubeconfig,
+            "--namespace",
+            "ferrolb-system",
+            "--create-namespace",
+            "--values",
+            values.to_str().expect("path"),
+        ])
+    };
+    release("install");
+    let after: Vec<String> = objects
+        .iter()
+        .map(|(k, n, ns)| identity(k, n, ns))
+        .collect();
+    assert_eq!(before, after, "{objects:?}: nothing overwritten");
+    let tls = |key: &str| {
+        server
+            .kubectl([
+                "get",
+                "secret",
+                "ferrolb-webhook-tls",
+                "-n",
+                "ferrolb-system",
+                "-o",
+                &format!("jsonpath={{.data.{}}}", key.replace('.', "\\.")),
+            ])
+            .expect("the webhook's Secret")
+    };
+    let served_ca = || {
+        server
+            .kubectl([
+                "get",
+                "validatingwebhookconfiguration",
+                "pools.ferrolb.io",
+                "-o",
+                "jsonpath={.webhooks[0].clientConfig.caBundle}",
+            ])
+            .expect("the webhook's configuration")
+    };
+    let (crt, key, ca) = (tls("tls.crt"), tls("tls.key"), served_ca());
+    assert_eq!(tls("ca.crt"), ca);
+    assert_webhook_certificate_is_for_the_service(&crt, &key, &ca);
+    release("upgrade");
+    assert_eq!(
+        (tls("tls.crt"), tls("tls.key"), served_ca()),
+        (crt, key, ca),
+        "the upgrade kept the certificate"
+    );
+    helm(&[
+        "uninstall",
+        "ferrolb",
+        "--kubeconfig",
+        kubeconfig,
+        "--namespace",
+        "ferrolb-system",
+        "--wait",
+    ]);
+    let after: Vec<String> = objects
+        .iter()
+        .map(|(k, n, ns)| identity(k, n, ns))
+        .collect();
+    assert_eq!(before, after, "the uninstall kept MetalLB's CRDs and pools");
 }
