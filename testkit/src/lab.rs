@@ -610,6 +610,13 @@ impl Lab {
         run_with_input(&mut cmd, ruleset.as_bytes()).map(drop)
     }
 
+    /// A port on 127.0.0.1 inside `host` that forwards every connection to `target` on this
+    /// process's own loopback (a server the test runs outside the lab, such as the real
+    /// `kube-apiserver`), until the [`Forward`](crate::Forward) is dropped.
+    pub fn forward(&self, host: Host, target: std::net::SocketAddr) -> Result<crate::Forward> {
+        crate::Forward::start(self.ns(host), target)
+    }
+
     /// Starts a single etcd in the infra host, listening on its address (so the nodes reach it
     /// at [`Etcd::endpoints`]) and on 127.0.0.1 there.
     pub fn start_etcd(&self) -> Result<Etcd> {

@@ -11,6 +11,7 @@
 
 mod control;
 mod hostile;
+mod kubectl;
 mod lan;
 mod observe;
 mod report;
@@ -34,7 +35,7 @@ use observe::Observations;
 /// Arguments of `faults`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Args {
-    /// The scenarios to run (1-12), comma-separated; all by default.
+    /// The scenarios to run (1-13), comma-separated; all by default.
     #[arg(long, value_delimiter = ',')]
     pub scenarios: Vec<u8>,
     /// The long variants: etcd quorum lost for 30 s, 50 kill rounds, a minute of API faults,
@@ -74,7 +75,7 @@ const CONTINUOUS_MS: f64 = 150.0;
 /// What one run of one scenario found.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Outcome {
-    /// Scenario number (1-12).
+    /// Scenario number (1-13).
     pub scenario: u8,
     /// What it does.
     pub title: String,
@@ -155,7 +156,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         seed,
     };
     let scenarios: Vec<u8> = if args.scenarios.is_empty() {
-        (1..=12).collect()
+        (1..=13).collect()
     } else {
         args.scenarios.clone()
     };
@@ -218,7 +219,8 @@ fn run_one(n: u8, s: &Settings) -> anyhow::Result<Outcome> {
         10 => lan::etcd_cluster_losses(s),
         11 => hostile::hostile_lan_host(s),
         12 => hostile::stalled_holder(s),
-        _ => bail!("there is no scenario {n} (1-12)"),
+        13 => kubectl::l2_status_follows_a_failover(s),
+        _ => bail!("there is no scenario {n} (1-13)"),
     }
 }
 

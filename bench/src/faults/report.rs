@@ -67,6 +67,10 @@ pub fn describe(n: u8) -> (&'static str, &'static str) {
              answers nothing after --suspect-after and a round; no request answered by two MACs \
              at any time; it comes back on a new lease; the other addresses stay answered",
         ),
+        13 => (
+            "the holder of a Service's address is killed (real kube-apiserver; 3 rounds, 10 long)",
+            "the Service's ServiceL2Status names the new holder within 1 s of its claim in etcd",
+        ),
         _ => ("unknown scenario", ""),
     }
 }
@@ -141,7 +145,7 @@ pub fn markdown(outcomes: &[Outcome], args: &Args, seed: u64, took: Duration) ->
     m.push_str(
         "Each scenario runs in a lab of network namespaces with real etcd, real speakers and a \
          real reconciler (scenarios 7 and 8: the reconciler alone, on a Git remote and on the \
-         fake Kubernetes API). The client asks for each of the 100 addresses by ARP every 50 ms, \
+         fake Kubernetes API; scenario 13: on the real kube-apiserver, without the client). The client asks for each of the 100 addresses by ARP every 50 ms, \
          each round from a requester MAC of its own so that two MACs answering one request are \
          seen, and fetches a page from each address every 250 ms. \"Longest unanswered\" is the \
          longest run of unanswered rounds for any address; an address counts as answered at \
