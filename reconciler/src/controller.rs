@@ -29,7 +29,7 @@ use futures::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::check::{CheckError, Checker};
 use crate::cluster::{self, Cluster};
@@ -118,6 +118,9 @@ pub struct Reconciler {
     pool_watch: Option<PoolWatch>,
     /// ConfigurationState and ServiceL2Status (Kubernetes mode with a state namespace).
     state_objects: Option<StateObjects>,
+    /// The last error writing the ConfigurationState, logged once (a missing CRD would
+    /// otherwise warn every round); cleared by a successful write.
+    config_state_error: Option<String>,
     /// Pool annotations and ServiceL2Status objects written and when, until the caches show
     /// them (as `written` for statuses).
     annotated: HashMap<ServiceKey, (Option<String>, tokio::time::Instant)>,
@@ -209,6 +212,7 @@ impl Reconciler {
             cluster: None,
             pool_watch,
             state_objects: None,
+            config_state_error: None,
             annotated: HashMap::new(),
             l2_written: HashMap::new(),
             config_rejected: None,
@@ -1070,10 +1074,19 @@ impl Reconciler {
         if let Some(state) = config_state {
             if let Err(e) = objects.write_config_state(&state).await {
                 self.metrics.kubernetes_errors.inc();
-                warn!(error = %format!("{e:#}"), "retrying next round");
+                let error = format!("{e:#}");
+                if self.config_state_error.as_ref() != Some(&error) {
+                    warn!(%error, "retrying every round (logged again when the error changes)");
+                } else {
+                    debug!(%error, "retrying next round");
+                }
+                self.config_state_error = Some(error);
                 self.reported.config_state = None;
             } else {
                 self.metrics.kubernetes_writes.inc();
+                if self.config_state_error.take().is_some() {
+                    info!("ConfigurationState written again");
+                }
             }
         }
     }
