@@ -3,6 +3,7 @@
 //! HTTP listener both serve, bounded against stalled clients.
 
 pub mod http;
+pub mod logging;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,16 +20,10 @@ use tracing::{error, info};
 /// How long the controller may take for its graceful stop.
 const CONTROLLER_GRACE: Duration = Duration::from_secs(3);
 
-/// Sets up logging (`FERROLB_LOG`, default `info`, to stderr), runs `run` on a single-threaded
-/// runtime, and turns its result into the exit code.
-pub fn main<F: Future<Output = anyhow::Result<()>>>(run: F) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FERROLB_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+/// Sets up logging as `log` says (to stderr), runs `run` on a single-threaded runtime, and
+/// turns its result into the exit code.
+pub fn main<F: Future<Output = anyhow::Result<()>>>(log: &logging::LogArgs, run: F) -> ExitCode {
+    logging::init(log);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -7,5 +7,6 @@ use ferrolb_reconciler::settings::Settings;
 
 fn main() -> ExitCode {
     let settings = Settings::parse();
-    ferrolb_daemon::main(ferrolb_reconciler::run(settings))
+    let log = settings.log.clone();
+    ferrolb_daemon::main(&log, ferrolb_reconciler::run(settings))
 }

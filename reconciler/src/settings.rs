@@ -118,6 +118,9 @@ pub struct Settings {
     /// etcd connection.
     #[command(flatten)]
     pub etcd: EtcdArgs,
+    /// Logging.
+    #[command(flatten)]
+    pub log: ferrolb_daemon::logging::LogArgs,
     /// TTL of the leader-election lease, in seconds.
     #[arg(long, env = "FERROLB_LEASE_TTL", default_value_t = 3, value_parser = clap::value_parser!(i64).range(2..=3600))]
     pub lease_ttl: i64,

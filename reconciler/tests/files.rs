@@ -565,3 +565,48 @@ fn a_revision_too_slow_to_validate_is_refused_while_leadership_and_health_go_on(
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `--log-format json` writes one JSON object per line; the default text format, written to a
+/// file as in `kubectl logs`, carries no colour codes; `--log-level debug` shows debug lines.
+#[test]
+fn logs_are_json_lines_when_asked_and_plain_text_without_colour_codes() {
+    let s = setup();
+    let start = |name: &str, extra: &[&str]| {
+        let mut a = common::args(&[
+            "--config",
+            s.pools.to_str().expect("path"),
+            "--services",
+            s.services.to_str().expect("path"),
+            "--etcd-endpoints",
+            &s.etcd.endpoints(),
+            "--lease-ttl",
+            "2",
+        ]);
+        a.extend(common::args(extra));
+        let r = Reconciler::spawn(&a, s.dir.path(), name);
+        r.wait("ready", Duration::from_secs(10), |v| v["ready"] == true);
+        r
+    };
+    let json = start("json", &["--log-format", "json", "--log-level", "debug"]);
+    let log = json.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!lines.is_empty(), "nothing logged");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["fields"].is_object())
+    );
+    assert!(
+        lines.iter().any(|l| l["level"] == "DEBUG"),
+        "--log-level debug: {log}"
+    );
+    drop(json);
+    let text = start("text", &[]);
+    let log = text.log();
+    assert!(log.contains(" INFO "), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a file: {log:?}");
+    assert!(!log.contains("DEBUG"), "info by default: {log}");
+}

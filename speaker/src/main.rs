@@ -7,5 +7,6 @@ use ferrolb_speaker::settings::Settings;
 
 fn main() -> ExitCode {
     let settings = Settings::parse();
-    ferrolb_daemon::main(ferrolb_speaker::run(settings))
+    let log = settings.log.clone();
+    ferrolb_daemon::main(&log, ferrolb_speaker::run(settings))
 }

@@ -29,6 +29,9 @@ pub struct Settings {
     /// etcd connection.
     #[command(flatten)]
     pub etcd: EtcdArgs,
+    /// Logging.
+    #[command(flatten)]
+    pub log: ferrolb_daemon::logging::LogArgs,
     /// TTL of this speaker's lease, in seconds (etcd's minimum is about 2).
     #[arg(long, env = "FERROLB_LEASE_TTL", default_value_t = 3, value_parser = clap::value_parser!(i64).range(2..=3600))]
     pub lease_ttl: i64,
@@ -198,6 +201,8 @@ mod tests {
         assert_eq!(s.suspect_after(), Duration::from_millis(300));
         assert_eq!(s.suspect_quorum, 2);
         assert!(s.heartbeats() && s.heartbeat_key().expect("no file").is_none());
+        assert_eq!(s.log.log_level, "info");
+        assert_eq!(s.log.log_format, ferrolb_daemon::logging::LogFormat::Text);
     }
 
     #[test]
@@ -217,6 +222,16 @@ mod tests {
         assert_eq!(s.labels.0.get("rack").map(String::as_str), Some("r1"));
         assert_eq!(s.garp_refresh, Some(Duration::from_secs(30)));
         assert!(parse(&["--labels", "nonsense"]).is_err());
+        let s = parse(&[
+            "--log-level",
+            "info,ferrolb_speaker=debug",
+            "--log-format",
+            "json",
+        ])
+        .expect("valid");
+        assert_eq!(s.log.log_format, ferrolb_daemon::logging::LogFormat::Json);
+        assert!(parse(&["--log-level", "loud=!!"]).is_err());
+        assert!(parse(&["--log-format", "yaml"]).is_err());
         assert!(parse(&["--claim-stagger", "soon"]).is_err());
         assert!(parse(&["--lease-ttl", "1"]).is_err());
         assert!(
