@@ -430,7 +430,7 @@ fn start_ssh(
 }
 
 #[test]
-fn over_ssh_a_known_host_key_is_fetched_and_an_unknown_one_refused() {
+fn over_ssh_a_known_host_key_is_fetched_plain_or_hashed_and_an_unknown_one_refused() {
     ferrolb_testkit::require_root!();
     let root = tempfile::tempdir().expect("tempdir");
     let repo = Repo::new(root.path());
@@ -472,6 +472,39 @@ fn over_ssh_a_known_host_key_is_fetched_and_an_unknown_one_refused() {
         assert!(Instant::now() < end, "web not announced\n{}", r.log());
         std::thread::sleep(Duration::from_millis(50));
     }
+    drop(r);
+
+    // The same line hashed by OpenSSH (`ssh-keygen -H`, as `HashKnownHosts yes` writes it).
+    let file = root.path().join("hashed_known_hosts");
+    std::fs::write(&file, &listed).expect("write");
+    let out = Command::new("ssh-keygen")
+        .args(["-H", "-f", file.to_str().expect("path")])
+        .output()
+        .expect("ssh-keygen -H");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hashed = std::fs::read_to_string(&file).expect("read");
+    assert!(
+        hashed.starts_with("|1|") && !hashed.contains("127.0.0.1"),
+        "{hashed}"
+    );
+    let etcd_hashed = Etcd::start().expect("etcd");
+    let r = start_ssh(
+        &etcd_hashed,
+        root.path(),
+        "hashed",
+        &url,
+        &client_key,
+        &hashed,
+    );
+    r.wait(
+        "the commit over SSH, hashed name",
+        Duration::from_secs(15),
+        |s| s["revision"] == first.as_str() && s["config_error"].is_null(),
+    );
 }
 
 /// A Git smart-HTTP server over TLS (Python's http.server in front of `git http-backend`) that

@@ -40,7 +40,8 @@ pub struct Settings {
     pub claim_stagger: Duration,
     /// Interfaces to announce on (a regular expression over names), instead of the default:
     /// every interface that is up, broadcast-capable and not loopback, except the usual virtual
-    /// ones (docker*, veth*, cali*, flannel*, cni*, kube-ipvs*, lxc*, virbr*, tunl*).
+    /// ones, as MetalLB's default exclusions (docker*, cbr*, dummy*, veth*, cali*, flannel*, cni*,
+    /// kube-ipvs*, lxc*, virbr*, tunl*, nodelocaldns*).
     #[arg(long, env = "FERROLB_INTERFACES")]
     pub interfaces: Option<String>,
     /// Repeat one gratuitous ARP / unsolicited NA per held address this often (default: off).

@@ -33,10 +33,13 @@ const IFF_RUNNING: u32 = 0x40;
 /// `ARPHRD_ETHER`: the `type` of Ethernet (and Ethernet-like: veth, bridge, bond, VLAN) links.
 const ARPHRD_ETHER: u16 = 1;
 
-/// Name prefixes of interfaces that are not node uplinks (container, CNI, tunnel and VM links)
-/// and are skipped unless `--interfaces` says otherwise.
+/// Name prefixes of interfaces that are not node uplinks (container, CNI, tunnel, VM and
+/// node-local DNS links) and are skipped unless `--interfaces` says otherwise: MetalLB's default
+/// `announcedInterfacesToExclude` (`lxcbr` is covered by `lxc`; loopback is never a candidate).
 pub const EXCLUDED_PREFIXES: &[&str] = &[
     "docker",
+    "cbr",
+    "dummy",
     "veth",
     "cali",
     "flannel",
@@ -45,6 +48,7 @@ pub const EXCLUDED_PREFIXES: &[&str] = &[
     "lxc",
     "virbr",
     "tunl",
+    "nodelocaldns",
 ];
 
 /// One network interface of the node.
@@ -442,6 +446,10 @@ mod tests {
             "lxc12345",
             "virbr0",
             "tunl0",
+            "cbr0",
+            "dummy0",
+            "lxcbr0",
+            "nodelocaldns",
         ] {
             assert!(!default_candidate(name), "{name} should be excluded");
         }
