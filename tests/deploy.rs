@@ -297,6 +297,11 @@ fn assert_speaker_is_confined(docs: &[Node], origin: &str) {
         str_at(pod, &["priorityClassName"]),
         Some("system-node-critical")
     );
+    assert_eq!(
+        str_at(container(daemonset), &["readinessProbe", "httpGet", "path"]),
+        Some("/readyz"),
+        "{origin}: a rolling update waits for the lease and the announcements"
+    );
     let tolerations = pod
         .get("tolerations")
         .and_then(Node::as_seq)

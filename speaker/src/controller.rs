@@ -17,6 +17,7 @@
 //! extends leases across a restart), carries on with the same claims: nothing moves.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -121,6 +122,7 @@ impl Controller {
             match self.session(&mut shutdown).await {
                 SessionEnd::Shutdown => break,
                 SessionEnd::Failed(e) => {
+                    self.links.ready.store(false, Ordering::Release);
                     self.state.disconnected();
                     let step = self.settings.keepalive_interval();
                     let renewed_for = self.renewing_since.take().map(|t| t.elapsed());
@@ -140,6 +142,7 @@ impl Controller {
 
     /// Graceful stop: stop answering first, then end the lease so claims vanish at once.
     async fn stop(&mut self) {
+        self.links.ready.store(false, Ordering::Release);
         self.publish(HeldSet::default());
         if let (Some(etcd), Some(lease)) = (self.etcd.as_mut(), self.state.lease()) {
             match bounded(Duration::from_millis(800), "revoke", etcd.revoke(lease.id)).await {
@@ -236,6 +239,7 @@ impl Controller {
         });
         detect_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         self.reconcile(etcd, lease).await?;
+        self.links.ready.store(true, Ordering::Release);
         loop {
             let idle = Instant::now() + Duration::from_secs(3600);
             let wake = self.state.next_wake().map_or(idle, |w| self.instant(w));
@@ -497,6 +501,7 @@ impl Controller {
             }
             Action::LeaseLost(why) => {
                 warn!(reason = %why, "lease lost; no longer answering for any address");
+                self.links.ready.store(false, Ordering::Release);
                 self.links.fence.close();
                 self.links.beat_tx.send_modify(|b| b.lease = None);
                 self.metrics.lease_alive.set(0);

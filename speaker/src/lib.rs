@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  run ──▶ controller (lease, watch, decide, claim/release) ──HeldSet──▶ responders (per interface)
-//!      └─▶ HTTP (/metrics, /healthz)                        ◀──yields──┘
+//!      └─▶ HTTP (/metrics, /healthz, /readyz)              ◀──yields──┘
 //! ```
 //!
 //! - [`settings`]: the command line (exact; other parts and the tests drive it).
@@ -75,6 +75,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         liveness: Arc::new(Mutex::new(ferrolb_core::liveness::Liveness::default())),
         clock: tokio::time::Instant::now(),
         fence: Arc::new(Fence::new()),
+        ready: Arc::new(AtomicBool::new(false)),
     };
     let heartbeat = heartbeats(&settings, &links, beat_rx)?;
     let fence = links.fence.clone();
@@ -85,6 +86,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         listener,
         metrics.register(),
         healthy.clone(),
+        links.ready.clone(),
         stop_rx.clone(),
     );
     let mut companions = vec![Companion::spawn(

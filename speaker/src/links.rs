@@ -42,6 +42,9 @@ pub struct Links {
     pub clock: Instant,
     /// The responders' answering fence.
     pub fence: Arc<Fence>,
+    /// Ready (`/readyz`): the current etcd session holds the lease and has read the
+    /// announcements and claims; false before, between sessions and once the lease is lost.
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Resolves once `stop` turns true (or its sender is gone). The guard `wait_for` returns is

@@ -1,4 +1,5 @@
-//! The speaker's Prometheus metrics, and the HTTP listener that serves them with `/healthz`.
+//! The speaker's Prometheus metrics, and the HTTP listener that serves them with `/healthz` and
+//! `/readyz`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -182,6 +183,7 @@ impl Metrics {
 struct HttpState {
     registry: Arc<Registry>,
     healthy: Arc<AtomicBool>,
+    ready: Arc<AtomicBool>,
 }
 
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
@@ -196,20 +198,36 @@ async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `listener` until `shutdown` turns true.
+/// Ready while the speaker holds its lease and has read the announcements (the DaemonSet's
+/// rolling update waits for it).
+async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
+    if s.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no etcd lease, or the announcements not read yet\n",
+        )
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown` turns true.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Registry,
     healthy: Arc<AtomicBool>,
+    ready: Arc<AtomicBool>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let state = HttpState {
         registry: Arc::new(registry),
         healthy,
+        ready,
     };
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .with_state(state);
     ferrolb_daemon::http::serve(
         listener,

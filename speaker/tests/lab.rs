@@ -1094,3 +1094,56 @@ fn a_service_outside_an_advertisements_service_selectors_is_announced_only_by_th
     assert!(c.arp(db_ip_announced).is_empty());
     assert_eq!(c.arp(web_ip_announced), [c.mac_of("node1")]);
 }
+
+/// The HTTP status of `path` on node `i`'s listener (0 when nothing answers).
+fn http_code(c: &Cluster, i: usize, path: &str) -> u16 {
+    let url = format!("http://127.0.0.1:7472{path}");
+    c.lab
+        .exec_ok(
+            Host::Node(i),
+            [
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "2",
+                &url,
+            ],
+        )
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `/readyz` answers 200 only while the speaker holds its lease and has read the announcements:
+/// 503 once etcd is gone long enough for the session to fail, 200 again when etcd is back.
+/// `/healthz` stays 200 throughout (the process is fine; restarting it would not help).
+#[test]
+fn readiness_follows_the_etcd_session_and_health_does_not() {
+    require_root!();
+    let mut c = Cluster::start(1, &[]);
+    let wait_code = |c: &Cluster, path: &str, want: u16| {
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            let code = http_code(c, 1, path);
+            if code == want {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "{path}: {code}, not {want}\n{}",
+                c.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_code(&c, "/readyz", 200);
+    c.etcd.kill().expect("kill etcd");
+    wait_code(&c, "/readyz", 503);
+    assert_eq!(http_code(&c, 1, "/healthz"), 200);
+    c.etcd.restart().expect("restart etcd");
+    wait_code(&c, "/readyz", 200);
+}
