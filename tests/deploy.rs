@@ -887,13 +887,14 @@ const CRD_VALUES: &str = "crds:\n  enabled: true\n";
 /// Pools from the cluster's objects, with the admission webhook and a generated certificate.
 const KUBERNETES_VALUES: &str = "pools:\n  kubernetes:\n    enabled: true\n";
 
-const VALUE_SETS: [&str; 6] = [
+const VALUE_SETS: [&str; 7] = [
     "{}\n",
     GIT_VALUES,
     ROOT_SPEAKER_VALUES,
     NO_TLS_VALUES,
     CRD_VALUES,
     KUBERNETES_VALUES,
+    WORKLOAD_VALUES,
 ];
 
 #[test]
@@ -1218,6 +1219,100 @@ fn the_chart_reads_pools_from_the_cluster_and_registers_a_webhook_for_only_those
     );
 }
 
+/// The values a MetalLB user expects on both workloads: flags and environment the chart has no
+/// value for, node selection, pod metadata, pull secrets, priority.
+const WORKLOAD_VALUES: &str = r#"
+imagePullSecrets: [{name: my-registry}]
+reconciler:
+  extraArgs: ["--config-quiet=5s"]
+  extraEnv: [{name: RUST_BACKTRACE, value: "1"}]
+  nodeSelector: {node-role.kubernetes.io/control-plane: ""}
+  podAnnotations: {prometheus.io/scrape: "true"}
+  podLabels: {team: net}
+  affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: zone, operator: In, values: [a]}]}]}}}
+  priorityClassName: system-cluster-critical
+speaker:
+  extraArgs: ["--on-etcd-loss=release", "--interfaces=^eth0$"]
+  extraEnv: [{name: RUST_BACKTRACE, value: "1"}]
+  podLabels: {team: net}
+  logLevel: debug
+  logFormat: json
+"#;
+
+#[test]
+fn the_workloads_take_extra_flags_environment_node_selection_and_pod_metadata() {
+    let defaults = chart_defaults();
+    for (kind, name) in [
+        ("Deployment", "ferrolb-reconciler"),
+        ("DaemonSet", "ferrolb-speaker"),
+    ] {
+        let pod =
+            json(at(object(&defaults, kind, name), &["spec", "template", "spec"]).expect("pod"));
+        assert_eq!(pod["nodeSelector"]["kubernetes.io/os"], "linux", "{name}");
+        assert!(pod["imagePullSecrets"].is_null(), "{name}");
+    }
+    let chart = chart_with(WORKLOAD_VALUES);
+    let reconciler = object(&chart, "Deployment", "ferrolb-reconciler");
+    let speaker = object(&chart, "DaemonSet", "ferrolb-speaker");
+    let r_args = args(reconciler);
+    assert_eq!(r_args.last().map(String::as_str), Some("--config-quiet=5s"));
+    let s_args = args(speaker);
+    assert!(s_args.ends_with(&[
+        "--on-etcd-loss=release".into(),
+        "--interfaces=^eth0$".into()
+    ]));
+    assert!(s_args.contains(&"--log-level=debug".to_string()));
+    assert!(s_args.contains(&"--log-format=json".to_string()));
+    let r = json(reconciler);
+    let r_pod = &r["spec"]["template"];
+    assert_eq!(
+        r_pod["metadata"]["annotations"]["prometheus.io/scrape"],
+        "true"
+    );
+    assert_eq!(r_pod["metadata"]["labels"]["team"], "net");
+    assert_eq!(
+        r_pod["metadata"]["labels"]["app.kubernetes.io/component"], "reconciler",
+        "the selector's labels stay"
+    );
+    assert_eq!(r_pod["spec"]["imagePullSecrets"][0]["name"], "my-registry");
+    // Helm merges maps with the defaults (`kubernetes.io/os: null` would drop that key).
+    assert_eq!(
+        r_pod["spec"]["nodeSelector"],
+        serde_json::json!({"kubernetes.io/os": "linux", "node-role.kubernetes.io/control-plane": ""})
+    );
+    assert!(r_pod["spec"]["affinity"]["nodeAffinity"].is_object());
+    assert!(
+        r_pod["spec"]["affinity"]["podAntiAffinity"].is_null(),
+        "replaced"
+    );
+    assert_eq!(
+        r_pod["spec"]["priorityClassName"],
+        "system-cluster-critical"
+    );
+    assert_eq!(
+        r_pod["spec"]["containers"][0]["env"][0]["name"],
+        "RUST_BACKTRACE"
+    );
+    let sp = json(speaker);
+    let env = &sp["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert_eq!(env[0]["name"], "NODE_NAME", "{env}");
+    assert_eq!(env[1]["name"], "RUST_BACKTRACE", "{env}");
+    assert_eq!(
+        sp["spec"]["template"]["spec"]["imagePullSecrets"][0]["name"],
+        "my-registry"
+    );
+    assert_speaker_is_confined(&chart, "workload values");
+    // Every extra flag is one the daemons have.
+    let (speaker_flags, _) = help_flags("ferrolb-speaker");
+    let (reconciler_flags, _) = help_flags("ferrolb-reconciler");
+    for (flags, given) in [(&speaker_flags, &s_args), (&reconciler_flags, &r_args)] {
+        for arg in given.iter() {
+            let flag = arg.split('=').next().unwrap_or_default();
+            assert!(flags.contains(flag), "{flag}");
+        }
+    }
+}
+
 #[test]
 fn the_chart_can_run_the_speaker_as_root_with_only_net_raw_and_no_escalation() {
     let chart = chart_with(ROOT_SPEAKER_VALUES);
@@ -1338,7 +1433,8 @@ fn the_images_build_each_daemon_and_run_it_as_a_non_root_user() {
 
 /// `helm install` of the chart into a real `kube-apiserver` (no kubelet: nothing runs, but every
 /// object must be accepted by the server's validation and admission), with the defaults, Git
-/// with every credential, more reconciler replicas and etcd without TLS; `helm uninstall`
+/// with every credential, more reconciler replicas, etcd without TLS and the workload values
+/// (extra flags, node selection, pod metadata, priority); `helm uninstall`
 /// removes every object again.
 #[test]
 fn helm_installs_every_variant_into_a_real_api_server_and_uninstalls_it() {
@@ -1351,6 +1447,7 @@ fn helm_installs_every_variant_into_a_real_api_server_and_uninstalls_it() {
         ("git", GIT_VALUES),
         ("ha", "reconciler:\n  replicas: 3\n"),
         ("notls", NO_TLS_VALUES),
+        ("workload", WORKLOAD_VALUES),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let values = dir.path().join("values.yaml");
