@@ -272,3 +272,31 @@ fn config_namespace_ignores_objects_of_other_namespaces_and_without_it_mixed_nam
     let out = ferrolb(&["validate", "--config-namespace", "Team B", path]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The pool set the chart or the plain manifests deploy is checked where it is written: in the
+/// chart's values (`pools.configMap.data`) and in the ConfigMap manifest; a broken pool there is
+/// reported on the line of that file.
+#[test]
+fn the_pools_in_the_charts_values_and_the_configmap_manifest_validate() {
+    for file in [
+        "deploy/helm/ferrolb/values.yaml",
+        "deploy/manifests/20-pools.yaml",
+    ] {
+        let out = ferrolb(&["validate", "--strict", file]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{file}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("valid: 1 pool"), "{file}: {stdout}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values = "pools:\n  configMap:\n    data:\n      lab.yaml: |\n        apiVersion: metallb.io/v1beta1\n        kind: IPAddressPool\n        metadata:\n          name: a\n        spec:\n          addresses: [10.0.0.0/33]\n";
+    write(dir.path(), "values.yaml", values);
+    let path = dir.path().join("values.yaml");
+    let out = ferrolb(&["validate", path.to_str().expect("path")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("values.yaml:10"), "{stderr}");
+}

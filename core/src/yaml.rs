@@ -72,6 +72,20 @@ impl Node {
         }
     }
 
+    /// Adds `by` to the line of this node and of everything in it: for documents read from a
+    /// text embedded in another file, whose lines count from that text's start.
+    pub fn shift_lines(&mut self, by: u32) {
+        self.line = self.line.saturating_add(by);
+        match &mut self.value {
+            Value::Scalar { .. } => {}
+            Value::Seq(items) => items.iter_mut().for_each(|n| n.shift_lines(by)),
+            Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+                k.shift_lines(by);
+                v.shift_lines(by);
+            }),
+        }
+    }
+
     /// A plain scalar that YAML reads as null (`~`, `null`, or nothing at all).
     pub fn is_null(&self) -> bool {
         matches!(&self.value, Value::Scalar { text, plain: true } if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL"))

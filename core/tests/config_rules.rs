@@ -861,3 +861,72 @@ fn objects_from_the_kubernetes_api_are_named_by_namespace_and_object_without_lin
         ]
     );
 }
+
+fn assert_no_errors(report: &Report) {
+    assert!(
+        report
+            .diagnostics
+            .iter()
+            .all(|d| d.severity != Severity::Error),
+        "{:#?}",
+        report.diagnostics
+    );
+}
+
+#[test]
+fn pools_inside_a_configmap_manifest_are_read_with_the_files_lines() {
+    let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ferrolb-pools\ndata:\n  lab.yaml: |\n    apiVersion: metallb.io/v1beta1\n    kind: IPAddressPool\n    metadata:\n      name: a\n    spec:\n      addresses: [10.0.0.0/24]\n    ---\n    apiVersion: metallb.io/v1beta1\n    kind: IPAddressPool\n    metadata:\n      name: b\n    spec:\n      addresses: [10.0.0.128/25]\n";
+    let report = load_one(text);
+    let overlap = report
+        .diagnostics
+        .iter()
+        .find(|d| d.severity == Severity::Error)
+        .expect("the overlap is found");
+    // The range of pool b is on line 19 of the file, pool a's on line 12.
+    assert_eq!(overlap.line, 19, "{overlap:?}");
+    assert!(overlap.message.contains("pools.yaml:12"), "{overlap:?}");
+    assert_eq!(overlap.name.as_deref(), Some("b"), "{overlap:?}");
+}
+
+#[test]
+fn pools_inside_the_charts_values_file_are_read() {
+    let text = "namespace: ferrolb-system\npools:\n  configMap:\n    name: ferrolb-pools\n    data:\n      homelab.yaml: |\n        apiVersion: metallb.io/v1beta1\n        kind: IPAddressPool\n        metadata:\n          name: homelab\n        spec:\n          addresses:\n            - 192.168.1.240-192.168.1.250\n        ---\n        apiVersion: metallb.io/v1beta1\n        kind: L2Advertisement\n        metadata:\n          name: homelab\n        spec:\n          ipAddressPools: [homelab]\n      broken.yaml: \"kind: [\"\n";
+    let report = load_one(text);
+    let errors: Vec<_> = report
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    assert_eq!(errors.len(), 1, "{:#?}", report.diagnostics);
+    assert_eq!(errors[0].code, Code::Syntax);
+    assert_eq!(errors[0].line, 21, "{:?}", errors[0]);
+    // Without the broken file, the chart's own default values validate.
+    let values = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/helm/ferrolb/values.yaml"),
+    )
+    .expect("the chart's values");
+    let report = load_one(&values);
+    assert_no_errors(&report);
+    let config = report.config.expect("valid");
+    assert_eq!(config.pools.len(), 1);
+    assert_eq!(config.advertisements.len(), 1);
+}
+
+#[test]
+fn other_configmaps_stay_skipped_whatever_their_data() {
+    let text = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  settings: \"kind: [\"\n  motd: hello\n---\n{}",
+        pool("a", &["10.0.0.0/24"])
+    );
+    let report = load_one(&text);
+    assert_no_errors(&report);
+    assert!(
+        report
+            .diagnostics
+            .iter()
+            .any(|d| d.code == Code::Skipped && d.kind.as_deref() == Some("ConfigMap")),
+        "{:#?}",
+        report.diagnostics
+    );
+    assert_eq!(report.config.expect("valid").pools.len(), 1);
+}

@@ -226,9 +226,15 @@ fn parse(name: &str, bytes: &[u8], lines: bool) -> RawFile {
         name: name.to_string(),
         ..RawFile::default()
     };
-    let Some(mut docs) = read_documents(name, bytes, &mut file.diagnostics) else {
+    let Some(docs) = read_documents(name, bytes, &mut file.diagnostics) else {
         return file;
     };
+    // Pool files kept inside another file: the data of a ConfigMap manifest, or the
+    // `pools.configMap.data` of ferrolb's chart values; each text is read as a file's documents.
+    let mut docs: Vec<Node> = docs
+        .into_iter()
+        .flat_map(|doc| embedded(name, doc, &mut file.diagnostics))
+        .collect();
     if !lines {
         docs.iter_mut().for_each(Node::forget_lines);
         file.diagnostics.iter_mut().for_each(|d| d.line = 0);
@@ -247,6 +253,91 @@ fn parse(name: &str, bytes: &[u8], lines: bool) -> RawFile {
         }
     }
     file
+}
+
+/// The texts of a document that holds pool files rather than being one: a `v1` ConfigMap's
+/// `data` values, or the `pools.configMap.data` values of ferrolb's chart values (a document
+/// without a kind), each with the line its text is written on.
+fn embedded_texts(doc: &Node) -> Option<Vec<(u32, String)>> {
+    let data = match doc.get("kind").and_then(Node::as_str) {
+        Some("ConfigMap") if doc.get("apiVersion").and_then(Node::as_str) == Some("v1") => {
+            doc.get("data")?
+        }
+        None => doc.get("pools")?.get("configMap")?.get("data")?,
+        Some(_) => return None,
+    };
+    Some(
+        data.as_map()?
+            .iter()
+            .filter_map(|(_, v)| Some((v.line, v.as_str()?.to_string())))
+            .collect(),
+    )
+}
+
+/// One embedded text: its first line in the file, the text, and what reading it gave.
+type Embedded<'a> = (u32, &'a str, Result<Vec<Node>, yaml::YamlError>);
+
+/// `doc`, or the documents of the pool files it holds. A ConfigMap (or values file) counts as
+/// holding pool files only when one of its texts reads as YAML with an IPAddressPool or
+/// L2Advertisement in it: other ConfigMaps in a repository stay skipped documents, and their
+/// texts, YAML or not, are not judged.
+fn embedded(file: &str, doc: Node, out: &mut Vec<Diagnostic>) -> Vec<Node> {
+    let Some(texts) = embedded_texts(&doc) else {
+        return vec![doc];
+    };
+    let read: Vec<Embedded<'_>> = texts
+        .iter()
+        .map(|(at, text)| (*at, text.as_str(), yaml::parse_documents(text)))
+        .collect();
+    let pool_kind = |d: &Node| {
+        matches!(
+            d.get("kind").and_then(Node::as_str),
+            Some("IPAddressPool" | "L2Advertisement")
+        )
+    };
+    if !read
+        .iter()
+        .any(|(_, _, r)| r.as_ref().is_ok_and(|docs| docs.iter().any(pool_kind)))
+    {
+        return vec![doc];
+    }
+    read.into_iter()
+        .flat_map(|(at, text, result)| embedded_documents(file, at, text, result, out))
+        .collect()
+}
+
+/// The documents of a text whose first line is line `at` of the file (a block scalar's node
+/// starts on its first content line), or its syntax error on the file's line.
+fn embedded_documents(
+    file: &str,
+    at: u32,
+    text: &str,
+    read: Result<Vec<Node>, yaml::YamlError>,
+    out: &mut Vec<Diagnostic>,
+) -> Vec<Node> {
+    let before = at.saturating_sub(1);
+    match read {
+        Ok(mut docs) => {
+            docs.iter_mut().for_each(|d| d.shift_lines(before));
+            docs
+        }
+        Err(e) => {
+            let mut sink = Sink {
+                out,
+                file,
+                kind: None,
+                name: None,
+            };
+            // An error at the end of the text is reported on its last line, not after it.
+            let last = u32::try_from(text.lines().count().max(1)).unwrap_or(u32::MAX);
+            sink.error(
+                Code::Syntax,
+                e.line.min(last).saturating_add(before),
+                e.message,
+            );
+            Vec::new()
+        }
+    }
 }
 
 fn parse_document(file: &str, doc: &Node, out: &mut Vec<Diagnostic>) -> Option<RawObject> {
