@@ -5,6 +5,8 @@
 #   testkit/helm-bin  helm (helm.sh/helm/v3)
 #   testkit/metallb-crds  MetalLB's own CRDs for the four kinds ferrolb reads and writes
 #                     (config/crd/bases of go.universe.tf/metallb; data, nothing is built)
+#   testkit/prometheus-operator-crds  the PodMonitor, ServiceMonitor and PrometheusRule CRDs
+#                     (example/prometheus-operator-crd of the Prometheus Operator's module; data)
 # Each module is built into target/go-bin/<module>-<hash of its go.mod and go.sum>/ and linked
 # from target/go-bin/bin/; a module whose build is current is not touched. ferrolb itself is
 # Rust: these binaries are only started by tests (ferrolb-testkit's KubeApiServer and Etcd36,
@@ -73,25 +75,39 @@ build testkit/helm-bin "$helm_ldflags" helm=helm.sh/helm/v3/cmd/helm
 build testkit/kube-bin "$kube_ldflags" kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
   kubectl=k8s.io/kubernetes/cmd/kubectl
 
-# MetalLB's CRDs: the module's files as the Go module proxy serves them (checked against go.sum),
-# copied into target/go-bin/bin/metallb-crds/.
-crds_hash="$(cat testkit/metallb-crds/go.mod testkit/metallb-crds/go.sum | sha256sum | cut -c1-16)"
-crds="$out/metallb-crds-$crds_hash"
-if [ ! -f "$crds/.complete" ]; then
-  module_dir="$(cd testkit/metallb-crds && go mod download -json go.universe.tf/metallb |
-    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
-  if [ -z "$module_dir" ] || [ ! -d "$module_dir/config/crd/bases" ]; then
-    echo "kube-binaries: go mod download of go.universe.tf/metallb gave no config/crd/bases" >&2
-    exit 1
+# crds <name> <module> <directory in the module> <file>...: CRDs of a module as the Go module
+# proxy serves it (checked against testkit/<name>/go.sum), copied into target/go-bin/bin/<name>/.
+crds() {
+  local name="$1" module="$2" subdir="$3"
+  shift 3
+  local hash dest module_dir file
+  hash="$(cat "testkit/$name/go.mod" "testkit/$name/go.sum" | sha256sum | cut -c1-16)"
+  dest="$out/$name-$hash"
+  if [ ! -f "$dest/.complete" ]; then
+    module_dir="$(cd "testkit/$name" && go mod download -json "$module" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+    if [ -z "$module_dir" ] || [ ! -d "$module_dir/$subdir" ]; then
+      echo "kube-binaries: go mod download of $module gave no $subdir" >&2
+      exit 1
+    fi
+    rm -rf "$dest.partial"
+    mkdir -p "$dest.partial"
+    for file in "$@"; do
+      install -m 0644 "$module_dir/$subdir/$file" "$dest.partial/"
+    done
+    touch "$dest.partial/.complete"
+    rm -rf "$dest"
+    mv "$dest.partial" "$dest"
+    find "$out" -maxdepth 1 -name "$name-*" ! -name "$name-$hash" -exec rm -rf {} +
   fi
-  rm -rf "$crds.partial"
-  mkdir -p "$crds.partial"
-  for kind in ipaddresspools l2advertisements configurationstates servicel2statuses; do
-    install -m 0644 "$module_dir/config/crd/bases/metallb.io_$kind.yaml" "$crds.partial/"
-  done
-  touch "$crds.partial/.complete"
-  rm -rf "$crds"
-  mv "$crds.partial" "$crds"
-  find "$out" -maxdepth 1 -name "metallb-crds-*" ! -name "metallb-crds-$crds_hash" -exec rm -rf {} +
-fi
-ln -sfn "$crds" "$out/bin/metallb-crds"
+  ln -sfn "$dest" "$out/bin/$name"
+}
+
+# MetalLB's own CRDs for the four kinds ferrolb reads and writes.
+crds metallb-crds go.universe.tf/metallb config/crd/bases \
+  metallb.io_ipaddresspools.yaml metallb.io_l2advertisements.yaml \
+  metallb.io_configurationstates.yaml metallb.io_servicel2statuses.yaml
+# The Prometheus Operator's CRDs for the chart's monitoring objects.
+crds prometheus-operator-crds github.com/prometheus-operator/prometheus-operator \
+  example/prometheus-operator-crd monitoring.coreos.com_podmonitors.yaml \
+  monitoring.coreos.com_servicemonitors.yaml monitoring.coreos.com_prometheusrules.yaml

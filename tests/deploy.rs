@@ -172,9 +172,17 @@ fn lookup<'a>(values: &'a Node, reference: &str) -> Option<&'a Node> {
     path.split('.').try_fold(values, |n, key| n.get(key))
 }
 
+/// The chart's templates and helpers.
 fn templates() -> Vec<PathBuf> {
-    files(&chart_dir().join("templates"), &["yaml", "yml"])
+    files(&chart_dir().join("templates"), &["yaml", "yml", "tpl"])
 }
+
+/// The names of the reconciler's ClusterRole and ClusterRoleBinding for a release `ferrolb` in
+/// `ferrolb-system`: cluster-scoped objects carry the namespace, so that releases of one name in
+/// two namespaces do not collide.
+const CLUSTER_ROLE: &str = "ferrolb-ferrolb-system-reconciler";
+/// The name of the ValidatingWebhookConfiguration of that release.
+const WEBHOOK_CONFIGURATION: &str = "ferrolb-ferrolb-system-pools";
 
 // ---------------------------------------------------------------------------------------------
 // Checks shared by the plain manifests and the rendered chart.
@@ -249,23 +257,17 @@ fn assert_least_privilege_rbac(docs: &[Node], origin: &str) {
         .filter(|(kind, _)| kind.contains("Role"))
         .collect();
     let expected = vec![
-        ("ClusterRole".to_string(), "ferrolb-reconciler".to_string()),
-        (
-            "ClusterRoleBinding".to_string(),
-            "ferrolb-reconciler".to_string(),
-        ),
+        ("ClusterRole".to_string(), CLUSTER_ROLE.to_string()),
+        ("ClusterRoleBinding".to_string(), CLUSTER_ROLE.to_string()),
     ];
     assert_eq!(rbac, expected, "{origin}: RBAC objects");
     assert_eq!(
-        grants(object(docs, "ClusterRole", "ferrolb-reconciler")),
+        grants(object(docs, "ClusterRole", CLUSTER_ROLE)),
         expected_grants(),
         "{origin}: the reconciler's ClusterRole"
     );
-    let binding = object(docs, "ClusterRoleBinding", "ferrolb-reconciler");
-    assert_eq!(
-        str_at(binding, &["roleRef", "name"]),
-        Some("ferrolb-reconciler")
-    );
+    let binding = object(docs, "ClusterRoleBinding", CLUSTER_ROLE);
+    assert_eq!(str_at(binding, &["roleRef", "name"]), Some(CLUSTER_ROLE));
     let subjects = binding
         .get("subjects")
         .and_then(Node::as_seq)
@@ -406,7 +408,7 @@ fn assert_reconciler_is_hardened(docs: &[Node], origin: &str) {
 fn assert_file_arguments_are_mounted(docs: &[Node], secret_keys: &BTreeMap<String, Vec<String>>) {
     for doc in docs {
         let (kind, name) = kind_and_name(doc);
-        if kind != "Deployment" && kind != "DaemonSet" {
+        if !["Deployment", "DaemonSet", "StatefulSet"].contains(&kind.as_str()) {
             continue;
         }
         let c = container(doc);
@@ -526,13 +528,17 @@ fn exported_metrics() -> BTreeSet<String> {
     for (file, prefixes) in [
         (
             "speaker/src/metrics.rs",
-            vec![("r.register(", "ferrolb_speaker_")],
+            vec![
+                ("r.register(", "ferrolb_speaker_"),
+                ("m.register(", "metallb_"),
+            ],
         ),
         (
             "reconciler/src/metrics.rs",
             vec![
                 ("f.register(", "ferrolb_"),
                 ("m.register(", "metallb_allocator_"),
+                ("k.register(", "metallb_k8s_client_"),
             ],
         ),
     ] {
@@ -628,11 +634,13 @@ fn every_manifest_document_is_a_named_kubernetes_object_in_the_right_namespace()
         ("Deployment", "ferrolb-reconciler"),
         ("DaemonSet", "ferrolb-speaker"),
         ("Service", "ferrolb-reconciler"),
+        ("Service", "ferrolb-speaker-metrics"),
         ("ConfigMap", "ferrolb-pools"),
         ("Secret", "ferrolb-etcd-tls"),
         ("Secret", "ferrolb-git-credentials"),
         ("Secret", "ferrolb-heartbeat-key"),
         ("ServiceAccount", "ferrolb-speaker"),
+        ("ClusterRole", CLUSTER_ROLE),
     ] {
         assert!(
             seen.contains(&(expected.0.to_string(), expected.1.to_string())),
@@ -690,7 +698,11 @@ fn heartbeat_authentication_is_on_by_default_in_the_manifests_and_the_chart() {
     let own = chart_with("speaker:\n  heartbeatKey:\n    create: false\n    secretName: mine\n");
     assert_heartbeats_are_signed(&own, "chart (own key)", "mine");
     assert!(!key_secret(&own));
-    assert!(own.iter().all(|d| kind_and_name(d).0 != "Secret"));
+    assert!(
+        own.iter()
+            .all(|d| kind_and_name(d) != ("Secret".into(), "mine".into())),
+        "a key of one's own is not rendered"
+    );
 }
 
 #[test]
@@ -781,7 +793,26 @@ fn every_flag_in_the_manifests_and_templates_exists_in_the_daemons_help() {
             checked += 1;
         }
     }
-    assert!(checked > 30, "only {checked} flags found");
+    // And every argument the chart renders with each value set, by workload.
+    for overrides in VALUE_SETS {
+        for doc in chart_with(overrides) {
+            let (kind, name) = kind_and_name(&doc);
+            let known = match kind.as_str() {
+                "DaemonSet" => &speaker,
+                "Deployment" => &reconciler,
+                _ => continue,
+            };
+            for arg in args(&doc) {
+                let flag = arg.split('=').next().expect("a flag");
+                assert!(
+                    known.contains(flag),
+                    "{overrides}: {kind} {name}: {arg} is not a flag of the binary"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 150, "only {checked} flags found");
 }
 
 #[test]
@@ -804,8 +835,16 @@ fn every_values_path_the_templates_use_exists_in_values_yaml() {
         }
     }
     for expected in [
-        ".Values.image.reconciler.repository",
-        ".Values.image.speaker.tag",
+        ".Values.image.registry",
+        ".Values.image.reconciler",
+        ".Values.image.speaker.pullPolicy",
+        ".Values.fullnameOverride",
+        ".Values.etcd.bundled",
+        ".Values.etcd.replicas",
+        ".Values.etcd.persistence.enabled",
+        ".Values.etcd.bundledTLS.serverSecretName",
+        ".Values.prometheus.podMonitor.enabled",
+        ".Values.prometheus.scrapeAnnotations",
         ".Values.etcd.endpoints",
         ".Values.etcd.prefix",
         ".Values.etcd.tls.secretName",
@@ -840,63 +879,264 @@ fn the_chart_metadata_names_the_chart_and_its_versions() {
 }
 
 #[test]
-fn the_chart_defaults_render_the_plain_manifests_objects() {
-    let plain = manifests();
-    let chart = chart_defaults();
-    let plain_names: BTreeSet<_> = plain.iter().map(kind_and_name).collect();
-    let chart_names: BTreeSet<_> = chart.iter().map(kind_and_name).collect();
-    assert_eq!(chart_names.len(), chart.len(), "an object rendered twice");
-    let only_plain: BTreeSet<_> = plain_names.difference(&chart_names).cloned().collect();
-    let expected_only_plain: BTreeSet<_> = [
-        ("Namespace", "ferrolb-system"),
-        ("Secret", "ferrolb-etcd-tls"),
-        ("Secret", "ferrolb-git-credentials"),
-    ]
-    .iter()
-    .map(|(k, n)| (k.to_string(), n.to_string()))
-    .collect();
-    assert_eq!(
-        only_plain, expected_only_plain,
-        "objects only in deploy/manifests"
+fn the_plain_manifests_are_the_chart_rendered_with_their_values_and_current() {
+    // `scripts/manifests.sh --check` (what `make manifests` writes) with the test kit's Helm.
+    let helm = ferrolb_testkit::go_bin("helm").expect("helm");
+    let out = Command::new(root().join("scripts/manifests.sh"))
+        .arg("--check")
+        .env("HELM", &helm)
+        .output()
+        .expect("run scripts/manifests.sh");
+    assert!(
+        out.status.success(),
+        "deploy/manifests/50-ferrolb.yaml is stale: run `make manifests`\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The generated file is the own-etcd variant: no etcd of its own, no generated secret (the
+    // Secret templates of 10-secrets.yaml are filled in by the user).
+    let generated = documents(
+        &read(&manifest_dir().join("50-ferrolb.yaml")),
+        "50-ferrolb.yaml",
     );
     assert!(
-        chart_names.is_subset(&plain_names),
-        "objects only in the chart: {:?}",
-        chart_names.difference(&plain_names).collect::<Vec<_>>()
+        generated
+            .iter()
+            .all(|d| !["StatefulSet", "Secret"].contains(&kind_and_name(d).0.as_str())),
+        "no bundled etcd and no generated Secret in the plain manifests"
     );
-    // Where they overlap, the objects are the same, but for Helm's managed-by label.
-    for rendered in &chart {
-        let (kind, name) = kind_and_name(rendered);
-        let mut rendered = json(rendered);
-        let labels = rendered["metadata"]["labels"]
-            .as_object_mut()
-            .expect("labels");
-        assert_eq!(
-            labels.remove("app.kubernetes.io/managed-by"),
-            Some(serde_json::json!("Helm")),
+    let speaker = args(object(&generated, "DaemonSet", "ferrolb-speaker"));
+    assert!(
+        speaker
+            .iter()
+            .any(|a| a.starts_with("--etcd-endpoints=https://etcd-0.example.invalid:2379")),
+        "{speaker:?}"
+    );
+}
+
+#[test]
+fn the_chart_defaults_bring_their_etcd_and_follow_helms_conventions() {
+    let chart = chart_defaults();
+    let names: BTreeSet<_> = chart.iter().map(kind_and_name).collect();
+    assert_eq!(names.len(), chart.len(), "an object rendered twice");
+    for expected in [
+        ("StatefulSet", "ferrolb-etcd"),
+        ("Service", "ferrolb-etcd"),
+        ("Service", "ferrolb-etcd-peer"),
+        ("PodDisruptionBudget", "ferrolb-etcd"),
+        ("Secret", "ferrolb-etcd-server-tls"),
+        ("Secret", "ferrolb-etcd-client-tls"),
+        ("Secret", "ferrolb-heartbeat-key"),
+        ("Service", "ferrolb-speaker-metrics"),
+    ] {
+        let expected = (expected.0.to_string(), expected.1.to_string());
+        assert!(names.contains(&expected), "{expected:?} in {names:?}");
+    }
+    // Every object: the release's namespace (cluster-scoped ones none), Helm's labels.
+    for doc in &chart {
+        let (kind, name) = kind_and_name(doc);
+        let namespace = str_at(doc, &["metadata", "namespace"]);
+        if kind.starts_with("Cluster") {
+            assert_eq!(namespace, None, "{kind} {name}");
+        } else {
+            assert_eq!(namespace, Some("ferrolb-system"), "{kind} {name}");
+        }
+        let labels = json(at(doc, &["metadata", "labels"]).expect("labels"));
+        for (key, value) in [
+            ("app.kubernetes.io/name", "ferrolb"),
+            ("app.kubernetes.io/instance", "ferrolb"),
+            ("app.kubernetes.io/version", env!("CARGO_PKG_VERSION")),
+            ("app.kubernetes.io/managed-by", "Helm"),
+            (
+                "helm.sh/chart",
+                &format!("ferrolb-{}", env!("CARGO_PKG_VERSION")),
+            ),
+        ] {
+            assert_eq!(labels[key], value, "{kind} {name}: {key}");
+        }
+        assert!(
+            labels["app.kubernetes.io/component"].is_string(),
             "{kind} {name}"
         );
-        let mut original = json(object(&plain, &kind, &name));
-        if (kind.as_str(), name.as_str()) == ("Secret", "ferrolb-heartbeat-key") {
-            // The chart generates the key the manifest leaves for the user to fill in.
-            let key = rendered["data"]["key"].as_str().map(base64_decode);
-            assert!(key.is_some_and(|k| k.len() >= 32), "{rendered}");
-            assert_eq!(original["stringData"]["key"], "", "the manifest's template");
-            for o in [&mut rendered, &mut original] {
-                let m = o.as_object_mut().expect("object");
-                m.remove("data");
-                m.remove("stringData");
-            }
-        }
+    }
+    // The daemons reach the bundled etcd through its client Service, over TLS, with the
+    // generated client certificate; the images default to the chart's appVersion.
+    for (kind, name, image) in [
+        ("DaemonSet", "ferrolb-speaker", "ferrolb-speaker"),
+        ("Deployment", "ferrolb-reconciler", "ferrolb-reconciler"),
+    ] {
+        let workload = object(&chart, kind, name);
+        let args = args(workload);
+        assert!(
+            args.contains(&"--etcd-endpoints=https://ferrolb-etcd.ferrolb-system.svc:2379".into()),
+            "{args:?}"
+        );
+        assert!(args.contains(&"--etcd-cacert=/etc/ferrolb/etcd-tls/ca.crt".into()));
+        let pod = json(workload);
+        let volumes = pod["spec"]["template"]["spec"]["volumes"].to_string();
+        assert!(volumes.contains("ferrolb-etcd-client-tls"), "{volumes}");
         assert_eq!(
-            rendered, original,
-            "{kind} {name}: chart (left) and deploy/manifests (right) differ"
+            str_at(container(workload), &["image"]),
+            Some(format!("{image}:{}", env!("CARGO_PKG_VERSION")).as_str())
         );
     }
     // The shared assertions hold for the chart too.
     assert_speaker_is_confined(&chart, "chart");
     assert_reconciler_is_hardened(&chart, "chart");
     assert_least_privilege_rbac(&chart, "chart");
+}
+
+#[test]
+fn two_releases_never_share_a_name_and_names_follow_the_release_or_fullname_override() {
+    let render_as = |release: &str, namespace: &str, overrides: &str| -> Vec<Node> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let values = dir.path().join("values.yaml");
+        std::fs::write(&values, overrides).expect("write");
+        let text = helm(&[
+            "template",
+            release,
+            chart_dir().to_str().expect("path"),
+            "--namespace",
+            namespace,
+            "--kube-version",
+            KUBE_VERSION,
+            "--values",
+            values.to_str().expect("path"),
+        ]);
+        documents(&text, "helm template")
+    };
+    let names = |docs: &[Node]| -> BTreeSet<(String, String, String)> {
+        docs.iter()
+            .map(|d| {
+                let (kind, name) = kind_and_name(d);
+                let ns = str_at(d, &["metadata", "namespace"])
+                    .unwrap_or("")
+                    .to_string();
+                (kind, ns, name)
+            })
+            .collect()
+    };
+    let everything = "pools:\n  kubernetes:\n    enabled: true\nprometheus:\n  podMonitor:\n    enabled: true\n  prometheusRule:\n    enabled: true\n";
+    let a = render_as("ferrolb", "lb", everything);
+    let b = render_as("lab", "lb", everything);
+    let c = render_as("ferrolb", "other", everything);
+    for (x, y, what) in [
+        (&a, &b, "two releases in one namespace"),
+        (&a, &c, "one name in two namespaces"),
+    ] {
+        let shared: Vec<_> = names(x).intersection(&names(y)).cloned().collect();
+        assert!(shared.is_empty(), "{what}: {shared:?}");
+    }
+    // A release named otherwise: <release>-ferrolb-...; its selectors select only its own pods.
+    let lab = object(&b, "DaemonSet", "lab-ferrolb-speaker");
+    assert_eq!(
+        str_at(
+            lab,
+            &[
+                "spec",
+                "selector",
+                "matchLabels",
+                "app.kubernetes.io/instance"
+            ]
+        ),
+        Some("lab")
+    );
+    assert!(args(lab).contains(&"--etcd-endpoints=https://lab-ferrolb-etcd.lb.svc:2379".into()));
+    let webhook = json(object(
+        &b,
+        "ValidatingWebhookConfiguration",
+        "lab-ferrolb-lb-pools",
+    ));
+    assert_eq!(
+        webhook["webhooks"][0]["clientConfig"]["service"]["name"],
+        "lab-ferrolb-webhook"
+    );
+    let binding = json(object(
+        &b,
+        "ClusterRoleBinding",
+        "lab-ferrolb-lb-reconciler",
+    ));
+    assert_eq!(binding["subjects"][0]["name"], "lab-ferrolb-reconciler");
+    assert_eq!(binding["subjects"][0]["namespace"], "lb");
+    // fullnameOverride names everything.
+    let over = render_as("x", "lb", "fullnameOverride: edge\n");
+    object(&over, "DaemonSet", "edge-speaker");
+    object(&over, "StatefulSet", "edge-etcd");
+    object(&over, "Secret", "edge-heartbeat-key");
+    object(&over, "ConfigMap", "edge-pools");
+}
+
+#[test]
+fn a_typo_or_a_wrong_type_in_the_values_fails_with_the_schemas_message() {
+    for (values, message) in [
+        (
+            "speaker:\n  logformat: json\n",
+            "additional properties 'logformat' not allowed",
+        ),
+        ("etcd:\n  replicas: 2\n", "/etcd/replicas"),
+        ("reconciler:\n  replicas: two\n", "/reconciler/replicas"),
+        ("speaker:\n  logFormat: yaml\n", "/speaker/logFormat"),
+        (
+            "pools:\n  kubernetes:\n    webhook:\n      failurePolicy: Never\n",
+            "failurePolicy",
+        ),
+        (
+            "prometheus:\n  servicemonitor: {}\n",
+            "'servicemonitor' not allowed",
+        ),
+    ] {
+        let refused = render(values).expect_err(values);
+        assert!(refused.contains(message), "{values}: {refused}");
+    }
+    // And the chart's own checks.
+    let refused = render("etcd:\n  bundled: false\n").expect_err("no endpoints");
+    assert!(
+        refused.contains("etcd.endpoints: with etcd.bundled false, give the client URLs"),
+        "{refused}"
+    );
+    let refused = render("etcd:\n  replicas: 3\n").expect_err("3 members without persistence");
+    assert!(
+        refused.contains("needs etcd.persistence.enabled"),
+        "{refused}"
+    );
+    let refused =
+        render("etcd:\n  bundledTLS:\n    serverSecretName: mine\n").expect_err("no client");
+    assert!(
+        refused.contains("needs etcd.tls.secretName too"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn image_registry_repository_and_tag_compose_and_default_to_the_app_version() {
+    let image = |docs: &[Node], kind: &str, name: &str| {
+        str_at(container(object(docs, kind, name)), &["image"])
+            .expect("image")
+            .to_string()
+    };
+    let chart =
+        chart_with("image:\n  registry: registry.example.com/me\n  speaker:\n    tag: dev\n");
+    assert_eq!(
+        image(&chart, "DaemonSet", "ferrolb-speaker"),
+        "registry.example.com/me/ferrolb-speaker:dev"
+    );
+    assert_eq!(
+        image(&chart, "Deployment", "ferrolb-reconciler"),
+        format!(
+            "registry.example.com/me/ferrolb-reconciler:{}",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    // etcd's image keeps its own registry.
+    assert!(image(&chart, "StatefulSet", "ferrolb-etcd").starts_with("quay.io/coreos/etcd:v3.6."));
+    let own =
+        chart_with("image:\n  reconciler:\n    registry: ghcr.io/x\n    pullPolicy: Always\n");
+    let reconciler = container(object(&own, "Deployment", "ferrolb-reconciler"));
+    assert_eq!(
+        str_at(reconciler, &["image"]),
+        Some(format!("ghcr.io/x/ferrolb-reconciler:{}", env!("CARGO_PKG_VERSION")).as_str())
+    );
+    assert_eq!(str_at(reconciler, &["imagePullPolicy"]), Some("Always"));
 }
 
 /// The value sets the chart is checked with: its defaults, Git with every credential, the
@@ -908,8 +1148,18 @@ const CRD_VALUES: &str = "crds:\n  enabled: true\n";
 /// Pools from the cluster's objects, with the admission webhook and a generated certificate.
 const KUBERNETES_VALUES: &str = "pools:\n  kubernetes:\n    enabled: true\n";
 
-const VALUE_SETS: [&str; 7] = [
+/// Your own etcd instead of the bundled one.
+const OWN_ETCD_VALUES: &str = "etcd:\n  bundled: false\n  endpoints: https://etcd-0.example.com:2379,https://etcd-1.example.com:2379\n";
+/// Three bundled members on persistent volumes, strictly on three nodes.
+const ETCD_HA_VALUES: &str = "etcd:\n  replicas: 3\n  podAntiAffinity: hard\n  persistence:\n    enabled: true\n    storageClass: local-path\n    size: 2Gi\n";
+/// Every Prometheus object and the scrape annotations.
+const MONITORING_VALUES: &str = "prometheus:\n  scrapeAnnotations: true\n  podMonitor:\n    enabled: true\n    labels: {release: kube-prometheus-stack}\n  serviceMonitor:\n    enabled: true\n  prometheusRule:\n    enabled: true\ngrafana:\n  dashboard:\n    enabled: true\n";
+
+const VALUE_SETS: [&str; 10] = [
     "{}\n",
+    OWN_ETCD_VALUES,
+    ETCD_HA_VALUES,
+    MONITORING_VALUES,
     GIT_VALUES,
     ROOT_SPEAKER_VALUES,
     NO_TLS_VALUES,
@@ -990,6 +1240,398 @@ fn helm_lints_the_chart_strictly_with_every_value_set() {
         assert_reconciler_is_hardened(&docs, overrides);
         assert_least_privilege_rbac(&docs, overrides);
     }
+}
+
+/// A process killed when dropped (a failing test leaves none behind).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The Secret's files (base64-decoded `data`) written into `dir`.
+fn write_secret(docs: &[Node], name: &str, dir: &Path) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let secret = json(object(docs, "Secret", name));
+    for key in ["ca.crt", "tls.crt", "tls.key"] {
+        let data = secret["data"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no {key}"));
+        std::fs::write(dir.join(key), base64_decode(data)).expect("write");
+    }
+}
+
+/// The bundled etcd of `values` run for real: every member of the rendered StatefulSet started
+/// with its rendered flags and the generated certificates (the pods' DNS names and ports
+/// replaced by loopback ones: there is no kubelet here), then the daemons' generated client
+/// certificate writes and reads through every member, and a client without one is refused.
+fn run_bundled_etcd(values: &str, replicas: usize) {
+    let chart = chart_with(values);
+    let sts = object(&chart, "StatefulSet", "ferrolb-etcd");
+    assert_eq!(
+        str_at(sts, &["spec", "replicas"]),
+        Some(replicas.to_string().as_str())
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_secret(
+        &chart,
+        "ferrolb-etcd-server-tls",
+        &dir.path().join("server"),
+    );
+    write_secret(
+        &chart,
+        "ferrolb-etcd-client-tls",
+        &dir.path().join("client"),
+    );
+    let ports: Vec<(u16, u16, u16)> = (0..replicas)
+        .map(|_| (free_port(), free_port(), free_port()))
+        .collect();
+    let peer_host = |i: usize| format!("ferrolb-etcd-{i}.ferrolb-etcd-peer.ferrolb-system.svc");
+    let members: Vec<Killed> = (0..replicas)
+        .map(|i| {
+            let (client, peer, metrics) = ports[i];
+            let mut args: Vec<String> = Vec::new();
+            for arg in self::args(sts) {
+                let mut arg = arg
+                    .replace("$(POD_NAME)", &format!("ferrolb-etcd-{i}"))
+                    .replace("0.0.0.0:2379", &format!("127.0.0.1:{client}"))
+                    .replace("0.0.0.0:2380", &format!("127.0.0.1:{peer}"))
+                    .replace("0.0.0.0:2381", &format!("127.0.0.1:{metrics}"))
+                    .replace(
+                        "/etc/etcd/tls/",
+                        &format!("{}/server/", dir.path().display()),
+                    )
+                    .replace(
+                        "/var/lib/etcd/data",
+                        &format!("{}/data-{i}", dir.path().display()),
+                    );
+                for (j, (c, p, _)) in ports.iter().enumerate() {
+                    // localhost is one of the certificate's names, as the pods' names are.
+                    arg = arg
+                        .replace(&format!("{}:2379", peer_host(j)), &format!("localhost:{c}"))
+                        .replace(&format!("{}:2380", peer_host(j)), &format!("localhost:{p}"));
+                }
+                args.push(arg);
+            }
+            let log = std::fs::File::create(dir.path().join(format!("etcd-{i}.log"))).expect("log");
+            Killed(
+                Command::new(ferrolb_testkit::go_bin("etcd").expect("etcd"))
+                    .args(&args)
+                    .stdout(log.try_clone().expect("log"))
+                    .stderr(log)
+                    .spawn()
+                    .expect("start etcd"),
+            )
+        })
+        .collect();
+    let endpoints: Vec<String> = ports
+        .iter()
+        .map(|(c, _, _)| format!("https://localhost:{c}"))
+        .collect();
+    let client = dir.path().join("client");
+    let etcdctl = |endpoint: &str, args: &[&str]| {
+        Command::new(ferrolb_testkit::go_bin("etcdctl").expect("etcdctl"))
+            .arg(format!("--endpoints={endpoint}"))
+            .arg(format!("--cacert={}", client.join("ca.crt").display()))
+            .arg(format!("--cert={}", client.join("tls.crt").display()))
+            .arg(format!("--key={}", client.join("tls.key").display()))
+            .arg("--command-timeout=2s")
+            .args(args)
+            .output()
+            .expect("run etcdctl")
+    };
+    let logs = || {
+        (0..replicas)
+            .map(|i| read(&dir.path().join(format!("etcd-{i}.log"))))
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = etcdctl(&endpoints[0], &["put", "/ferrolb/probe", "written"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bundled etcd never accepted a write: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    for endpoint in &endpoints {
+        let out = etcdctl(endpoint, &["get", "/ferrolb/probe", "--print-value-only"]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "written",
+            "{endpoint}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = etcdctl(&endpoints[0], &["member", "list"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(listed.lines().count(), replicas, "{listed}");
+    // Without the client certificate, nothing (client-cert-auth).
+    let out = Command::new(ferrolb_testkit::go_bin("etcdctl").expect("etcdctl"))
+        .arg(format!("--endpoints={}", endpoints[0]))
+        .arg(format!("--cacert={}", client.join("ca.crt").display()))
+        .args(["--command-timeout=2s", "get", "/ferrolb/probe"])
+        .output()
+        .expect("run etcdctl");
+    assert!(
+        !out.status.success(),
+        "a client without a certificate was served"
+    );
+    drop(members);
+}
+
+#[test]
+fn the_bundled_etcd_is_a_hardened_statefulset_with_generated_tls_for_its_names() {
+    let chart = chart_defaults();
+    let sts = object(&chart, "StatefulSet", "ferrolb-etcd");
+    let spec = json(sts);
+    let pod = &spec["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], "true");
+    assert_eq!(pod["automountServiceAccountToken"], "false");
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], "true");
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], "false");
+    assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+    assert!(c["resources"]["requests"]["memory"].is_string());
+    assert!(
+        pod["volumes"].to_string().contains("emptyDir"),
+        "emptyDir by default"
+    );
+    assert!(spec["spec"]["volumeClaimTemplates"].is_null());
+    let preferred =
+        &pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"];
+    assert_eq!(
+        preferred[0]["podAffinityTerm"]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    let args = args(sts);
+    for expected in [
+        "--client-cert-auth",
+        "--peer-client-cert-auth",
+        "--initial-cluster=ferrolb-etcd-0=https://ferrolb-etcd-0.ferrolb-etcd-peer.ferrolb-system.svc:2380",
+    ] {
+        assert!(
+            args.contains(&expected.to_string()),
+            "{expected} in {args:?}"
+        );
+    }
+    let pdb = json(object(&chart, "PodDisruptionBudget", "ferrolb-etcd"));
+    assert_eq!(pdb["spec"]["maxUnavailable"], "1");
+    let peers = json(object(&chart, "Service", "ferrolb-etcd-peer"));
+    assert_eq!(peers["spec"]["clusterIP"], "None");
+    assert_eq!(peers["spec"]["publishNotReadyAddresses"], "true");
+    // The members' certificate is valid for the client Service and each member's name; the
+    // daemons' client certificate is signed by the same CA.
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_secret(
+        &chart,
+        "ferrolb-etcd-server-tls",
+        &dir.path().join("server"),
+    );
+    write_secret(
+        &chart,
+        "ferrolb-etcd-client-tls",
+        &dir.path().join("client"),
+    );
+    let file = |p: &str| dir.path().join(p).to_str().expect("path").to_string();
+    for name in [
+        "ferrolb-etcd.ferrolb-system.svc",
+        "ferrolb-etcd-0.ferrolb-etcd-peer.ferrolb-system.svc",
+        "ferrolb-etcd-2.ferrolb-etcd-peer.ferrolb-system.svc.cluster.local",
+    ] {
+        let ok = openssl(
+            &[
+                "verify",
+                "-CAfile",
+                &file("server/ca.crt"),
+                "-verify_hostname",
+                name,
+                &file("server/tls.crt"),
+            ],
+            b"",
+        );
+        assert!(String::from_utf8_lossy(&ok).contains(": OK"), "{name}");
+    }
+    let client = openssl(
+        &[
+            "verify",
+            "-CAfile",
+            &file("server/ca.crt"),
+            "-purpose",
+            "sslclient",
+            &file("client/tls.crt"),
+        ],
+        b"",
+    );
+    assert!(String::from_utf8_lossy(&client).contains(": OK"));
+    // Three members: persistent volumes, strict anti-affinity, every member in the cluster list.
+    let ha = chart_with(ETCD_HA_VALUES);
+    let sts = json(object(&ha, "StatefulSet", "ferrolb-etcd"));
+    let claim = &sts["spec"]["volumeClaimTemplates"][0];
+    assert_eq!(claim["spec"]["storageClassName"], "local-path");
+    assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "2Gi");
+    assert!(
+        sts["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            .is_array()
+    );
+    let initial = self::args(object(&ha, "StatefulSet", "ferrolb-etcd"))
+        .into_iter()
+        .find(|a| a.starts_with("--initial-cluster="))
+        .expect("--initial-cluster");
+    assert_eq!(initial.matches("https://").count(), 3, "{initial}");
+    // Own etcd: none of it.
+    let own = chart_with(OWN_ETCD_VALUES);
+    assert!(
+        own.iter()
+            .all(|d| !kind_and_name(d).1.contains("ferrolb-etcd")
+                || kind_and_name(d) == ("Secret".into(), "ferrolb-etcd-tls".into()))
+    );
+    assert!(args_of(&own, "DaemonSet", "ferrolb-speaker").contains(
+        &"--etcd-endpoints=https://etcd-0.example.com:2379,https://etcd-1.example.com:2379".into()
+    ));
+    let volumes =
+        json(object(&own, "DaemonSet", "ferrolb-speaker"))["spec"]["template"]["spec"]["volumes"]
+            .to_string();
+    assert!(
+        volumes.contains("\"ferrolb-etcd-tls\""),
+        "own etcd: the user's client Secret: {volumes}"
+    );
+}
+
+fn args_of(docs: &[Node], kind: &str, name: &str) -> Vec<String> {
+    args(object(docs, kind, name))
+}
+
+#[test]
+fn the_bundled_etcd_runs_with_its_rendered_flags_and_generated_certificates() {
+    run_bundled_etcd("{}\n", 1);
+}
+
+#[test]
+fn three_bundled_etcd_members_form_a_cluster_over_peer_tls() {
+    run_bundled_etcd(ETCD_HA_VALUES, 3);
+}
+
+#[test]
+fn the_monitoring_objects_scrape_every_component_and_alert_on_exported_metrics() {
+    let chart = chart_defaults();
+    assert!(
+        chart
+            .iter()
+            .all(|d| !str_at(d, &["apiVersion"])
+                .is_some_and(|v| v.starts_with("monitoring.coreos.com"))),
+        "off by default"
+    );
+    assert!(
+        !json(object(&chart, "DaemonSet", "ferrolb-speaker"))
+            .to_string()
+            .contains("prometheus.io/scrape"),
+        "no scrape annotations by default"
+    );
+    let on = chart_with(MONITORING_VALUES);
+    for (kind, name, port) in [
+        ("DaemonSet", "ferrolb-speaker", "7472"),
+        ("Deployment", "ferrolb-reconciler", "7473"),
+        ("StatefulSet", "ferrolb-etcd", "2381"),
+    ] {
+        let annotations =
+            &json(object(&on, kind, name))["spec"]["template"]["metadata"]["annotations"];
+        assert_eq!(annotations["prometheus.io/scrape"], "true", "{name}");
+        assert_eq!(annotations["prometheus.io/port"], port, "{name}");
+    }
+    let monitor = json(object(&on, "PodMonitor", "ferrolb"));
+    assert_eq!(
+        monitor["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    assert_eq!(
+        monitor["spec"]["selector"]["matchExpressions"][0]["values"],
+        serde_json::json!(["speaker", "reconciler", "etcd"])
+    );
+    // Each component's pods expose one of the endpoints' ports.
+    let ports: BTreeSet<String> = monitor["spec"]["podMetricsEndpoints"]
+        .as_array()
+        .expect("endpoints")
+        .iter()
+        .map(|e| e["port"].as_str().expect("port").to_string())
+        .collect();
+    for (kind, name) in [
+        ("DaemonSet", "ferrolb-speaker"),
+        ("Deployment", "ferrolb-reconciler"),
+        ("StatefulSet", "ferrolb-etcd"),
+    ] {
+        let named = json(container(object(&on, kind, name)))["ports"].to_string();
+        assert!(
+            ports.iter().any(|p| named.contains(&format!("\"{p}\""))),
+            "{name}: {named}"
+        );
+    }
+    let service_monitor = json(object(&on, "ServiceMonitor", "ferrolb"));
+    assert!(service_monitor["spec"]["endpoints"].is_array());
+    let metrics_service = json(object(&on, "Service", "ferrolb-speaker-metrics"));
+    assert_eq!(metrics_service["spec"]["ports"][0]["port"], "7472");
+    // The alerts the issue names, each on metrics the daemons export.
+    let rule = json(object(&on, "PrometheusRule", "ferrolb"));
+    let exported = exported_metrics();
+    let mut alerts = BTreeSet::new();
+    for r in rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules")
+    {
+        alerts.insert(r["alert"].as_str().expect("alert").to_string());
+        let expr = r["expr"].as_str().expect("expr");
+        for metric in metric_names(expr) {
+            assert!(
+                exported.contains(&metric),
+                "{expr}: {metric} is not exported"
+            );
+        }
+        assert!(r["annotations"]["summary"].is_string());
+    }
+    // The dashboard, as deploy/grafana has it, for Grafana's sidecar.
+    let dashboard = read(&root().join("deploy/grafana/ferrolb-dashboard.json"));
+    assert_eq!(
+        read(&chart_dir().join("files/grafana/ferrolb-dashboard.json")),
+        dashboard,
+        "the chart's copy of the dashboard"
+    );
+    let config_map = json(object(&on, "ConfigMap", "ferrolb-dashboard"));
+    assert_eq!(config_map["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(
+        config_map["data"]["ferrolb-dashboard.json"]
+            .as_str()
+            .map(str::trim),
+        Some(dashboard.trim())
+    );
+    assert_eq!(
+        alerts,
+        BTreeSet::from(
+            [
+                "FerrolbAddressUnanswered",
+                "FerrolbConfigurationStale",
+                "FerrolbPoolExhausted",
+                "FerrolbSpeakerLeaseLost"
+            ]
+            .map(String::from)
+        )
+    );
 }
 
 fn git_variant() -> Vec<Node> {
@@ -1126,7 +1768,7 @@ fn the_chart_reads_pools_from_the_cluster_and_registers_a_webhook_for_only_those
     let vwc = json(object(
         &chart,
         "ValidatingWebhookConfiguration",
-        "pools.ferrolb.io",
+        WEBHOOK_CONFIGURATION,
     ));
     let webhook = &vwc["webhooks"][0];
     assert_eq!(webhook["failurePolicy"], "Fail");
@@ -1164,7 +1806,7 @@ fn the_chart_reads_pools_from_the_cluster_and_registers_a_webhook_for_only_those
         &ca_bundle(object(
             &chart,
             "ValidatingWebhookConfiguration",
-            "pools.ferrolb.io",
+            WEBHOOK_CONFIGURATION,
         )),
     );
 
@@ -1176,7 +1818,7 @@ fn the_chart_reads_pools_from_the_cluster_and_registers_a_webhook_for_only_those
     let vwc = json(object(
         &other,
         "ValidatingWebhookConfiguration",
-        "pools.ferrolb.io",
+        WEBHOOK_CONFIGURATION,
     ));
     assert_eq!(vwc["webhooks"][0]["failurePolicy"], "Ignore");
     assert_eq!(
@@ -1206,7 +1848,7 @@ fn the_chart_reads_pools_from_the_cluster_and_registers_a_webhook_for_only_those
     let vwc = json(object(
         &own,
         "ValidatingWebhookConfiguration",
-        "pools.ferrolb.io",
+        WEBHOOK_CONFIGURATION,
     ));
     assert_eq!(
         vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
@@ -1454,38 +2096,63 @@ fn the_images_build_each_daemon_and_run_it_as_a_non_root_user() {
 }
 
 /// `helm install` of the chart into a real `kube-apiserver` (no kubelet: nothing runs, but every
-/// object must be accepted by the server's validation and admission), with the defaults, Git
-/// with every credential, more reconciler replicas, etcd without TLS and the workload values
-/// (extra flags, node selection, pod metadata, priority); `helm uninstall`
-/// removes every object again.
+/// object must be accepted by the server's validation and admission): every variant at once, in
+/// one namespace and in a second one (so no two releases may share a name): the defaults (the
+/// bundled etcd), your own etcd, three etcd members, Git with every credential, more reconciler
+/// replicas, etcd without TLS, the workload values, and the Prometheus Operator's objects (its
+/// CRDs installed first); `helm uninstall` removes every object again.
 #[test]
-fn helm_installs_every_variant_into_a_real_api_server_and_uninstalls_it() {
+fn helm_installs_every_variant_side_by_side_into_a_real_api_server_and_uninstalls_it() {
     let server = ferrolb_testkit::KubeApiServer::start().expect("kube-apiserver");
     let kubeconfig = server.admin_kubeconfig();
     let kubeconfig = kubeconfig.to_str().expect("path");
+    let crds = ferrolb_testkit::prometheus_operator_crds().expect("the Prometheus Operator's CRDs");
+    server
+        .kubectl(["create", "-f", crds.to_str().expect("path")])
+        .expect("the Prometheus Operator's CRDs");
     let chart = chart_dir();
-    for (release, overrides) in [
-        ("defaults", "{}\n"),
-        ("git", GIT_VALUES),
-        ("ha", "reconciler:\n  replicas: 3\n"),
-        ("notls", NO_TLS_VALUES),
-        ("workload", WORKLOAD_VALUES),
-    ] {
+    let releases = [
+        ("ferrolb", "ferrolb-system", "{}\n"),
+        ("ferrolb", "lb", "{}\n"),
+        ("ownetcd", "ferrolb-system", OWN_ETCD_VALUES),
+        ("etcdha", "ferrolb-system", ETCD_HA_VALUES),
+        ("git", "ferrolb-system", GIT_VALUES),
+        ("ha", "ferrolb-system", "reconciler:\n  replicas: 3\n"),
+        ("notls", "ferrolb-system", NO_TLS_VALUES),
+        ("workload", "ferrolb-system", WORKLOAD_VALUES),
+        ("monitoring", "ferrolb-system", MONITORING_VALUES),
+    ];
+    let mut installed = Vec::new();
+    for (release, namespace, overrides) in releases {
         let dir = tempfile::tempdir().expect("tempdir");
         let values = dir.path().join("values.yaml");
         std::fs::write(&values, overrides).expect("write");
-        helm(&[
-            "install",
-            release,
-            chart.to_str().expect("path"),
-            "--kubeconfig",
-            kubeconfig,
-            "--namespace",
-            "ferrolb-system",
-            "--create-namespace",
-            "--values",
-            values.to_str().expect("path"),
-        ]);
+        // The CRDs are served a moment after they are created.
+        let mut result = Err(String::new());
+        for _ in 0..50 {
+            result = ferrolb_testkit::helm(&[
+                "install",
+                release,
+                chart.to_str().expect("path"),
+                "--kubeconfig",
+                kubeconfig,
+                "--namespace",
+                namespace,
+                "--create-namespace",
+                "--values",
+                values.to_str().expect("path"),
+            ])
+            .map_err(|e| e.to_string());
+            if result.is_ok()
+                || !result
+                    .as_ref()
+                    .is_err_and(|e| e.contains("ensure CRDs are installed"))
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        result.unwrap_or_else(|e| panic!("{release} in {namespace}: {e}"));
         let manifest = helm(&[
             "get",
             "manifest",
@@ -1493,57 +2160,76 @@ fn helm_installs_every_variant_into_a_real_api_server_and_uninstalls_it() {
             "--kubeconfig",
             kubeconfig,
             "--namespace",
-            "ferrolb-system",
+            namespace,
         ]);
         let objects: Vec<(String, String)> = documents(&manifest, "helm get manifest")
             .iter()
             .map(kind_and_name)
             .collect();
         assert!(objects.len() >= 8, "{release}: {objects:?}");
-        for (kind, name) in &objects {
+        installed.push((release, namespace, objects));
+    }
+    for (release, namespace, objects) in &installed {
+        for (kind, name) in objects {
             let found = server
                 .kubectl([
                     "get",
                     kind.as_str(),
                     name.as_str(),
                     "-n",
-                    "ferrolb-system",
+                    namespace,
                     "-o",
                     "name",
                 ])
                 .unwrap_or_else(|e| panic!("{release}: {kind} {name} not in the server: {e}"));
             assert!(!found.trim().is_empty(), "{release}: {kind} {name}");
         }
+        let fullname = if release.contains("ferrolb") {
+            release.to_string()
+        } else {
+            format!("{release}-ferrolb")
+        };
         let replicas = server
             .kubectl([
                 "get",
                 "deployment",
-                "ferrolb-reconciler",
+                &format!("{fullname}-reconciler"),
                 "-n",
-                "ferrolb-system",
+                namespace,
                 "-o",
                 "jsonpath={.spec.replicas}",
             ])
             .expect("deployment");
-        let expected = if release == "ha" { "3" } else { "2" };
+        let expected = if *release == "ha" { "3" } else { "2" };
         assert_eq!(replicas.trim(), expected, "{release}");
+        let has_etcd = objects.iter().any(|(k, _)| k == "StatefulSet");
+        assert_eq!(has_etcd, *release != "ownetcd", "{release}: bundled etcd");
+    }
+    let monitoring = &installed.last().expect("monitoring").2;
+    for kind in ["PodMonitor", "ServiceMonitor", "PrometheusRule"] {
+        assert!(
+            monitoring.iter().any(|(k, _)| k == kind),
+            "{kind}: {monitoring:?}"
+        );
+    }
+    for (release, namespace, objects) in &installed {
         helm(&[
             "uninstall",
             release,
             "--kubeconfig",
             kubeconfig,
             "--namespace",
-            "ferrolb-system",
+            namespace,
             "--wait",
         ]);
-        for (kind, name) in &objects {
+        for (kind, name) in objects {
             let left = server
                 .kubectl([
                     "get",
                     kind.as_str(),
                     name.as_str(),
                     "-n",
-                    "ferrolb-system",
+                    namespace,
                     "--ignore-not-found",
                     "-o",
                     "name",
@@ -1661,7 +2347,7 @@ fn helm_installs_beside_metallbs_crds_and_pools_overwriting_nothing_and_upgrades
             .kubectl([
                 "get",
                 "validatingwebhookconfiguration",
-                "pools.ferrolb.io",
+                WEBHOOK_CONFIGURATION,
                 "-o",
                 "jsonpath={.webhooks[0].clientConfig.caBundle}",
             ])

@@ -116,8 +116,20 @@ pub const GO_BIN_VAR: &str = "FERROLB_GO_BIN";
 /// `go.universe.tf/metallb` that `testkit/metallb-crds` pins), which `scripts/kube-binaries.sh`
 /// copies beside the binaries: for tests of ferrolb where MetalLB's CRDs are installed.
 pub fn metallb_crds() -> Result<std::path::PathBuf> {
-    // The real directory: kubectl does not read a directory through a symbolic link.
-    let link = go_bin("metallb-crds/metallb.io_ipaddresspools.yaml")?;
+    crd_dir("metallb-crds/metallb.io_ipaddresspools.yaml")
+}
+
+/// The directory holding the Prometheus Operator's CRDs for PodMonitor, ServiceMonitor and
+/// PrometheusRule (`monitoring.coreos.com_<plural>.yaml`, from the module that
+/// `testkit/prometheus-operator-crds` pins), copied like [`metallb_crds`].
+pub fn prometheus_operator_crds() -> Result<std::path::PathBuf> {
+    crd_dir("prometheus-operator-crds/monitoring.coreos.com_podmonitors.yaml")
+}
+
+/// The real directory of a file under the Go binaries' directory: kubectl does not read a
+/// directory through a symbolic link.
+fn crd_dir(file: &str) -> Result<std::path::PathBuf> {
+    let link = go_bin(file)?;
     let file = link
         .canonicalize()
         .map_err(|e| TestkitError::io(format!("resolve {}", link.display()), e))?;
