@@ -285,11 +285,7 @@ impl Reconciler {
 
     fn record_config_metrics(&self) {
         self.metrics
-            .config_loaded
-            .set(i64::from(self.config.is_some()));
-        self.metrics
-            .config_stale
-            .set(i64::from(self.config_error.is_some()));
+            .record_config(self.config.is_some(), self.config_error.is_some());
     }
 
     /// Fetches the Git source if it is due (or `now`), in a blocking task; on failure retries

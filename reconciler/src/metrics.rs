@@ -65,6 +65,10 @@ pub struct Metrics {
     pub kubernetes_errors: Counter,
     /// etcd endpoints reached over plain HTTP on another host (0 is the safe value).
     pub etcd_plaintext_endpoints: Gauge,
+    /// MetalLB's `metallb_k8s_client_config_loaded_bool`: [`Metrics::config_loaded`].
+    pub metallb_config_loaded: Gauge,
+    /// MetalLB's `metallb_k8s_client_config_stale_bool`: [`Metrics::config_stale`].
+    pub metallb_config_stale: Gauge,
 }
 
 impl Metrics {
@@ -138,7 +142,31 @@ impl Metrics {
             "Addresses in use per pool (MetalLB's metric)",
             self.metallb_in_use.clone(),
         );
+        let k = r.sub_registry_with_prefix("metallb_k8s_client");
+        k.register(
+            "config_loaded_bool",
+            "1 when a valid configuration is in force (MetalLB's metric)",
+            self.metallb_config_loaded.clone(),
+        );
+        k.register(
+            "config_stale_bool",
+            "1 when the newest configuration could not be used (MetalLB's metric)",
+            self.metallb_config_stale.clone(),
+        );
         r
+    }
+
+    /// Records whether a configuration is in force and whether the newest one is unusable,
+    /// under ferrolb's names and MetalLB's.
+    pub fn record_config(&self, loaded: bool, stale: bool) {
+        for (gauge, value) in [
+            (&self.config_loaded, loaded),
+            (&self.metallb_config_loaded, loaded),
+            (&self.config_stale, stale),
+            (&self.metallb_config_stale, stale),
+        ] {
+            gauge.set(i64::from(value));
+        }
     }
 
     /// Records how many Services wait for an address, by reason.
@@ -189,6 +217,30 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_configuration_state_is_exported_under_metallbs_names_too() {
+        let metrics = Arc::new(Metrics::default());
+        metrics.record_config(true, true);
+        let registry = metrics.register();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        for line in [
+            "metallb_k8s_client_config_loaded_bool 1",
+            "metallb_k8s_client_config_stale_bool 1",
+            "ferrolb_config_loaded 1",
+            "ferrolb_config_stale 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        metrics.record_config(true, false);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        assert!(
+            text.lines()
+                .any(|l| l == "metallb_k8s_client_config_stale_bool 0")
+        );
+    }
 
     #[test]
     fn pending_services_are_counted_by_reason_and_a_reason_gone_reads_zero() {

@@ -613,6 +613,14 @@ impl Controller {
         self.metrics
             .held_addresses
             .set(i64::try_from(held.len()).unwrap_or(i64::MAX));
+        let announcements = &self.state.world().announcements;
+        self.metrics.record_announced(
+            &self.settings.node_name,
+            held.addresses().map(|ip| {
+                let services = announcements.get(ip).map(|a| a.services.as_slice());
+                (ip, services.unwrap_or_default())
+            }),
+        );
         let digest = held_digest(held.addresses());
         self.links.beat_tx.send_if_modified(|b| {
             let changed = b.digest != digest;

@@ -25,6 +25,26 @@ pub struct AddressLabels {
     pub protocol: &'static str,
 }
 
+/// MetalLB's label naming an address (`metallb_layer2_*`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IpLabels {
+    /// The address.
+    pub ip: String,
+}
+
+/// MetalLB's labels of `metallb_speaker_announced`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnnouncedLabels {
+    /// A Service using the address, `namespace/name`.
+    pub service: String,
+    /// This node.
+    pub node: String,
+    /// The address.
+    pub ip: String,
+    /// Always `layer2`.
+    pub protocol: &'static str,
+}
+
 /// Labels naming a reason.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
@@ -79,6 +99,16 @@ pub struct Metrics {
     pub suspected: Gauge,
     /// Leases of silent holders this node ended.
     pub leases_revoked: Counter,
+    /// MetalLB's `metallb_layer2_requests_received`: requests received for held addresses.
+    /// MetalLB's counters are exported as gauges here, so that their names stay exactly
+    /// MetalLB's (OpenMetrics gives a counter a `_total` suffix); `rate()` reads them alike.
+    pub metallb_requests: Family<IpLabels, Gauge>,
+    /// MetalLB's `metallb_layer2_responses_sent`.
+    pub metallb_responses: Family<IpLabels, Gauge>,
+    /// MetalLB's `metallb_layer2_gratuitous_sent`: gratuitous ARPs and unsolicited NAs sent.
+    pub metallb_gratuitous: Family<IpLabels, Gauge>,
+    /// MetalLB's `metallb_speaker_announced`: 1 for each Service address this node answers for.
+    pub metallb_announced: Family<AnnouncedLabels, Gauge>,
 }
 
 impl Metrics {
@@ -88,7 +118,8 @@ impl Metrics {
     /// in the order `/metrics` lists them. Cut into pieces, the list would only be harder to
     /// check against the documentation's.
     pub fn register(self: &Arc<Self>) -> Registry {
-        let mut r = Registry::with_prefix("ferrolb_speaker");
+        let mut root = Registry::default();
+        let r = root.sub_registry_with_prefix("ferrolb_speaker");
         r.register(
             "held_addresses",
             "Addresses this node answers for",
@@ -175,7 +206,49 @@ impl Metrics {
             "Leases of silent holders this node ended",
             self.leases_revoked.clone(),
         );
-        r
+        let m = root.sub_registry_with_prefix("metallb");
+        m.register(
+            "layer2_requests_received",
+            "Requests received for held addresses (MetalLB's metric)",
+            self.metallb_requests.clone(),
+        );
+        m.register(
+            "layer2_responses_sent",
+            "Replies sent (MetalLB's metric)",
+            self.metallb_responses.clone(),
+        );
+        m.register(
+            "layer2_gratuitous_sent",
+            "Gratuitous ARPs and unsolicited NAs sent (MetalLB's metric)",
+            self.metallb_gratuitous.clone(),
+        );
+        m.register(
+            "speaker_announced",
+            "1 for each Service address this node answers for (MetalLB's metric)",
+            self.metallb_announced.clone(),
+        );
+        root
+    }
+
+    /// Sets `metallb_speaker_announced` to the Services of the addresses `node` answers for:
+    /// one series per held address and Service, the series of addresses no longer held removed.
+    pub fn record_announced<'a>(
+        &self,
+        node: &str,
+        held: impl IntoIterator<Item = (&'a std::net::IpAddr, &'a [String])>,
+    ) {
+        self.metallb_announced.clear();
+        for (ip, services) in held {
+            for service in services {
+                let labels = AnnouncedLabels {
+                    service: service.clone(),
+                    node: node.to_string(),
+                    ip: ip.to_string(),
+                    protocol: "layer2",
+                };
+                self.metallb_announced.get_or_create(&labels).set(1);
+            }
+        }
     }
 }
 

@@ -22,8 +22,9 @@ use tracing::{debug, info, warn};
 
 use crate::links::{LocalEvent, format_mac, stopped};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 
-use crate::metrics::{AddressLabels, Metrics, ReasonLabels};
+use crate::metrics::{AddressLabels, IpLabels, Metrics, ReasonLabels};
 use crate::sys::interfaces::Interface;
 use crate::sys::{ETH_P_ARP, ETH_P_IPV6, RawSocket};
 
@@ -98,6 +99,9 @@ pub async fn supervise(
 struct AddressCounters {
     requests: Counter,
     replies: Counter,
+    /// MetalLB's names of the same counts.
+    metallb_requests: Gauge,
+    metallb_responses: Gauge,
 }
 
 /// How soon a gratuitous announcement held back by the closed fence is tried again.
@@ -284,9 +288,12 @@ impl Responder {
                     address: ip.to_string(),
                     protocol,
                 };
+                let ip_labels = IpLabels { ip: ip.to_string() };
                 let c = AddressCounters {
                     requests: metrics.requests.get_or_create_owned(&labels),
                     replies: metrics.replies.get_or_create_owned(&labels),
+                    metallb_requests: metrics.metallb_requests.get_or_create_owned(&ip_labels),
+                    metallb_responses: metrics.metallb_responses.get_or_create_owned(&ip_labels),
                 };
                 (*ip, c)
             })
@@ -326,12 +333,14 @@ impl Responder {
         let counters = self.counters.get(&address);
         if let Some(c) = counters {
             c.requests.inc();
+            c.metallb_requests.inc();
         }
         match response {
             Response::Send(reply) => match socket.send(&reply) {
                 Ok(()) => {
                     if let Some(c) = counters {
                         c.replies.inc();
+                        c.metallb_responses.inc();
                     }
                 }
                 Err(e) => {
@@ -401,6 +410,12 @@ async fn announce(
                     Ok(()) => {
                         let labels = ReasonLabels { reason };
                         shared.metrics.gratuitous.get_or_create(&labels).inc();
+                        let ip_labels = IpLabels { ip: ip.to_string() };
+                        shared
+                            .metrics
+                            .metallb_gratuitous
+                            .get_or_create(&ip_labels)
+                            .inc();
                         debug!(%ip, interface = %iface.name, reason, "gratuitous announcement");
                     }
                     Err(e) => {

@@ -284,7 +284,7 @@ fn release_mode_stops_answering_before_the_lease_can_expire() {
 }
 
 #[test]
-fn metrics_count_held_addresses_and_replies() {
+fn metrics_count_held_addresses_and_replies_under_ferrolbs_and_metallbs_names() {
     require_root!();
     let c = Cluster::start(1, &[]);
     let ip = IpAddr::V4(c.lab.vip4(10));
@@ -306,6 +306,25 @@ fn metrics_count_held_addresses_and_replies() {
     let replies = format!(r#"ferrolb_speaker_replies_total{{address="{ip}",protocol="arp"}} "#);
     assert!(text.lines().any(|l| l.starts_with(&replies)), "{text}");
     assert!(text.contains("ferrolb_speaker_lease_alive 1"));
+    // MetalLB's names of the same, so that MetalLB's dashboards and alerts keep working.
+    let metallb = [
+        format!(r#"metallb_layer2_requests_received{{ip="{ip}"}} "#),
+        format!(r#"metallb_layer2_responses_sent{{ip="{ip}"}} "#),
+        format!(r#"metallb_layer2_gratuitous_sent{{ip="{ip}"}} "#),
+        format!(
+            r#"metallb_speaker_announced{{service="default/svc-{ip}",node="node1",ip="{ip}",protocol="layer2"}} "#
+        ),
+    ];
+    for series in &metallb {
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"));
+        assert!(
+            value.trim().parse::<f64>().is_ok_and(|v| v >= 1.0),
+            "{series}{value}"
+        );
+    }
     // The lab's etcd is another host reached over plain HTTP: flagged, and warned about.
     assert!(
         text.contains("ferrolb_speaker_etcd_plaintext_endpoints 1"),
