@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ferrolb_testkit::{Etcd, Host, KubeApiServer, Lab, LabProcess, Signal};
+use ferrolb_testkit::{Etcd, Forward, Host, KubeApiServer, Lab, LabProcess, Signal};
 use serde_json::{Value, json};
 
 use super::{Outcome, Settings, TTL, node_index, pools};
@@ -82,7 +82,7 @@ fn holder(etcd: &Etcd, ip: IpAddr) -> Option<String> {
         .map(str::to_string)
 }
 
-fn wait_for<T>(
+pub(super) fn wait_for<T>(
     what: &str,
     timeout: Duration,
     mut f: impl FnMut() -> Option<T>,
@@ -110,6 +110,53 @@ fn speaker(s: &Settings, lab: &Lab, etcd: &Etcd, i: usize) -> anyhow::Result<Lab
     )
 }
 
+/// Starts the reconciler in the lab's infrastructure namespace (beside etcd) with Services from
+/// `api` (`--services kubernetes`, the admin's credentials), the lab's pool written under
+/// `dir/pools`, `--lease-ttl 2` and `extra` flags. The API server runs outside the lab: it is
+/// reached through a port forwarded into the infrastructure namespace, on 127.0.0.1 there, which
+/// its certificate is for. The forward must live as long as the reconciler.
+pub(super) fn reconciler_on(
+    s: &Settings,
+    lab: &Lab,
+    api: &KubeApiServer,
+    dir: &Path,
+    endpoints: &str,
+    extra: &[&str],
+) -> anyhow::Result<(LabProcess, Forward)> {
+    let port = api
+        .url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .context("the API server's port")?;
+    let forward = lab.forward(Host::Infra, SocketAddr::from(([127, 0, 0, 1], port)))?;
+    let kubeconfig = dir.join("kubeconfig");
+    let text = std::fs::read_to_string(api.admin_kubeconfig())?;
+    std::fs::write(
+        &kubeconfig,
+        text.replace(&api.url(), &format!("https://127.0.0.1:{}", forward.port())),
+    )?;
+    std::fs::create_dir_all(dir.join("pools"))?;
+    std::fs::write(dir.join("pools/lab.yaml"), pools(&lab.vip_range4()))?;
+    let mut args = vec![
+        "--kubeconfig",
+        kubeconfig.to_str().context("path")?,
+        "--lease-ttl",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    let reconciler = crate::spawn_reconciler(
+        lab,
+        &s.bin.join("ferrolb-reconciler"),
+        &dir.join("pools"),
+        Path::new("kubernetes"),
+        endpoints,
+        "127.0.0.1:7473",
+        &args,
+    )?;
+    Ok((reconciler, forward))
+}
+
 /// Scenario 13.
 pub fn l2_status_follows_a_failover(s: &Settings) -> anyhow::Result<Outcome> {
     let mut o = Outcome::new(13);
@@ -132,40 +179,14 @@ pub fn l2_status_follows_a_failover(s: &Settings) -> anyhow::Result<Outcome> {
         "metadata": {"name": "web", "namespace": "default"},
         "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]}
     }))?;
-    // The reconciler runs in the lab's infrastructure namespace (beside etcd); the API
-    // server's certificate is for 127.0.0.1, which the forwarded port is on there.
-    let port = api
-        .url()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse::<u16>().ok())
-        .context("the API server's port")?;
-    let forward = lab.forward(Host::Infra, SocketAddr::from(([127, 0, 0, 1], port)))?;
     let dir = tempfile::tempdir()?;
-    let kubeconfig = dir.path().join("kubeconfig");
-    let text = std::fs::read_to_string(api.admin_kubeconfig())?;
-    std::fs::write(
-        &kubeconfig,
-        text.replace(&api.url(), &format!("https://127.0.0.1:{}", forward.port())),
-    )?;
-    std::fs::create_dir_all(dir.path().join("pools"))?;
-    std::fs::write(dir.path().join("pools/lab.yaml"), pools(&lab.vip_range4()))?;
-    let endpoints = etcd.endpoints();
-    let reconciler = crate::spawn_reconciler(
+    let (reconciler, forward) = reconciler_on(
+        s,
         &lab,
-        &s.bin.join("ferrolb-reconciler"),
-        &dir.path().join("pools"),
-        Path::new("kubernetes"),
-        &endpoints,
-        "127.0.0.1:7473",
-        &[
-            "--kubeconfig",
-            kubeconfig.to_str().context("path")?,
-            "--state-namespace",
-            STATE_NS,
-            "--lease-ttl",
-            "2",
-        ],
+        &api,
+        dir.path(),
+        &etcd.endpoints(),
+        &["--state-namespace", STATE_NS],
     )?;
     let mut speakers: Vec<LabProcess> = (1..=3)
         .map(|i| speaker(s, &lab, &etcd, i))

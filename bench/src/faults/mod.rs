@@ -15,6 +15,7 @@ mod kubectl;
 mod lan;
 mod observe;
 mod report;
+mod wipe;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -35,7 +36,7 @@ use observe::Observations;
 /// Arguments of `faults`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Args {
-    /// The scenarios to run (1-13), comma-separated; all by default.
+    /// The scenarios to run (1-14), comma-separated; all by default.
     #[arg(long, value_delimiter = ',')]
     pub scenarios: Vec<u8>,
     /// The long variants: etcd quorum lost for 30 s, 50 kill rounds, a minute of API faults,
@@ -75,7 +76,7 @@ const CONTINUOUS_MS: f64 = 150.0;
 /// What one run of one scenario found.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Outcome {
-    /// Scenario number (1-13).
+    /// Scenario number (1-14).
     pub scenario: u8,
     /// What it does.
     pub title: String,
@@ -156,7 +157,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         seed,
     };
     let scenarios: Vec<u8> = if args.scenarios.is_empty() {
-        (1..=13).collect()
+        (1..=14).collect()
     } else {
         args.scenarios.clone()
     };
@@ -220,7 +221,8 @@ fn run_one(n: u8, s: &Settings) -> anyhow::Result<Outcome> {
         11 => hostile::hostile_lan_host(s),
         12 => hostile::stalled_holder(s),
         13 => kubectl::l2_status_follows_a_failover(s),
-        _ => bail!("there is no scenario {n} (1-13)"),
+        14 => wipe::etcd_wiped(s),
+        _ => bail!("there is no scenario {n} (1-14)"),
     }
 }
 
@@ -260,6 +262,8 @@ struct World {
     targets: Vec<Ipv4Addr>,
     /// Flags every speaker of this world starts with (also when started again).
     speaker_args: Vec<String>,
+    /// The monitor's ARP round interval ([`ROUND`] unless a scenario asks for finer rounds).
+    round: Duration,
 }
 
 impl Drop for World {
@@ -378,6 +382,7 @@ impl World {
             settings: settings.clone(),
             targets,
             speaker_args,
+            round: ROUND,
         };
         w.serve_http()?;
         for k in 0..reconcilers {
@@ -515,7 +520,7 @@ impl World {
             .arg("--targets")
             .arg(targets.join(","))
             .arg("--interval-ms")
-            .arg(ROUND.as_millis().to_string())
+            .arg(self.round.as_millis().to_string())
             .arg("--http-interval-ms")
             .arg(HTTP_EVERY.as_millis().to_string())
             .stdout(Stdio::piped())
@@ -604,7 +609,7 @@ impl World {
             let mut total = 0.0;
             let mut doubles = Vec::new();
             for ip in &self.targets {
-                let a = o.availability(*ip, from, to, ROUND.as_secs_f64());
+                let a = o.availability(*ip, from, to, self.round.as_secs_f64());
                 longest = longest.max(a.longest_ms);
                 total += a.total_ms;
                 doubles.extend(a.doubles.iter().map(|t| (*ip, *t)));
