@@ -1,19 +1,19 @@
 //! `ferrolb status`: which address serves which Services, who answers for it and since when,
 //! addresses nobody answers for, the live speakers, the configuration in force and pool use,
-//! all read from etcd.
+//! read from etcd, or from a reconciler's `/status` (`--reconciler`, e.g. through
+//! `kubectl port-forward`: no etcd client certificate needed).
 
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::{Context, anyhow, bail};
 use ferrolb_core::diag::escape_controls;
-use ferrolb_core::election;
-use ferrolb_core::layout::{self, Announcement, Claim, ConfigStatus, Keys, Registration};
+use ferrolb_core::layout::Keys;
 use ferrolb_core::net::Count;
+use ferrolb_core::status::ClusterStatus;
+use ferrolb_core::view::View;
 use ferrolb_etcd::{EtcdArgs, bounded};
-use serde::Serialize;
 
 use crate::plan::{bar, columns};
 use crate::validate::EXIT_UNREADABLE;
@@ -31,9 +31,18 @@ pub enum Format {
 /// Arguments of `ferrolb status`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// etcd connection.
+    /// etcd connection (or --reconciler).
     #[command(flatten)]
-    pub etcd: EtcdArgs,
+    pub etcd: Option<EtcdArgs>,
+    /// Read the state from a reconciler's /status instead of etcd, e.g. http://127.0.0.1:7473
+    /// after `kubectl -n ferrolb-system port-forward deploy/ferrolb-reconciler 7473`.
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "etcd_endpoints",
+        required_unless_present = "etcd_endpoints"
+    )]
+    pub reconciler: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -42,117 +51,81 @@ pub struct Args {
     pub watch: bool,
 }
 
-/// One address, as `status` shows it.
-#[derive(Debug, Serialize)]
-pub struct AddressView {
-    /// The address.
-    pub ip: IpAddr,
-    /// The Services using it.
-    pub services: Vec<String>,
-    /// The node answering for it (none: nobody answers).
-    pub node: Option<String>,
-    /// The interfaces it answers on.
-    pub interfaces: Vec<String>,
-    /// Since when.
-    pub since: Option<String>,
-    /// The nodes that may answer (empty: every node).
-    pub eligible_nodes: Vec<String>,
-    /// A claim that holds the address for nobody: the node it names has no registration, or
-    /// the claim is on no lease (`ferrolb_core::election::is_orphaned`). The speakers clear it
-    /// after a grace period; until then nobody answers.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub orphaned_claim: Option<String>,
-}
-
-/// Everything `status` shows.
-#[derive(Debug, Default, Serialize)]
-pub struct StatusView {
-    /// The configuration in force.
-    pub config: Option<ConfigStatus>,
-    /// The reconciler leader's identity.
-    pub leader: Option<String>,
-    /// Live speakers.
-    pub speakers: Vec<Registration>,
-    /// Every announced address.
-    pub addresses: Vec<AddressView>,
-    /// Announcements or claims that could not be read.
-    pub unreadable: Vec<String>,
-}
-
 /// Reads the whole picture from etcd.
-pub async fn read(etcd: &EtcdArgs) -> anyhow::Result<StatusView> {
+pub async fn read(etcd: &EtcdArgs) -> anyhow::Result<ClusterStatus> {
     let step = Duration::from_secs(2);
     let mut client = bounded(step, "connect", etcd.connect(etcd.options(step)?)).await?;
     let keys = Keys::new(&etcd.etcd_prefix);
     let prefix = format!("{}/", keys.prefix());
-    let (kvs, _) = bounded(
+    let (changes, _) = bounded(
         step,
         "list",
         ferrolb_etcd::list_prefix(&mut client, &prefix),
     )
     .await?;
-    let mut view = StatusView::default();
-    let mut announcements: BTreeMap<IpAddr, Announcement> = BTreeMap::new();
-    let mut claims: BTreeMap<IpAddr, (Claim, i64)> = BTreeMap::new();
-    for kv in &kvs {
-        let Some((value, lease)) = &kv.value else {
-            continue;
-        };
-        let key = kv.key.as_slice();
-        let result = if let Some(ip) = keys.ip_in(&keys.announcements(), key) {
-            layout::decode("announcement", key, value).map(|a| {
-                announcements.insert(ip, a);
-            })
-        } else if let Some(ip) = keys.ip_in(&keys.claims(), key) {
-            layout::decode("claim", key, value).map(|c| {
-                claims.insert(ip, (c, *lease));
-            })
-        } else if keys.node_in(key).is_some() {
-            layout::decode("registration", key, value).map(|r| view.speakers.push(r))
-        } else if key == keys.reconciler_config().as_bytes() {
-            layout::decode("configuration status", key, value).map(|c| view.config = Some(c))
-        } else {
-            if key == keys.reconciler_leader().as_bytes() {
-                view.leader = Some(String::from_utf8_lossy(value).into_owned());
-            }
-            Ok(())
-        };
-        if let Err(e) = result {
-            view.unreadable.push(e.to_string());
-        }
-    }
-    let registered: BTreeMap<String, Registration> = view
-        .speakers
+    let mut view = View::default();
+    let unreadable = changes
         .iter()
-        .map(|r| (r.node.clone(), r.clone()))
+        .filter_map(|c| view.apply(&keys, c).err().map(|e| e.to_string()))
         .collect();
-    view.addresses = announcements
-        .into_values()
-        .map(|a| {
-            let (claim, orphaned_claim) = match claims.get(&a.ip) {
-                Some((c, lease)) if election::is_orphaned(c, *lease, &registered) => {
-                    (None, Some(c.node.clone()))
-                }
-                Some((c, _)) => (Some(c), None),
-                None => (None, None),
-            };
-            AddressView {
-                ip: a.ip,
-                services: a.services,
-                node: claim.map(|c| c.node.clone()),
-                interfaces: claim.map(|c| c.interfaces.clone()).unwrap_or(a.interfaces),
-                since: claim.map(|c| c.since.clone()),
-                eligible_nodes: a.nodes,
-                orphaned_claim,
-            }
-        })
-        .collect();
-    Ok(view)
+    Ok(ClusterStatus::from_view(&view, unreadable))
+}
+
+/// The largest `/status` document read (a reconciler's is a few hundred KiB at 10,000
+/// Services).
+const MAX_STATUS_BYTES: usize = 64 << 20;
+
+/// What `ferrolb status` reads of a reconciler's `/status`.
+#[derive(serde::Deserialize)]
+struct ReconcilerStatus {
+    cluster: Option<ClusterStatus>,
+}
+
+/// Reads the picture from the reconciler at `base` (`http://host:port`).
+pub async fn fetch(base: &str) -> anyhow::Result<ClusterStatus> {
+    use http_body_util::{BodyExt, Empty, Limited};
+    use hyper::body::Bytes;
+    let uri: hyper::Uri = format!("{}/status", base.trim_end_matches('/'))
+        .parse()
+        .with_context(|| format!("--reconciler {base}: not a URL"))?;
+    if uri.scheme_str() != Some("http") {
+        bail!(
+            "--reconciler {base}: give an http:// URL (the reconciler serves /status over plain \
+             HTTP; reach it with kubectl port-forward)"
+        );
+    }
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<Bytes>>();
+    let step = Duration::from_secs(5);
+    let response = tokio::time::timeout(step, client.get(uri.clone()))
+        .await
+        .map_err(|_| anyhow!("GET {uri}: no answer within {step:?}"))?
+        .with_context(|| format!("GET {uri}"))?;
+    let code = response.status();
+    let body = tokio::time::timeout(
+        step,
+        Limited::new(response.into_body(), MAX_STATUS_BYTES).collect(),
+    )
+    .await
+    .map_err(|_| anyhow!("GET {uri}: the answer did not end within {step:?}"))?
+    .map_err(|e| anyhow!("GET {uri}: {e}"))?
+    .to_bytes();
+    if !code.is_success() {
+        bail!(
+            "GET {uri}: {code}: {}",
+            String::from_utf8_lossy(&body).trim()
+        );
+    }
+    let status: ReconcilerStatus = serde_json::from_slice(&body)
+        .with_context(|| format!("GET {uri}: not a reconciler's status"))?;
+    status.cluster.ok_or_else(|| {
+        anyhow!("GET {uri}: this reconciler's /status has no cluster view (an older version?)")
+    })
 }
 
 /// The tables. Everything read from etcd is printed with its control characters escaped (the
 /// tables through [`columns`]), so a hostile node name or error text cannot drive the terminal.
-pub fn render(v: &StatusView) -> String {
+pub fn render(v: &ClusterStatus) -> String {
     let mut out = String::new();
     match &v.config {
         Some(c) => {
@@ -277,10 +250,19 @@ pub fn run(args: &Args) -> ExitCode {
     };
     rt.block_on(async {
         loop {
-            let view = match read(&args.etcd).await {
+            let view = match (&args.reconciler, &args.etcd) {
+                (Some(url), _) => fetch(url)
+                    .await
+                    .map_err(|e| format!("cannot read the state from the reconciler: {e:#}")),
+                (None, Some(etcd)) => read(etcd)
+                    .await
+                    .map_err(|e| format!("cannot read the state from etcd: {e:#}")),
+                (None, None) => Err("give --etcd-endpoints or --reconciler".to_string()),
+            };
+            let view = match view {
                 Ok(v) => v,
                 Err(e) => {
-                    eprintln!("ferrolb: cannot read the state from etcd: {e:#}");
+                    eprintln!("ferrolb: {e}");
                     return ExitCode::from(EXIT_UNREADABLE);
                 }
             };
@@ -312,7 +294,8 @@ pub fn run(args: &Args) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferrolb_core::layout::{InterfaceInfo, PoolUse, Unannounced};
+    use ferrolb_core::layout::{ConfigStatus, InterfaceInfo, PoolUse, Registration, Unannounced};
+    use std::collections::BTreeMap;
 
     /// Text with a newline, a terminal escape sequence and a right-to-left override.
     const EVIL: &str = "x\n\u{1b}[2J\u{202e}y";
@@ -320,7 +303,7 @@ mod tests {
 
     #[test]
     fn every_value_read_from_etcd_is_printed_with_controls_escaped() {
-        let view = StatusView {
+        let view = ClusterStatus {
             config: Some(ConfigStatus {
                 revision: EVIL.to_string(),
                 applied_at: EVIL.to_string(),
@@ -349,7 +332,7 @@ mod tests {
                 heartbeats: false,
             }],
             addresses: vec![
-                AddressView {
+                ferrolb_core::status::AddressStatus {
                     ip: "10.0.0.1".parse().expect("ip"),
                     services: vec![EVIL.to_string()],
                     node: Some(EVIL.to_string()),
@@ -358,7 +341,7 @@ mod tests {
                     eligible_nodes: Vec::new(),
                     orphaned_claim: None,
                 },
-                AddressView {
+                ferrolb_core::status::AddressStatus {
                     ip: "10.0.0.2".parse().expect("ip"),
                     services: Vec::new(),
                     node: None,

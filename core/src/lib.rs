@@ -39,6 +39,7 @@ pub mod net;
 pub mod respond;
 pub mod selector;
 pub mod service;
+pub mod status;
 pub mod view;
 pub mod wire;
 pub mod yaml;

@@ -46,6 +46,7 @@ use crate::settings::{ConfigSource, ServicesFrom, Settings};
 use crate::source::{self, Watcher};
 use crate::status::StatusView;
 use crate::store::{NotLeader, Store};
+use ferrolb_core::status::ClusterStatus;
 use ferrolb_core::view::View;
 
 /// How long a burst of file events may last before the sources are read again.
@@ -158,6 +159,8 @@ pub struct Reconciler {
     /// The lease renewals' state, read live (the renewals run in their own task).
     lease_state: Option<watch::Receiver<LeaseState>>,
     observed: View,
+    /// Keys of the view that could not be read, with why (shown in `/status`).
+    unreadable: BTreeMap<Vec<u8>, String>,
     synced: bool,
     status_tx: watch::Sender<StatusView>,
     metrics: Arc<Metrics>,
@@ -235,6 +238,7 @@ impl Reconciler {
             lease: None,
             lease_state: None,
             observed: View::default(),
+            unreadable: BTreeMap::new(),
             synced: false,
             status_tx,
             metrics,
@@ -632,6 +636,7 @@ impl Reconciler {
             .list_then_watch(&format!("{}/", self.keys.prefix()))
             .await?;
         self.observed = View::default();
+        self.unreadable.clear();
         for c in &listing {
             if let Err(e) = self.observed.apply(&self.keys, c) {
                 warn!(error = %e, "skipping an unreadable key");
@@ -737,8 +742,14 @@ impl Reconciler {
     fn watched(&mut self, changes: &[ferrolb_etcd::KeyChange]) {
         let had_leader = self.observed.leader.is_some();
         for c in changes {
-            if let Err(e) = self.observed.apply(&self.keys, c) {
-                warn!(error = %e, "skipping an unreadable key");
+            match self.observed.apply(&self.keys, c) {
+                Ok(()) => {
+                    self.unreadable.remove(&c.key);
+                }
+                Err(e) => {
+                    warn!(error = %e, "skipping an unreadable key");
+                    self.unreadable.insert(c.key.clone(), e.to_string());
+                }
             }
         }
         if had_leader && self.observed.leader.is_none() {
@@ -1135,6 +1146,10 @@ impl Reconciler {
                 && refused.is_empty(),
             kubernetes_refused: refused,
             pools,
+            cluster: ClusterStatus::from_view(
+                &self.observed,
+                self.unreadable.values().cloned().collect(),
+            ),
         };
         self.status_tx.send_if_modified(|cur| {
             if *cur == view {

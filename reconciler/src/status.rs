@@ -2,6 +2,7 @@
 //! a watch channel and read by the HTTP listener.
 
 use ferrolb_core::layout::PoolUse;
+use ferrolb_core::status::ClusterStatus;
 use serde::Serialize;
 
 /// What `/status` shows.
@@ -28,4 +29,7 @@ pub struct StatusView {
     pub ready: bool,
     /// Pool use (leader only: standbys do not allocate).
     pub pools: Vec<PoolUse>,
+    /// What `ferrolb status --reconciler` shows: the cluster as this replica's view of etcd
+    /// has it (every replica keeps one).
+    pub cluster: ClusterStatus,
 }

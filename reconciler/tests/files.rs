@@ -610,3 +610,71 @@ fn logs_are_json_lines_when_asked_and_plain_text_without_colour_codes() {
     assert!(!log.contains('\u{1b}'), "colour codes in a file: {log:?}");
     assert!(!log.contains("DEBUG"), "info by default: {log}");
 }
+
+/// `/status` carries what `ferrolb status` shows (for `ferrolb status --reconciler`, no etcd
+/// certificate needed): the announcements with their holders and the live speakers, as every
+/// replica's view of etcd has them, and the configuration in force.
+#[test]
+fn the_status_endpoint_carries_the_cluster_view_ferrolb_status_shows() {
+    let s = setup();
+    let r = Files::start(&s.etcd, &s.pools, &s.services, s.dir.path(), "r1");
+    let logs = || r.log();
+    wait_for("announcements", Duration::from_secs(10), &logs, || {
+        (announcements(&s.etcd).len() == 2).then_some(())
+    });
+    let lease = s.etcd.ctl(&["lease", "grant", "600"]).expect("grant");
+    let lease = lease
+        .split_whitespace()
+        .nth(1)
+        .expect("lease id")
+        .to_string();
+    let on_lease = format!("--lease={lease}");
+    s.etcd
+        .ctl(&[
+            "put",
+            &on_lease,
+            "/ferrolb/speakers/node1",
+            r#"{"node":"node1","interfaces":[{"name":"eth0","mac":"02:00:00:00:00:01"}]}"#,
+        ])
+        .expect("register");
+    s.etcd
+        .ctl(&[
+            "put",
+            &on_lease,
+            "/ferrolb/claims/10.250.0.100",
+            r#"{"node":"node1","interfaces":["eth0"],"since":"2026-12-03T10:00:00Z"}"#,
+        ])
+        .expect("claim");
+    s.etcd
+        .ctl(&["put", "/ferrolb/claims/10.250.0.250", "not json"])
+        .expect("a broken claim");
+    r.wait(
+        "the claim in the cluster view",
+        Duration::from_secs(5),
+        |v| {
+            let cluster = &v["cluster"];
+            let held = cluster["addresses"]
+                .as_array()
+                .and_then(|a| a.iter().find(|a| a["ip"] == "10.250.0.100"));
+            held.is_some_and(|a| a["node"] == "node1" && a["services"][0] == "default/web")
+                && cluster["speakers"][0]["node"] == "node1"
+                && cluster["unreadable"].as_array().is_some_and(|u| {
+                    u.iter()
+                        .any(|e| e.as_str().is_some_and(|e| e.contains("10.250.0.250")))
+                })
+        },
+    );
+    let v = r.status();
+    let cluster = &v["cluster"];
+    assert!(cluster["leader"].is_string(), "{v}");
+    assert!(cluster["config"]["revision"].is_string(), "{v}");
+    let unheld = cluster["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["ip"] == "10.250.0.101"))
+        .expect("the second address");
+    assert!(unheld["node"].is_null(), "nobody answers it: {unheld}");
+    // Deserialized as the CLI does.
+    let typed: ferrolb_core::status::ClusterStatus =
+        serde_json::from_value(cluster.clone()).expect("a ClusterStatus");
+    assert_eq!(typed.addresses.len(), 2);
+}
