@@ -2,7 +2,7 @@
 # runs, `make bench` and `make bench-lab` the benchmarks.
 CARGO ?= cargo
 
-.PHONY: demo test deps go-tools lint unit etcd36 faults faults-long bench bench-lab fuzz validate-examples
+.PHONY: demo test deps go-tools lint unit etcd36 faults faults-long bench bench-lab fuzz validate-examples manifests images
 
 test: lint unit etcd36 faults
 
@@ -76,3 +76,14 @@ bench-lab: deps
 # Each fuzz target for FUZZ_SECONDS (default 60) with cargo-fuzz (installed if missing).
 fuzz:
 	./scripts/fuzz.sh
+
+# deploy/manifests/50-ferrolb.yaml rendered from the chart with deploy/helm/manifests-values.yaml
+# (the real Helm from go-tools); tests/deploy.rs fails while it is stale.
+manifests: go-tools
+	./scripts/manifests.sh
+
+# The images with docker buildx (deploy/docker/Dockerfile): REGISTRY=registry.example.com/you
+# PUSH=1 builds linux/amd64 and linux/arm64 and pushes REGISTRY/ferrolb-{reconciler,speaker}:VERSION
+# (the chart's appVersion); without PUSH, this machine's platform into the local docker.
+images:
+	./scripts/images.sh

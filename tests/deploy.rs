@@ -2059,40 +2059,109 @@ fn the_dashboard_queries_only_metrics_the_daemons_export_and_covers_the_key_ones
     }
 }
 
-#[test]
-fn the_images_build_each_daemon_and_run_it_as_a_non_root_user() {
-    for (daemon, port) in [("reconciler", "7473"), ("speaker", "7472")] {
-        let path = root().join(format!("deploy/docker/Dockerfile.{daemon}"));
-        let text = read(&path);
-        let binary = format!("ferrolb-{daemon}");
-        assert!(text.contains("FROM rust:1.95-bookworm AS builder"));
-        assert!(text.contains("FROM debian:bookworm-slim"));
-        for package in [
-            "protobuf-compiler",
-            "libprotobuf-dev",
-            "pkg-config",
-            "libssl-dev",
-            "ca-certificates",
-        ] {
-            assert!(text.contains(package), "{daemon}: {package}");
+/// The stages of a Dockerfile: `FROM ... AS name` → the lines up to the next `FROM`.
+fn stages(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut current: Option<(String, String)> = None;
+    for line in text.lines() {
+        if let Some(from) = line.strip_prefix("FROM ") {
+            out.extend(current.take());
+            let name = from
+                .rsplit(" AS ")
+                .next()
+                .expect("a stage name")
+                .to_string();
+            current = Some((name, format!("{line}\n")));
+        } else if let Some((_, body)) = current.as_mut() {
+            body.push_str(line);
+            body.push('\n');
         }
-        assert!(text.contains(&format!("-p {binary} --bin {binary}")));
-        assert!(text.contains(&format!("ENTRYPOINT [\"/usr/local/bin/{binary}\"]")));
+    }
+    out.extend(current);
+    out
+}
+
+#[test]
+fn the_images_cross_build_both_daemons_with_cached_dependencies_and_run_them_non_root() {
+    let text = read(&root().join("deploy/docker/Dockerfile"));
+    assert!(
+        root()
+            .join("deploy/docker/Dockerfile.dockerignore")
+            .is_file(),
+        "BuildKit's per-Dockerfile ignore file"
+    );
+    let stages = stages(&text);
+    assert_eq!(
+        stages.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["builder", "reconciler", "speaker"]
+    );
+    // The build runs on the build machine's platform and cross-compiles for amd64 and arm64.
+    let builder = &stages["builder"];
+    assert!(builder.starts_with("FROM --platform=$BUILDPLATFORM rust:1.95-bookworm AS builder"));
+    for needed in [
+        "amd64) echo x86_64-unknown-linux-gnu",
+        "arm64) echo aarch64-unknown-linux-gnu",
+        "gcc-aarch64-linux-gnu",
+        "libssl-dev:$TARGETARCH",
+        "rustup target add",
+        "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc",
+        "PKG_CONFIG_ALLOW_CROSS=1",
+        "protobuf-compiler",
+        "libprotobuf-dev",
+        "--target \"$target\"",
+    ] {
+        assert!(builder.contains(needed), "builder: {needed}");
+    }
+    // Cargo's registry and target directory are cache mounts (per architecture): a changed
+    // source file does not rebuild every crate.
+    assert!(builder.contains("--mount=type=cache,target=/usr/local/cargo/registry"));
+    assert!(
+        builder.contains("--mount=type=cache,target=/src/target,id=ferrolb-target-$TARGETARCH")
+    );
+    for binary in ["ferrolb-reconciler", "ferrolb-speaker", "ferrolb"] {
         assert!(
-            text.contains("USER 65532:65532"),
-            "{daemon}: numeric non-root user"
-        );
-        assert!(text.contains(&format!("EXPOSE {port}")));
-        assert!(
-            root()
-                .join(format!("deploy/docker/Dockerfile.{daemon}.dockerignore"))
-                .is_file()
+            builder.contains(&format!("-p {binary} --bin {binary}")),
+            "builder: {binary}"
         );
     }
-    let reconciler = read(&root().join("deploy/docker/Dockerfile.reconciler"));
+    for (daemon, port) in [("reconciler", "7473"), ("speaker", "7472")] {
+        let stage = &stages[daemon];
+        assert!(stage.starts_with("FROM debian:bookworm-slim"), "{daemon}");
+        assert!(stage.contains("ca-certificates"), "{daemon}");
+        assert!(
+            stage.contains(&format!("ENTRYPOINT [\"/usr/local/bin/ferrolb-{daemon}\"]")),
+            "{daemon}"
+        );
+        assert!(
+            stage.contains("USER 65532:65532"),
+            "{daemon}: numeric non-root user"
+        );
+        assert!(stage.contains(&format!("EXPOSE {port}")), "{daemon}");
+    }
+    let reconciler = &stages["reconciler"];
     assert!(reconciler.contains("libssl3"), "git2 links libssl3");
-    let speaker = read(&root().join("deploy/docker/Dockerfile.speaker"));
+    assert!(
+        reconciler
+            .contains("COPY --from=builder /out/ferrolb-reconciler /out/ferrolb /usr/local/bin/"),
+        "the reconciler image carries the ferrolb CLI"
+    );
+    let speaker = &stages["speaker"];
     assert!(speaker.contains("setcap cap_net_raw+ep /usr/local/bin/ferrolb-speaker"));
+    assert!(speaker.contains("-perm /6000 -exec chmod a-s"));
+    // `make images` builds both targets for both architectures, tagged as the chart expects.
+    let script = read(&root().join("scripts/images.sh"));
+    assert!(script.contains("linux/amd64,linux/arm64"));
+    assert!(script.contains("--target \"$daemon\""));
+    assert!(script.contains("ferrolb-$daemon:$version"));
+    let values = default_values();
+    for daemon in ["reconciler", "speaker"] {
+        assert_eq!(
+            lookup(&values, &format!(".Values.image.{daemon}.repository")).and_then(Node::as_str),
+            Some(format!("ferrolb-{daemon}").as_str())
+        );
+    }
+    let makefile = read(&root().join("Makefile"));
+    assert!(makefile.contains("images:") && makefile.contains("./scripts/images.sh"));
 }
 
 /// `helm install` of the chart into a real `kube-apiserver` (no kubelet: nothing runs, but every
