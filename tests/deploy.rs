@@ -2312,6 +2312,77 @@ fn helm_installs_every_variant_side_by_side_into_a_real_api_server_and_uninstall
     }
 }
 
+/// What a new user does: `helm install` with only a pool in the values. The real API server
+/// accepts everything (the bundled etcd with its certificates, the heartbeat key, both
+/// daemons), and the pool the reconciler will read, as the server holds it, passes
+/// `ferrolb validate --strict` (which reads the ConfigMap manifest itself).
+#[test]
+fn helm_install_with_only_a_pool_in_the_values_brings_everything_else() {
+    let server = ferrolb_testkit::KubeApiServer::start().expect("kube-apiserver");
+    let kubeconfig = server.admin_kubeconfig();
+    let kubeconfig = kubeconfig.to_str().expect("path");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values = dir.path().join("values.yaml");
+    let homelab = read(&root().join("examples/pools/homelab.yaml"));
+    let indented: String = homelab.lines().map(|l| format!("        {l}\n")).collect();
+    std::fs::write(
+        &values,
+        format!("pools:\n  configMap:\n    data:\n      homelab.yaml: |\n{indented}"),
+    )
+    .expect("write");
+    helm(&[
+        "install",
+        "ferrolb",
+        chart_dir().to_str().expect("path"),
+        "--kubeconfig",
+        kubeconfig,
+        "--namespace",
+        "ferrolb-system",
+        "--create-namespace",
+        "--values",
+        values.to_str().expect("path"),
+    ]);
+    for (kind, name) in [
+        ("statefulset", "ferrolb-etcd"),
+        ("service", "ferrolb-etcd"),
+        ("secret", "ferrolb-etcd-server-tls"),
+        ("secret", "ferrolb-etcd-client-tls"),
+        ("secret", "ferrolb-heartbeat-key"),
+        ("daemonset", "ferrolb-speaker"),
+        ("deployment", "ferrolb-reconciler"),
+        ("configmap", "ferrolb-pools"),
+    ] {
+        server
+            .kubectl(["get", kind, name, "-n", "ferrolb-system", "-o", "name"])
+            .unwrap_or_else(|e| panic!("{kind} {name}: {e}"));
+    }
+    let held = server
+        .kubectl([
+            "get",
+            "configmap",
+            "ferrolb-pools",
+            "-n",
+            "ferrolb-system",
+            "-o",
+            "yaml",
+        ])
+        .expect("the pools");
+    let file = dir.path().join("pools-configmap.yaml");
+    std::fs::write(&file, held).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrolb"))
+        .args(["validate", "--strict"])
+        .arg(&file)
+        .output()
+        .expect("run ferrolb validate");
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("1 pool (50 IPv4 addresses") && said.contains("1 L2Advertisement"),
+        "the pool was read: {said}"
+    );
+}
+
 /// Where MetalLB's CRDs and pools are installed (as after MetalLB), `helm install` with the
 /// pools read from the cluster (CRD installation off, the default) overwrites nothing: the
 /// CRDs and the pool keep their uid and resourceVersion. The webhook's generated certificate
