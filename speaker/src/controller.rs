@@ -14,7 +14,10 @@
 //! While etcd cannot be reached the held set stays as it was (`--on-etcd-loss hold`) until
 //! another node announces one of its addresses, or it is emptied before the lease can have
 //! expired (`release`). The loop retries etcd every TTL/3 and, when the lease survived (etcd
-//! extends leases across a restart), carries on with the same claims: nothing moves.
+//! extends leases across a restart), carries on with the same claims: nothing moves. When etcd
+//! lost its keys (every key deleted at once, or a new, empty etcd), the state machine rebuilds
+//! them from what it answered (`SpeakerState::apply`, `SpeakerState::lease_gone_while_away`):
+//! the same node registers and claims again, and keeps answering meanwhile.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -191,10 +194,16 @@ impl Controller {
                     return opening.renew(old.id, ttl, renew).await;
                 }
                 None => {
-                    let actions = self
-                        .state
-                        .lease_lost(LeaseLoss::ExpiredWhileAway, self.now());
+                    let actions = self.state.lease_gone_while_away(self.now());
                     self.execute_local(actions);
+                    let carried = self.state.carried();
+                    if carried > 0 {
+                        info!(
+                            lease = old.id,
+                            carried,
+                            "lease gone while etcd was away (expired, or etcd lost its data); still answering what no other node claims, claiming it again first"
+                        );
+                    }
                 }
             }
         }
@@ -274,8 +283,16 @@ impl Controller {
 
     /// Changes the watch delivered.
     async fn watched(&mut self, changes: &[KeyChange], lease: i64) -> anyhow::Result<()> {
+        let carried = self.state.carried();
         let (actions, unreadable) = self.state.apply(changes, self.now());
         skipped(unreadable);
+        if carried == 0 && self.state.carried() > 0 {
+            warn!(
+                lease,
+                carried = self.state.carried(),
+                "this node's keys were deleted with others (not by its lease ending): registering again on the same lease, still answering what no other node claims, claiming it again first"
+            );
+        }
         self.execute_local(actions);
         // One thread runs every task: let the heartbeats and renewals go first.
         tokio::task::yield_now().await;
@@ -550,6 +567,7 @@ impl Controller {
                     self.state.cleared(ip, deleted.revision);
                 }
             }
+            Action::Register => self.register(etcd, lease).await?,
             Action::Suspect { node, lease: l } => {
                 let silent_for = self.state.config().suspect_after;
                 info!(%node, lease = l, ?silent_for, "suspect: no heartbeat");
@@ -643,6 +661,7 @@ fn needs_etcd(action: &Action) -> bool {
     matches!(
         action,
         Action::Claim { .. }
+            | Action::Register
             | Action::Release { .. }
             | Action::Clear { .. }
             | Action::Suspect { .. }

@@ -7,9 +7,14 @@
 //! ```text
 //!  KeyChange ─┐                       ┌─▶ Answer(HeldSet)        ─▶ responders, heartbeat digest
 //!  lease news ┼─▶ SpeakerState ─tick─▶┼─▶ Claim / Release / Clear ─▶ etcd transactions
-//!  results   ─┤   (View, timers)      ├─▶ Suspect / Unsuspect / Revoke
-//!  heartbeats ┘                       └─▶ AnswerUntil / LeaseLost / Current ─▶ fence, heartbeats
+//!  results   ─┤   (View, timers,      ├─▶ Suspect / Unsuspect / Revoke / Register
+//!  heartbeats ┘    rebuild)           └─▶ AnswerUntil / LeaseLost / Current ─▶ fence, heartbeats
 //! ```
+//!
+//! When etcd loses the keys the speakers wrote (every key deleted at once, or a new, empty etcd)
+//! the state rebuilds them from what it knew: it keeps answering what it answered while etcd
+//! shows no other node's claim on it, registers and claims it again first, and leaves what
+//! other nodes held to them for a while, so no address moves and none goes dark.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -134,6 +139,9 @@ pub enum Action {
         /// Its holder's name.
         holder: String,
     },
+    /// Write this node's registration again, on the current lease: it was deleted with the rest
+    /// of the keys (see [`SpeakerState::apply`]).
+    Register,
     /// Record in etcd that this node suspects `node` (on `lease`).
     Suspect {
         /// The suspect.
@@ -179,6 +187,25 @@ pub enum Foreign {
     Yielded,
 }
 
+/// etcd lost the keys the speakers wrote while this node's lease was, or may have been, alive:
+/// every key under the prefix was deleted at once, or etcd came back as a new, empty store.
+/// Nobody took an address from its holder by that (no claim moved; they all went), and the
+/// cluster writes the keys again: the reconciler its announcements, each speaker its
+/// registration and claims. Until `until`, so that the holders stay where they were and keep
+/// answering, this node goes on answering what it answered then while etcd shows no other
+/// node's claim on it and claims it again at once, ahead of any stagger; and it leaves each
+/// address that another node held then to that node. Etcd still decides: a claim of another
+/// node ends the carrying at once, and a claim lost is not answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Rebuild {
+    /// When carrying and waiting end; after that the ordinary rules apply.
+    until: Duration,
+    /// What this node answered for when the keys went.
+    carried: HeldSet,
+    /// Who held each address when the keys went.
+    holders: BTreeMap<IpAddr, String>,
+}
+
 /// The speaker's state: its view of etcd and every timer its decisions need.
 #[derive(Debug)]
 pub struct SpeakerState {
@@ -205,6 +232,13 @@ pub struct SpeakerState {
     /// How many holders the last detection suspected.
     suspected: usize,
     next_wake: Option<Duration>,
+    /// A rebuild of etcd's keys under way.
+    rebuild: Option<Rebuild>,
+    /// This node's registration went with the rest of the keys while its lease lives on: write
+    /// it again at the next decision.
+    reregister: bool,
+    /// Until this node's registration is seen again, its absence does not mean its lease ended.
+    awaiting_registration: bool,
 }
 
 impl SpeakerState {
@@ -226,6 +260,9 @@ impl SpeakerState {
             revoked: HashSet::new(),
             suspected: 0,
             next_wake: None,
+            rebuild: None,
+            reregister: false,
+            awaiting_registration: false,
         }
     }
 
@@ -252,6 +289,13 @@ impl SpeakerState {
     /// When [`tick`](Self::tick) next has something to do (a stagger or a grace period ends).
     pub fn next_wake(&self) -> Option<Duration> {
         self.next_wake
+    }
+
+    /// How many addresses a rebuild of etcd's keys still carries (answered while etcd shows no
+    /// other node's claim on them; see [`apply`](Self::apply) and
+    /// [`lease_gone_while_away`](Self::lease_gone_while_away)).
+    pub fn carried(&self) -> usize {
+        self.rebuild.as_ref().map_or(0, |r| r.carried.len())
     }
 
     /// How many holders the last [`detect`](Self::detect) suspected.
@@ -286,6 +330,9 @@ impl SpeakerState {
         self.world = View::default();
         self.unclaimed_since.clear();
         self.yielded.clear();
+        // The controller registers before it lists.
+        self.reregister = false;
+        self.awaiting_registration = false;
         let unreadable = self.absorb(changes);
         let actions = vec![
             self.answer_until(),
@@ -309,6 +356,9 @@ impl SpeakerState {
     pub fn lease_lost(&mut self, why: LeaseLoss, now: Duration) -> Vec<Action> {
         self.lease = None;
         self.unclaimed_since.clear();
+        self.rebuild = None;
+        self.reregister = false;
+        self.awaiting_registration = false;
         let until = match self.config.on_etcd_loss {
             OnEtcdLoss::Release => Some(now),
             OnEtcdLoss::Hold => None,
@@ -316,6 +366,75 @@ impl SpeakerState {
         let mut actions = vec![Action::LeaseLost(why), Action::AnswerUntil(until)];
         actions.extend(self.answer(HeldSet::default()));
         actions
+    }
+
+    /// etcd answers again and says the lease this node had is gone: it expired while etcd was
+    /// away, or etcd lost its data and came back empty. With `--on-etcd-loss release` nothing is
+    /// answered by then, and the lease is lost as ever ([`LeaseLoss::ExpiredWhileAway`]). With
+    /// `hold`, what this node answers stays answered while etcd shows no other node's claim on
+    /// it: a rebuild (see [`Rebuild`]) starts from the view of before, and the next session's
+    /// listing decides; an address another node claimed meanwhile stops being answered with that
+    /// listing, one it announced stopped being answered already (a yield).
+    pub fn lease_gone_while_away(&mut self, now: Duration) -> Vec<Action> {
+        match self.config.on_etcd_loss {
+            OnEtcdLoss::Release => self.lease_lost(LeaseLoss::ExpiredWhileAway, now),
+            OnEtcdLoss::Hold => {
+                self.lease = None;
+                self.unclaimed_since.clear();
+                self.begin_rebuild(now);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Starts a rebuild from what this node answers and the claims it knows of now.
+    fn begin_rebuild(&mut self, now: Duration) {
+        let holders = self
+            .world
+            .claims
+            .iter()
+            .map(|(ip, c)| (*ip, c.claim.node.clone()))
+            .collect();
+        self.rebuild = Some(Rebuild {
+            until: now + self.config.orphan_grace(),
+            carried: self.answering.clone(),
+            holders,
+        });
+    }
+
+    /// Whether `changes` delete this node's registration in the same request (revision) as a
+    /// key that is not on its lease: keys under the prefix were deleted wholesale, not by the
+    /// lease ending, which deletes the keys on it and nothing else.
+    fn wiped(&self, changes: &[KeyChange]) -> bool {
+        let Some(lease) = self.lease else {
+            return false;
+        };
+        let mine = self.keys.speaker(&self.config.node);
+        let Some(revision) = changes
+            .iter()
+            .find(|c| c.value.is_none() && c.key == mine.as_bytes())
+            .map(|c| c.revision)
+        else {
+            return false;
+        };
+        let claims = self.keys.claims();
+        let on_my_lease = |key: &[u8]| {
+            key == mine.as_bytes()
+                || self.keys.ip_in(&claims, key).is_some_and(|ip| {
+                    self.world
+                        .claims
+                        .get(&ip)
+                        .is_some_and(|c| c.lease == lease.id)
+                })
+                || self
+                    .keys
+                    .suspect_in(key)
+                    .is_some_and(|(_, observer)| observer == self.config.node)
+        };
+        changes
+            .iter()
+            .filter(|c| c.value.is_none() && c.revision == revision)
+            .any(|c| !on_my_lease(&c.key))
     }
 
     /// Renewals stalled while etcd still looked reachable, or etcd is away: with
@@ -334,16 +453,31 @@ impl SpeakerState {
         now: Duration,
     ) -> (Vec<Action>, Vec<Unreadable>) {
         let before = self.world.speaker_leases.clone();
+        if self.wiped(changes) {
+            // The lease lives on (its end deletes only its own keys): register again and
+            // rebuild from what was known just before.
+            self.begin_rebuild(now);
+            self.reregister = true;
+            self.awaiting_registration = true;
+        }
         let unreadable = self.absorb(changes);
         if let Some(last) = changes.iter().map(|c| c.revision).max() {
             self.world.watched_to(last);
         }
         let mut actions = Vec::new();
         if self.world.speaker_leases != before {
+            // Heartbeats of a node count only while it is registered: one whose registration
+            // goes and comes back (the keys deleted wholesale) is watched afresh, with a full
+            // period to be heard, as a newcomer is.
+            let current = &self.world.speaker_leases;
+            self.watching
+                .retain(|(node, l), _| current.get(node) == Some(l));
             actions.push(Action::Current(self.world.speaker_leases.clone()));
         }
+        let registered = self.world.speakers.contains_key(&self.config.node);
+        self.awaiting_registration &= !registered;
         // The registration lives on the lease: gone means the lease was ended.
-        if self.lease.is_some() && !self.world.speakers.contains_key(&self.config.node) {
+        if self.lease.is_some() && !registered && !self.awaiting_registration {
             actions.extend(self.lease_lost(LeaseLoss::Ended, now));
         }
         (actions, unreadable)
@@ -395,7 +529,8 @@ impl SpeakerState {
         if !self.answering.holds(ip) {
             return (Foreign::NotHeld, Vec::new());
         }
-        if self.connected {
+        let carried = self.rebuild.as_ref().is_some_and(|r| r.carried.holds(ip));
+        if self.connected && !carried {
             // etcd decides while it answers: our claim stands; the other host is wrong.
             let quiet = self
                 .foreign_warned
@@ -409,6 +544,9 @@ impl SpeakerState {
         let mut held = self.answering.clone();
         held.release(ip);
         self.yielded.insert(ip);
+        if let Some(r) = self.rebuild.as_mut() {
+            r.carried.release(ip);
+        }
         (Foreign::Yielded, self.answer(held).into_iter().collect())
     }
 
@@ -427,7 +565,13 @@ impl SpeakerState {
             return Vec::new();
         };
         self.forget_stale_timers();
+        if self.rebuild.as_ref().is_some_and(|r| now >= r.until) {
+            self.rebuild = None;
+        }
         let mut d = Decided::default();
+        if std::mem::take(&mut self.reregister) {
+            d.actions.push(Action::Register);
+        }
         let rank_keys = election::rank_keys(&self.world.announcements);
         let grace = self.config.orphan_grace();
         for (ip, ann) in &self.world.announcements {
@@ -457,13 +601,35 @@ impl SpeakerState {
                 Some(c) if c.claim.node == self.config.node && c.lease != lease.id => Step::Idle {
                     reason: Idle::OlderLease,
                 },
-                _ => election::decide(&situation, unclaimed_for, self.config.claim_stagger),
+                None => rebuilt_step(
+                    self.rebuild.as_ref(),
+                    *ip,
+                    &situation,
+                    election::decide(&situation, unclaimed_for, self.config.claim_stagger),
+                    now,
+                ),
+                Some(_) => election::decide(&situation, unclaimed_for, self.config.claim_stagger),
             };
             let interfaces = || election::interfaces_for(ann, &self.interfaces);
             d.step(*ip, step, interfaces, self.yielded.contains(ip), now);
         }
+        if let Some(r) = self.rebuild.as_mut() {
+            carry(
+                r,
+                &self.world,
+                &self.config.node,
+                lease.id,
+                &self.interfaces,
+                &mut d,
+            );
+            d.wake_at(r.until);
+        }
+        let carried = self.rebuild.as_ref().map(|r| &r.carried);
         for (ip, c) in self.world.claimed_by(&self.config.node) {
-            if c.lease == lease.id && !self.world.announcements.contains_key(ip) {
+            if c.lease == lease.id
+                && !self.world.announcements.contains_key(ip)
+                && !carried.is_some_and(|held| held.holds(*ip))
+            {
                 let reason = Release::NotAnnounced;
                 d.actions.push(Action::Release { ip: *ip, reason });
             }
@@ -580,6 +746,86 @@ impl SpeakerState {
             agreeing,
         })
     }
+}
+
+/// The election's `step` for an unclaimed address during a rebuild: what this node carries it
+/// claims at once; what another node held before the keys went is left to that node until the
+/// rebuild ends (unless the announcement no longer lists it).
+fn rebuilt_step(
+    rebuild: Option<&Rebuild>,
+    ip: IpAddr,
+    s: &Situation<'_>,
+    step: Step,
+    now: Duration,
+) -> Step {
+    let Some(r) = rebuild else {
+        return step;
+    };
+    let listed = |node: &str| {
+        s.announcement.nodes.is_empty() || s.announcement.nodes.iter().any(|n| n == node)
+    };
+    match step {
+        Step::Claim { .. } | Step::Wait { .. } if r.carried.holds(ip) => Step::Claim { rank: 0 },
+        Step::Claim { rank } | Step::Wait { rank, .. }
+            if r.holders
+                .get(&ip)
+                .is_some_and(|h| h.as_str() != s.me && listed(h)) =>
+        {
+            Step::Wait {
+                rank,
+                remaining: r.until.saturating_sub(now),
+            }
+        }
+        other => other,
+    }
+}
+
+/// What a rebuild still carries after the election decided about the announced addresses (in
+/// `d`): an address stays carried, and answered, while etcd shows no claim on it (announced:
+/// while this node claims it, so while it may answer; not announced yet: claimed again here
+/// at once, on the interfaces it was answered on) or shows this node's own claim while the
+/// announcement has not come back. Another node's claim ends the carrying at once; so does the
+/// announcement returning to this node's claim, since the ordinary rules then decide.
+fn carry(
+    r: &mut Rebuild,
+    world: &View,
+    me: &str,
+    lease: i64,
+    my_interfaces: &[String],
+    d: &mut Decided,
+) {
+    let mut kept = HeldSet::default();
+    for ip in r.carried.addresses() {
+        let announced = world.announcements.get(ip);
+        let interfaces = match (world.claims.get(ip), announced) {
+            (Some(c), _) if c.claim.node != me || c.lease != lease => continue,
+            (Some(_), Some(_)) => continue,
+            (Some(_), None) => r.carried.interfaces(*ip).map(str::to_string).collect(),
+            (None, Some(ann)) => {
+                let claimed = d
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a, Action::Claim { ip: i, .. } if i == ip));
+                if !claimed {
+                    continue;
+                }
+                election::interfaces_for(ann, my_interfaces)
+            }
+            (None, None) => {
+                let interfaces: Vec<String> =
+                    r.carried.interfaces(*ip).map(str::to_string).collect();
+                d.actions.push(Action::Claim {
+                    ip: *ip,
+                    interfaces: interfaces.clone(),
+                    rank: 0,
+                });
+                interfaces
+            }
+        };
+        d.held.hold(*ip, interfaces.iter().cloned());
+        kept.hold(*ip, interfaces);
+    }
+    r.carried = kept;
 }
 
 /// What one [`SpeakerState::tick`] decided so far.

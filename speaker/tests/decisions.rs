@@ -107,6 +107,30 @@ impl Model {
         }
     }
 
+    /// Deletes every key at one revision, as `etcdctl del --prefix` does; the number of changes
+    /// the watch delivers for it.
+    fn wipe(&mut self) -> usize {
+        let gone: Vec<String> = std::mem::take(&mut self.kv).into_keys().collect();
+        self.revision += 1;
+        for key in &gone {
+            self.log.push(KeyChange {
+                key: key.clone().into_bytes(),
+                value: None,
+                revision: self.revision,
+            });
+        }
+        gone.len()
+    }
+
+    /// A new, empty store, as etcd started again without its data: revisions and leases
+    /// start over (lease IDs are never those of before).
+    fn empty(after: &Model) -> Model {
+        Model {
+            next_lease: after.next_lease + 1000,
+            ..Model::default()
+        }
+    }
+
     fn list(&self) -> Vec<KeyChange> {
         self.kv
             .iter()
@@ -177,6 +201,15 @@ impl Speaker {
         let (actions, unreadable) = self.state.session_started(&listing);
         assert!(unreadable.is_empty(), "{unreadable:?}");
         self.actions.extend(actions);
+    }
+
+    /// etcd answers again after an outage (the speaker had been disconnected) and says its lease
+    /// is gone; a new session on a new lease follows, as the controller's.
+    fn reconnect_lease_gone(&mut self, model: &mut Model, now: Duration) {
+        let actions = self.state.lease_gone_while_away(now);
+        self.actions.extend(actions);
+        self.cursor = 0;
+        self.session(model, now);
     }
 
     /// Writes its registration, with its interface if it is up.
@@ -298,6 +331,7 @@ impl Speaker {
                     model.delete(&k.suspect(&node, &self.name));
                 }
                 Action::Revoke { lease, .. } => model.revoke(lease),
+                Action::Register => self.register(model),
                 Action::Answer(_)
                 | Action::AnswerUntil(_)
                 | Action::LeaseLost(_)
@@ -551,6 +585,173 @@ fn with_release_an_unreachable_etcd_stops_the_answers_before_the_lease_can_expir
     assert_eq!(actions, vec![Action::AnswerUntil(Some(ms(4000)))]);
 }
 
+/// Two speakers in rank order for ip(1); the second holds it (it came first, and claims are
+/// sticky), the first has seen that.
+fn second_holds(model: &mut Model) -> (Speaker, Speaker) {
+    let order = ranking(&["a", "b"], ip(1));
+    let mut second = Speaker::start(model, &order[1], OnEtcdLoss::Hold, ms(0));
+    model.announce(ip(1), &[]);
+    second.catch_up(model, ms(0));
+    second.reconcile(model, ms(0));
+    let mut first = Speaker::start(model, &order[0], OnEtcdLoss::Hold, ms(0));
+    first.catch_up(model, ms(0));
+    second.catch_up(model, ms(0));
+    assert!(claims(&first.reconcile(model, ms(0))).is_empty());
+    assert!(second.holds(ip(1)) && !first.holds(ip(1)));
+    (first, second)
+}
+
+/// Regression (fault scenario 14): every key under the prefix deleted at once (`etcdctl del
+/// --prefix`) read to each speaker as its lease ended: every holder stopped answering at once,
+/// and the addresses went to whoever ranked first when the reconciler announced them again.
+#[test]
+fn keys_deleted_wholesale_leave_each_address_answered_by_its_holder_throughout() {
+    let mut model = Model::default();
+    let (mut first, mut second) = second_holds(&mut model);
+    let lease = second.lease;
+    let n = model.wipe();
+    // The reconciler announces the address again before the holder has read the deletion; the
+    // first-ranked reads both and leaves the address to its holder.
+    model.announce(ip(1), &[]);
+    first.catch_up(&model, ms(10));
+    assert!(claims(&first.reconcile(&mut model, ms(10))).is_empty());
+    assert!(!first.holds(ip(1)));
+    let actions = second.deliver(&model, n, ms(10));
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::LeaseLost(_))),
+        "{actions:?}"
+    );
+    assert!(second.holds(ip(1)), "the holder went dark");
+    assert_eq!(second.state.carried(), 1);
+    let actions = second.reconcile(&mut model, ms(10));
+    assert_eq!(actions.first(), Some(&Action::Register));
+    assert_eq!(claims(&actions), vec![ip(1)], "claimed again at once");
+    assert!(second.holds(ip(1)));
+    assert_eq!(
+        model.claim_holder(ip(1)),
+        Some((second.name.clone(), lease)),
+        "on the same lease"
+    );
+    for now in [ms(20), ms(6000), ms(7000)] {
+        second.catch_up(&model, now);
+        first.catch_up(&model, now);
+        second.reconcile(&mut model, now);
+        assert!(claims(&first.reconcile(&mut model, now)).is_empty());
+        assert!(second.holds(ip(1)) && !first.holds(ip(1)));
+    }
+    assert_eq!(second.state.carried(), 0, "the ordinary rules again");
+    assert_eq!(second.state.lease().map(|l| l.id), Some(lease));
+}
+
+/// Regression (fault scenario 14): etcd back as a new, empty store after an outage: each speaker
+/// found its lease gone and stopped answering everything at once, and the announcements written
+/// again went to whoever ranked first.
+#[test]
+fn an_etcd_back_empty_leaves_each_address_answered_by_its_holder_throughout() {
+    let mut old = Model::default();
+    let (mut first, mut second) = second_holds(&mut old);
+    first.state.disconnected();
+    second.state.disconnected();
+    let mut model = Model::empty(&old);
+    // The first-ranked is back first, and the reconciler announces the address again: it
+    // leaves the address to the holder of before, until that one is back or the rebuild ends.
+    first.reconnect_lease_gone(&mut model, ms(1000));
+    model.announce(ip(1), &[]);
+    first.catch_up(&model, ms(1000));
+    assert!(claims(&first.reconcile(&mut model, ms(1000))).is_empty());
+    let grace = first.state.config().orphan_grace();
+    assert_eq!(first.state.next_wake(), Some(ms(1000) + grace));
+    assert!(second.holds(ip(1)), "hold: answering while etcd is away");
+    second.reconnect_lease_gone(&mut model, ms(1500));
+    assert!(
+        second.holds(ip(1)),
+        "the holder went dark on finding its lease gone"
+    );
+    let actions = second.reconcile(&mut model, ms(1500));
+    assert_eq!(claims(&actions), vec![ip(1)], "claimed again at once");
+    assert!(second.holds(ip(1)));
+    assert_eq!(
+        model.claim_holder(ip(1)),
+        Some((second.name.clone(), second.lease))
+    );
+    first.catch_up(&model, ms(1600));
+    assert!(claims(&first.reconcile(&mut model, ms(1600))).is_empty());
+    assert!(!first.holds(ip(1)));
+}
+
+#[test]
+fn an_address_whose_holder_does_not_come_back_is_claimed_when_the_rebuild_ends() {
+    let mut old = Model::default();
+    let (mut first, mut second) = second_holds(&mut old);
+    first.state.disconnected();
+    second.state.disconnected();
+    let mut model = Model::empty(&old);
+    first.reconnect_lease_gone(&mut model, ms(1000));
+    model.announce(ip(1), &[]);
+    first.catch_up(&model, ms(1000));
+    let end = ms(1000) + first.state.config().orphan_grace();
+    assert!(claims(&first.reconcile(&mut model, end - ms(1))).is_empty());
+    assert_eq!(claims(&first.reconcile(&mut model, end)), vec![ip(1)]);
+    assert!(first.holds(ip(1)));
+    // The holder of before, back now, finds the address claimed and stops answering it.
+    second.reconnect_lease_gone(&mut model, end + ms(100));
+    assert!(claims(&second.reconcile(&mut model, end + ms(100))).is_empty());
+    assert!(!second.holds(ip(1)));
+}
+
+#[test]
+fn with_release_a_lease_gone_while_away_stops_every_answer_at_once() {
+    let mut model = Model::default();
+    let mut a = Speaker::start(&mut model, "a", OnEtcdLoss::Release, ms(0));
+    model.announce(ip(1), &[]);
+    a.catch_up(&model, ms(0));
+    a.reconcile(&mut model, ms(0));
+    a.state.disconnected();
+    let actions = a.state.lease_gone_while_away(ms(500));
+    assert!(actions.contains(&Action::LeaseLost(LeaseLoss::ExpiredWhileAway)));
+    assert!(!a.holds(ip(1)));
+    assert_eq!(a.state.carried(), 0);
+}
+
+#[test]
+fn a_carried_address_not_announced_again_is_released_when_the_rebuild_ends() {
+    let mut model = Model::default();
+    let mut a = Speaker::start(&mut model, "a", OnEtcdLoss::Hold, ms(0));
+    let mut b = Speaker::start(&mut model, "b", OnEtcdLoss::Hold, ms(0));
+    model.announce(ip(1), &["a"]);
+    a.catch_up(&model, ms(0));
+    a.reconcile(&mut model, ms(0));
+    model.wipe();
+    a.catch_up(&model, ms(100));
+    b.catch_up(&model, ms(100));
+    assert_eq!(claims(&a.reconcile(&mut model, ms(100))), vec![ip(1)]);
+    let end = ms(100) + a.state.config().orphan_grace();
+    a.reconcile(&mut model, end - ms(1));
+    assert!(a.holds(ip(1)));
+    let actions = a.reconcile(&mut model, end);
+    assert!(
+        actions
+            .iter()
+            .any(|x| matches!(x, Action::Release { ip: i, .. } if *i == ip(1)))
+    );
+    assert!(!a.holds(ip(1)));
+    assert_eq!(model.claim_holder(ip(1)), None);
+}
+
+/// A lease that ends deletes the keys on it and nothing else: that is still the lease lost,
+/// even when the others' keys go a moment later.
+#[test]
+fn only_this_nodes_keys_deleted_at_one_revision_is_still_its_lease_ended() {
+    let mut model = Model::default();
+    let (_first, mut second) = second_holds(&mut model);
+    model.revoke(second.lease);
+    model.wipe();
+    let actions = second.catch_up(&model, ms(10));
+    assert!(actions.contains(&Action::LeaseLost(LeaseLoss::Ended)));
+    assert!(!second.holds(ip(1)));
+    assert_eq!(second.state.carried(), 0);
+}
+
 fn heartbeat(node: &str, lease: i64, seq: u64) -> HeartbeatRepr {
     HeartbeatRepr {
         node: node.into(),
@@ -620,6 +821,40 @@ fn a_silent_holder_is_suspected_and_the_suspicion_withdrawn_when_it_is_heard_aga
     heard.heard(&heartbeat("a", holder.lease, 2), ms(320), false);
     let actions = b.detect(&mut model, ms(330), &heard);
     assert_eq!(actions, vec![Action::Unsuspect { node: "a".into() }]);
+}
+
+/// Regression (fault scenario 14): after every key was deleted at once, the holder registered
+/// again on its lease within milliseconds; its heartbeats heard meanwhile had not counted (it
+/// was not registered), but the observers still watched it since before the deletion and
+/// suspected it at once. Two agreed and ended the lease of a live holder.
+#[test]
+fn a_holder_registered_again_after_its_keys_were_deleted_gets_a_full_period_to_be_heard() {
+    let mut model = Model::default();
+    let (mut holder, mut b, mut c) = trio(&mut model);
+    let mut heard = liveness_of(&b);
+    heard.heard(&heartbeat("a", holder.lease, 1), ms(0), false);
+    assert!(b.detect(&mut model, ms(0), &heard).is_empty());
+    heard.heard(&heartbeat("a", holder.lease, 2), ms(900), false);
+    assert!(b.detect(&mut model, ms(900), &heard).is_empty());
+    model.wipe();
+    for s in [&mut holder, &mut b, &mut c] {
+        s.catch_up(&model, ms(1000));
+    }
+    holder.reconcile(&mut model, ms(1000));
+    assert!(holder.holds(ip(1)));
+    // The reconciler announces again; b reads it all, its heartbeat record told the leases.
+    model.announce(ip(1), &["a", "b", "c"]);
+    b.catch_up(&model, ms(1010));
+    let mut heard = liveness_of(&b);
+    assert!(
+        b.detect(&mut model, ms(1010), &heard).is_empty(),
+        "suspected before a heartbeat on its lease could count"
+    );
+    heard.heard(&heartbeat("a", holder.lease, 3), ms(1100), false);
+    assert!(b.detect(&mut model, ms(1300), &heard).is_empty());
+    // Silent for a full period from then on, it is suspected as ever.
+    let actions = b.detect(&mut model, ms(1400), &heard);
+    assert!(matches!(&actions[..], [Action::Suspect { node, .. }] if node == "a"));
 }
 
 #[test]
@@ -705,6 +940,9 @@ enum Event {
     Stop(usize),
     /// Speaker `i` (stopped) starts again with a new lease.
     Start(usize),
+    /// Every key is deleted at once; each speaker reads it and decides, as its controller does
+    /// on a watch batch.
+    Wipe,
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -716,6 +954,7 @@ fn event() -> impl Strategy<Value = Event> {
         1 => (0..3usize, any::<bool>()).prop_map(|(i, up)| Event::Interfaces(i, up)),
         1 => (0..3usize).prop_map(Event::Stop),
         1 => (0..3usize).prop_map(Event::Start),
+        1 => Just(Event::Wipe),
     ]
 }
 
@@ -774,6 +1013,22 @@ impl Cluster {
                     self.model.revoke(s.lease);
                 }
             }
+            Event::Wipe => {
+                // Each has read everything before (what it knows of the holders counts).
+                for s in self.speakers.iter_mut().flatten() {
+                    s.catch_up(&self.model, now);
+                }
+                self.model.wipe();
+                for s in self.speakers.iter_mut().flatten() {
+                    s.catch_up(&self.model, now);
+                    if s.state.lease().is_none() {
+                        // Only its own keys were there: read as its lease ended.
+                        s.state.disconnected();
+                        s.session(&mut self.model, now);
+                    }
+                    s.reconcile(&mut self.model, now);
+                }
+            }
             Event::Start(i) => {
                 if self.speakers[i].is_none() {
                     self.speakers[i] = Some(Speaker::start(
@@ -815,8 +1070,9 @@ impl Cluster {
         Ok(())
     }
 
-    /// Every speaker reads everything and decides until nothing changes.
+    /// Every speaker reads everything and decides until nothing changes (past any rebuild's end).
     fn settle(&mut self) {
+        self.now += config("a", OnEtcdLoss::Hold).orphan_grace();
         for _ in 0..6 {
             self.now += STAGGER * 3;
             for s in self.speakers.iter_mut().flatten() {
