@@ -3,10 +3,13 @@
 //! publishes them again), claims and registrations from the speakers' leases. The real
 //! `kube-apiserver` (reached from the infrastructure namespace through a forwarded port, as in
 //! scenario 13), the reconciler with `--services kubernetes`, three real speakers and the client
-//! asking for every address by ARP every 20 ms. Phase 1 deletes every key under the prefix;
-//! phase 2 stops etcd, removes its data directory and starts it empty on the same port. After
-//! each, every address must be announced and claimed again, answered by one MAC at a time, on
-//! the Service's unchanged address; the longest gap in answers is the outage measured.
+//! asking for every address by ARP every 20 ms. The busiest holder is killed and started again
+//! first, so that some addresses sit on nodes that are not first in their ranking (claims are
+//! sticky), where a rebuild that ranked afresh would move them. Phase 1 deletes every key under
+//! the prefix; phase 2 stops etcd, removes its data directory and starts it empty on the same
+//! port 3 s later. After each, every address must be announced and claimed again by the node
+//! that held it, answered by one MAC at a time and without a gap (`hold`), on the Service's
+//! unchanged address; the longest gap in answers is the outage measured.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -18,7 +21,7 @@ use serde_json::json;
 
 use super::kubectl::{reconciler_on, wait_for};
 use super::lan::{busiest, wait_moved};
-use super::{Outcome, Overall, Settings, Store, TTL, World, node_index};
+use super::{CONTINUOUS_MS, Outcome, Overall, Settings, Store, TTL, World, node_index};
 
 /// How many LoadBalancer Services.
 const SERVICES: usize = 4;
@@ -26,9 +29,12 @@ const SERVICES: usize = 4;
 const PROBE: Duration = Duration::from_millis(20);
 /// Every address claimed again within this after the wipe (phase 2: after etcd is back).
 const RECLAIM_BOUND: Duration = Duration::from_secs(10);
-/// The longest gap in answers for any address, per phase: generous (a shared two-core machine,
-/// a debug build); the figure measured is reported.
-const OUTAGE_BOUND_MS: f64 = 3000.0;
+/// The longest gap in answers for any address, per phase: `hold` answers throughout, which the
+/// suite counts as no gap over [`CONTINUOUS_MS`] (rounds a loaded two-core machine can lose
+/// without any fault); the figure measured is reported.
+const OUTAGE_BOUND_MS: f64 = CONTINUOUS_MS;
+/// How long etcd stays down in phase 2, longer than the lease TTL.
+const ETCD_DOWN: Duration = Duration::from_secs(3);
 /// The user whose credentials the reconciler has (`reconciler_on`): Service status writes by it
 /// are counted in the API server's audit log.
 const ADMIN: &str = "admin";
@@ -193,6 +199,10 @@ fn phase(
             overall.longest
         )
     });
+    // Every node stays up: each holder can keep its addresses, and must.
+    o.check(moved.is_empty(), || {
+        format!("{label}: addresses changed node: {}", moved.join(", "))
+    });
     o.check(changed.is_empty(), || {
         format!("{label}: Service addresses changed: {}", changed.join(", "))
     });
@@ -295,6 +305,8 @@ pub fn etcd_wiped(s: &Settings) -> anyhow::Result<Outcome> {
         let t = now();
         etcd.stop()?;
         std::fs::remove_dir_all(etcd.data_dir()).context("removing etcd's data directory")?;
+        // Down past a lease TTL: every session fails and retries, `hold` answers meanwhile.
+        sleep(ETCD_DOWN);
         etcd.restart()?;
         let down = now() - t;
         let new = revision(w)?;
