@@ -42,7 +42,7 @@ etcd36: go-tools
 # Not in CI: 6 and 9, whose bounds are timings (a takeover within TTL + 1 s; reply gaps
 # and CPU under a flood) that a loaded machine running debug builds can miss without a fault;
 # `make faults-long` runs them all. Skipped (with a message) when not root.
-FAULTS ?= 1,2,3,4,5,7,8,10,11,12,13
+FAULTS ?= 1,2,3,4,5,7,8,10,11,12,13,14
 faults: deps
 	$(CARGO) build --workspace --bins --locked
 	@if [ "$$(id -u)" = 0 ]; then ./target/debug/ferrolb-lab-bench faults --scenarios $(FAULTS); \
