@@ -22,6 +22,7 @@ packages=(
   openssl         # certificates for the etcd TLS tests
   openssh-server  # sshd (and ssh-keygen) for the live Git-over-SSH test; not started as a service
   python3         # the HTTPS Git server of the live Git-over-HTTPS test
+  keepalived      # the peer ferrolb-lab-bench failover compares with (VRRPv3); not started as a service
 )
 
 # kubectl reads the fake API server in the reconciler's tests; Debian's kubernetes-client only

@@ -16,6 +16,7 @@ mod faults;
 mod heartbeats;
 mod kube;
 mod monitor;
+mod peer;
 mod probe;
 mod procstat;
 mod reconciler;
@@ -42,7 +43,8 @@ enum Command {
     Serve(demo::ServeArgs),
     /// Build a lab and run every measurement.
     Run(RunArgs),
-    /// Failover after SIGKILL, SIGSTOP and interface-down, leases only and with heartbeats.
+    /// Failover after SIGKILL, SIGSTOP and interface-down: ferrolb (leases only, heartbeats)
+    /// and keepalived (VRRPv3) in the same run, measured by the same client.
     Failover(scenarios::FailoverArgs),
     /// False revocations under random frame loss on the bridge.
     Soak(heartbeats::SoakArgs),

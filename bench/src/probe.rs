@@ -53,12 +53,32 @@ pub struct Args {
     /// Distinct requester MACs to rotate through (each is rate-limited on its own).
     #[arg(long, default_value_t = 4)]
     pub requesters: u16,
+    /// Watch: send each request from a MAC of its own (its number in it), and print with each
+    /// reply the number of the request it answers, so that a request answered by two MACs can
+    /// be counted.
+    #[arg(long)]
+    pub numbered: bool,
 }
 
 #[derive(Serialize)]
 struct ReplyLine {
     t: f64,
     mac: String,
+    /// The number of the request it answers (`--numbered`; none for gratuitous ones).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u32>,
+}
+
+/// The sender MAC of request `seq` (`--numbered`).
+fn numbered_requester(seq: u32) -> wire::MacAddr {
+    let b = seq.to_be_bytes();
+    wire::MacAddr([0x02, 0xbc, b[0], b[1], b[2], b[3]])
+}
+
+/// The request number in a reply's target MAC, when it is one of [`numbered_requester`]'s.
+fn request_number(mac: wire::MacAddr) -> Option<u32> {
+    let m = mac.0;
+    (m[0] == 0x02 && m[1] == 0xbc).then(|| u32::from_be_bytes([m[2], m[3], m[4], m[5]]))
 }
 
 #[derive(Serialize)]
@@ -80,11 +100,16 @@ fn requester(k: u16) -> wire::MacAddr {
 
 /// The answerer's MAC when `frame` is an ARP reply for `target`.
 fn reply_from(frame: &[u8], target: Ipv4Addr) -> Option<wire::MacAddr> {
+    reply_to(frame, target).map(|(mac, _)| mac)
+}
+
+/// The answerer's MAC and the MAC it answers when `frame` is an ARP reply for `target`.
+fn reply_to(frame: &[u8], target: Ipv4Addr) -> Option<(wire::MacAddr, wire::MacAddr)> {
     match wire::parse_frame(frame).ok()? {
         Frame::Arp { arp, .. }
             if arp.operation == ArpOperation::Reply && arp.sender_ip == target =>
         {
-            Some(arp.sender_mac)
+            Some((arp.sender_mac, arp.target_mac))
         }
         _ => None,
     }
@@ -116,16 +141,24 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
             let end = Instant::now() + Duration::from_secs(args.seconds);
             let mut tick = tokio::time::interval(Duration::from_millis(args.interval_ms.max(1)));
             let mut k = 0u16;
+            let mut seq = 0u32;
             while Instant::now() < end {
                 tokio::select! {
                     _ = tick.tick() => {
-                        k = (k + 1) % args.requesters.max(1);
-                        socket.send(&wire::arp_request(requester(k), args.source, args.target)).await?;
+                        let from = if args.numbered {
+                            seq = seq.wrapping_add(1);
+                            numbered_requester(seq)
+                        } else {
+                            k = (k + 1) % args.requesters.max(1);
+                            requester(k)
+                        };
+                        socket.send(&wire::arp_request(from, args.source, args.target)).await?;
                     }
                     got = socket.recv(&mut buf) => {
                         let (n, outgoing) = got?;
-                        if let (false, Some(mac)) = (outgoing, reply_from(&buf[..n.min(buf.len())], args.target)) {
-                            serde_json::to_writer(&mut out, &ReplyLine { t: crate::unix_now(), mac: mac.to_string() })?;
+                        if let (false, Some((mac, to))) = (outgoing, reply_to(&buf[..n.min(buf.len())], args.target)) {
+                            let seq = if args.numbered { request_number(to) } else { None };
+                            serde_json::to_writer(&mut out, &ReplyLine { t: crate::unix_now(), mac: mac.to_string(), seq })?;
                             writeln!(out)?;
                             out.flush()?;
                         }

@@ -88,10 +88,8 @@ struct Bench {
 /// What a failover trial does to the holder.
 #[derive(Clone, Copy, Debug)]
 enum Fault {
-    /// Sends it a signal (Kill: a crash; Stop: a freeze; Term: a clean stop).
+    /// Sends it a signal (Kill: a crash; Term: a clean stop).
     Signal(Signal),
-    /// Takes its node's interface down.
-    LinkDown,
 }
 
 impl Bench {
@@ -186,7 +184,6 @@ impl Bench {
         let t_signal = crate::unix_now();
         match fault {
             Fault::Signal(signal) => self.speakers[old_i - 1].signal(signal)?,
-            Fault::LinkDown => self.lab.set_link(Host::Node(old_i), false)?,
         }
         let new = self.wait_holder(IpAddr::V4(ip), Duration::from_secs(15), |h| h != old)?;
         std::thread::sleep(Duration::from_millis(500));
@@ -219,7 +216,6 @@ impl Bench {
             Fault::Signal(Signal::Term) => {
                 let _ = self.speakers[old_i - 1].wait_timeout(Duration::from_secs(2));
             }
-            Fault::LinkDown => self.lab.set_link(Host::Node(old_i), true)?,
             Fault::Signal(_) => {}
         }
         let _ = self.speakers[old_i - 1].kill();
@@ -437,6 +433,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 /// IPv4 service addresses used in the memory measurement (the lab has 100).
 const VIP4_FOR_RSS: u8 = 100;
 
+/// IPv4 service addresses used in the memory measurement (the lab has 100).
 fn table(r: &Results) -> String {
     let row = |name: &str, s: &Stats| {
         format!(
@@ -483,12 +480,15 @@ fn table(r: &Results) -> String {
 /// Arguments of `failover`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct FailoverArgs {
-    /// Trials of each fault and mode.
+    /// Trials of each fault and system.
     #[arg(long, default_value_t = 20)]
     pub trials: u32,
     /// The speakers' lease TTL, in seconds.
     #[arg(long, default_value_t = 2)]
     pub lease_ttl: u32,
+    /// keepalived's `advert_int` settings to compare with, in the same run (empty: none).
+    #[arg(long, value_delimiter = ',', default_value = "0.01,0.1,1")]
+    pub keepalived: Vec<String>,
     /// The speaker binary (default: next to this one).
     #[arg(long)]
     pub speaker: Option<PathBuf>,
@@ -497,9 +497,67 @@ pub struct FailoverArgs {
     pub out: PathBuf,
 }
 
-/// Client-observed outage after SIGKILL, SIGSTOP and interface-down of the holder, with leases
-/// alone and with heartbeats (the defaults), in one run.
+/// One system's figures for one fault.
+#[derive(Debug, Serialize)]
+struct FailoverRow {
+    /// From the fault to the first answer from another MAC.
+    takeover: Stats,
+    /// The client's gap: the old MAC's last answer to the new one's first.
+    gap: Stats,
+    /// Requests answered by two MACs, over all trials.
+    answered_twice: usize,
+    /// Trials with at least one such request.
+    trials_answered_twice: usize,
+}
+
+impl FailoverRow {
+    fn of(trials: &[crate::peer::Trial]) -> FailoverRow {
+        FailoverRow {
+            takeover: Stats::of(trials.iter().map(|t| t.takeover_ms).collect()),
+            gap: Stats::of(trials.iter().map(|t| t.gap_ms).collect()),
+            answered_twice: trials.iter().map(|t| t.answered_twice).sum(),
+            trials_answered_twice: trials.iter().filter(|t| t.answered_twice > 0).count(),
+        }
+    }
+}
+
+impl crate::peer::System for Bench {
+    fn lab(&self) -> &Lab {
+        &self.lab
+    }
+
+    fn logs(&self) -> String {
+        crate::peer::tail_logs(self.speakers.iter())
+    }
+
+    fn fault(&mut self, node: usize, fault: crate::peer::Fault) -> anyhow::Result<()> {
+        use crate::peer::Fault as F;
+        match fault {
+            F::Kill => self.speakers[node - 1].signal(Signal::Kill)?,
+            F::Stop => self.speakers[node - 1].signal(Signal::Stop)?,
+            F::LinkDown => self.lab.set_link(Host::Node(node), false)?,
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, node: usize, fault: crate::peer::Fault) -> anyhow::Result<()> {
+        if fault == crate::peer::Fault::LinkDown {
+            self.lab.set_link(Host::Node(node), true)?;
+        }
+        // A crashed or frozen speaker is replaced by a new one; claims are sticky, so the
+        // address stays with its new holder.
+        let _ = self.speakers[node - 1].kill();
+        self.speakers[node - 1] = self.spawn_speaker(node)?;
+        Ok(())
+    }
+}
+
+/// Client-observed failover after SIGKILL, SIGSTOP and interface-down of the node answering:
+/// ferrolb with leases only and with heartbeats (its defaults), then keepalived (VRRPv3) at each
+/// `--keepalived` advert interval, in labs of three nodes built one after the other in this run,
+/// measured by the same client ([`crate::peer`]).
 pub fn failover(args: &FailoverArgs) -> anyhow::Result<()> {
+    use crate::peer::{self, Fault};
     if !ferrolb_testkit::is_root() {
         bail!("the lab benchmark needs root (network namespaces and raw sockets)");
     }
@@ -508,15 +566,17 @@ pub fn failover(args: &FailoverArgs) -> anyhow::Result<()> {
         None => speaker_next_to(&std::env::current_exe()?),
     };
     let modes: [(&str, &[&str]); 2] = [
-        ("leases only", &["--heartbeat-interval", "0s"]),
-        ("heartbeats (defaults)", &[]),
+        ("ferrolb, leases only", &["--heartbeat-interval", "0s"]),
+        ("ferrolb, heartbeats (defaults)", &[]),
     ];
-    let faults = [
-        ("SIGKILL", Fault::Signal(Signal::Kill)),
-        ("SIGSTOP", Fault::Signal(Signal::Stop)),
-        ("interface down", Fault::LinkDown),
-    ];
-    let mut results: BTreeMap<String, BTreeMap<String, Stats>> = BTreeMap::new();
+    let window = Duration::from_secs(u64::from(args.lease_ttl) + 6);
+    let mut results: BTreeMap<String, BTreeMap<String, FailoverRow>> = BTreeMap::new();
+    let mut record = |system: &str, fault: &str, trials: &[peer::Trial]| {
+        results
+            .entry(system.to_string())
+            .or_default()
+            .insert(fault.to_string(), FailoverRow::of(trials));
+    };
     for (mode, extra) in modes {
         let lab = Lab::new(3)?;
         let etcd = lab.start_etcd()?;
@@ -535,29 +595,50 @@ pub fn failover(args: &FailoverArgs) -> anyhow::Result<()> {
         let vip = b.lab.vip4(0);
         b.announce(IpAddr::V4(vip), "")?;
         b.wait_holder(IpAddr::V4(vip), Duration::from_secs(15), |_| true)?;
-        for (name, fault) in faults {
-            let mut samples = Vec::new();
+        for (name, fault) in Fault::ALL {
+            let mut trials = Vec::new();
             for t in 0..args.trials {
-                let ms = b.failover_trial(vip, fault)?;
-                eprintln!("{mode}, {name}, trial {}: {ms:.0} ms", t + 1);
-                samples.push(ms);
+                let trial = peer::trial(&mut b, vip, fault, window)?;
+                eprintln!("{mode}, {name}, trial {}: {trial:?}", t + 1);
+                trials.push(trial);
             }
-            results
-                .entry(mode.to_string())
-                .or_default()
-                .insert(name.to_string(), Stats::of(samples));
+            record(mode, name, &trials);
+        }
+    }
+    for advert in &args.keepalived {
+        let lab = Lab::new(3)?;
+        let vip = lab.vip4(0);
+        let mode = format!("keepalived 2.2.7, advert_int {advert}");
+        let mut k = peer::Keepalived::start(&lab, vip, advert)?;
+        for (name, fault) in Fault::ALL {
+            let mut trials = Vec::new();
+            for t in 0..args.trials {
+                let trial = peer::trial(&mut k, vip, fault, window)?;
+                eprintln!("{mode}, {name}, trial {}: {trial:?}", t + 1);
+                trials.push(trial);
+            }
+            record(&mode, name, &trials);
         }
     }
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(&args.out, serde_json::to_string_pretty(&results)?)?;
-    println!("| mode | fault | trials | median | max |\n| --- | --- | --- | --- | --- |");
-    for (mode, by) in &results {
-        for (fault, st) in by {
+    println!(
+        "| system | fault | trials | takeover median | takeover max | client gap median | client gap max | requests answered by two MACs (trials) |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (system, by) in &results {
+        for (fault, row) in by {
             println!(
-                "| {mode} | {fault} | {} | {:.0} ms | {:.0} ms |",
-                st.n, st.median_ms, st.max_ms
+                "| {system} | {fault} | {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {} ({}) |",
+                row.takeover.n,
+                row.takeover.median_ms,
+                row.takeover.max_ms,
+                row.gap.median_ms,
+                row.gap.max_ms,
+                row.answered_twice,
+                row.trials_answered_twice
             );
         }
     }
