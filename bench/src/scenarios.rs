@@ -553,7 +553,7 @@ impl crate::peer::System for Bench {
 }
 
 /// Client-observed failover after SIGKILL, SIGSTOP and interface-down of the node answering:
-/// ferrolb with leases only and with heartbeats (its defaults), then keepalived (VRRPv3) at each
+/// ferrolb's three profiles (leases only, default, fast), then keepalived (VRRPv3) at each
 /// `--keepalived` advert interval, in labs of three nodes built one after the other in this run,
 /// measured by the same client ([`crate::peer`]).
 pub fn failover(args: &FailoverArgs) -> anyhow::Result<()> {
@@ -565,9 +565,13 @@ pub fn failover(args: &FailoverArgs) -> anyhow::Result<()> {
         Some(p) => p.clone(),
         None => speaker_next_to(&std::env::current_exe()?),
     };
-    let modes: [(&str, &[&str]); 2] = [
-        ("ferrolb, leases only", &["--heartbeat-interval", "0s"]),
-        ("ferrolb, heartbeats (defaults)", &[]),
+    let modes: [(&str, &[&str]); 3] = [
+        (
+            "ferrolb, leases only",
+            &["--failover-profile", "leases-only"],
+        ),
+        ("ferrolb, default profile", &[]),
+        ("ferrolb, fast profile", &["--failover-profile", "fast"]),
     ];
     let window = Duration::from_secs(u64::from(args.lease_ttl) + 6);
     let mut results: BTreeMap<String, BTreeMap<String, FailoverRow>> = BTreeMap::new();

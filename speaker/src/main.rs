@@ -2,11 +2,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use ferrolb_speaker::settings::Settings;
 
 fn main() -> ExitCode {
-    let settings = Settings::parse();
+    let settings = Settings::parse_profiled();
     let log = settings.log.clone();
     ferrolb_daemon::main(&log, ferrolb_speaker::run(settings))
 }

@@ -18,6 +18,57 @@ pub enum OnEtcdLoss {
     Release,
 }
 
+/// Failure-detection settings shipped together (`--failover-profile`); `--heartbeat-interval`,
+/// `--suspect-after` and `--claim-stagger` given on the command line or in the environment
+/// override the profile's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum FailoverProfile {
+    /// Heartbeats every 100 ms, a holder suspected after 300 ms of silence, claims staggered by
+    /// 100 ms per rank.
+    #[default]
+    Default,
+    /// No heartbeats: a crashed holder's addresses move when its lease expires.
+    LeasesOnly,
+    /// Heartbeats every 10 ms, a holder suspected after 50 ms of silence, claims staggered by
+    /// 20 ms per rank (docs/BENCHMARKS.md has its figures and its cost).
+    Fast,
+}
+
+/// What a profile sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProfileValues {
+    /// `--heartbeat-interval`.
+    pub heartbeat_interval: Duration,
+    /// `--suspect-after` (none: three intervals).
+    pub suspect_after: Option<Duration>,
+    /// `--claim-stagger`.
+    pub claim_stagger: Duration,
+}
+
+impl FailoverProfile {
+    /// The settings of the profile.
+    pub fn values(self) -> ProfileValues {
+        let ms = Duration::from_millis;
+        match self {
+            FailoverProfile::Default => ProfileValues {
+                heartbeat_interval: ms(100),
+                suspect_after: None,
+                claim_stagger: ms(100),
+            },
+            FailoverProfile::LeasesOnly => ProfileValues {
+                heartbeat_interval: Duration::ZERO,
+                suspect_after: None,
+                claim_stagger: ms(100),
+            },
+            FailoverProfile::Fast => ProfileValues {
+                heartbeat_interval: ms(10),
+                suspect_after: Some(ms(50)),
+                claim_stagger: ms(20),
+            },
+        }
+    }
+}
+
 /// ferrolb-speaker: answers ARP and NDP for the addresses this node holds, coordinated through
 /// etcd leases and claims. Needs no Kubernetes credentials.
 #[derive(Clone, Debug, Parser)]
@@ -35,9 +86,14 @@ pub struct Settings {
     /// TTL of this speaker's lease, in seconds (etcd's minimum is about 2).
     #[arg(long, env = "FERROLB_LEASE_TTL", default_value_t = 3, value_parser = clap::value_parser!(i64).range(2..=3600))]
     pub lease_ttl: i64,
-    /// How long the speaker ranked r waits (times r) before claiming an unclaimed address.
+    /// How long the speaker ranked r waits (times r) before claiming an unclaimed address
+    /// (default: the profile's).
     #[arg(long, env = "FERROLB_CLAIM_STAGGER", default_value = "100ms", value_parser = parse_duration)]
     pub claim_stagger: Duration,
+    /// The failure-detection settings: default, leases-only or fast; the individual flags
+    /// override it.
+    #[arg(long, env = "FERROLB_FAILOVER_PROFILE", value_enum, default_value_t = FailoverProfile::Default)]
+    pub failover_profile: FailoverProfile,
     /// Interfaces to announce on (a regular expression over names), instead of the default:
     /// every interface that is up, broadcast-capable and not loopback, except the usual virtual
     /// ones, as MetalLB's default exclusions (docker*, cbr*, dummy*, veth*, cali*, flannel*, cni*,
@@ -57,10 +113,11 @@ pub struct Settings {
     #[arg(long, env = "FERROLB_LISTEN", default_value = "0.0.0.0:7472")]
     pub listen: SocketAddr,
     /// How often to send a heartbeat on each interface (0s: no heartbeats, and failures are
-    /// detected by lease expiry alone).
+    /// detected by lease expiry alone; default: the profile's).
     #[arg(long, env = "FERROLB_HEARTBEAT_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
-    /// How long a holder may go unheard before this speaker suspects it (default: 3 intervals).
+    /// How long a holder may go unheard before this speaker suspects it (default: the
+    /// profile's, else 3 intervals).
     #[arg(long, env = "FERROLB_SUSPECT_AFTER", value_parser = parse_duration)]
     pub suspect_after: Option<Duration>,
     /// How many live speakers must suspect a holder before its lease is ended (or all the others,
@@ -112,6 +169,47 @@ fn parse_labels(text: &str) -> Result<Labels, String> {
 }
 
 impl Settings {
+    /// The command line of this process, with `--failover-profile` applied; exits with clap's
+    /// message on an error.
+    pub fn parse_profiled() -> Settings {
+        use clap::CommandFactory;
+        Self::from_matches(Self::command().get_matches()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// [`Settings::parse_profiled`] of `args`.
+    pub fn try_parse_profiled_from<I, T>(args: I) -> Result<Settings, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::CommandFactory;
+        Self::from_matches(Self::command().try_get_matches_from(args)?)
+    }
+
+    /// The settings of `matches`, the profile's values where no flag or variable gave one.
+    fn from_matches(matches: clap::ArgMatches) -> Result<Settings, clap::Error> {
+        use clap::FromArgMatches;
+        use clap::parser::ValueSource;
+        let mut s = Settings::from_arg_matches(&matches)?;
+        let given = |id: &str| {
+            matches!(
+                matches.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        };
+        let profile = s.failover_profile.values();
+        if !given("heartbeat_interval") {
+            s.heartbeat_interval = profile.heartbeat_interval;
+        }
+        if !given("suspect_after") {
+            s.suspect_after = profile.suspect_after;
+        }
+        if !given("claim_stagger") {
+            s.claim_stagger = profile.claim_stagger;
+        }
+        Ok(s)
+    }
+
     /// The keepalive interval: a third of the TTL.
     pub fn keepalive_interval(&self) -> Duration {
         Duration::from_millis(u64::try_from(self.lease_ttl).unwrap_or(3) * 1000 / 3)
@@ -251,5 +349,75 @@ mod tests {
         );
         let s = parse(&["--heartbeat-interval", "0s", "--suspect-after", "0s"]).expect("parses");
         assert!(s.check().is_ok(), "no heartbeats: nothing to check");
+    }
+
+    #[test]
+    fn a_failover_profile_sets_what_no_flag_gives_and_flags_override_it() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec![
+                "ferrolb-speaker",
+                "--node-name",
+                "n",
+                "--etcd-endpoints",
+                "http://e",
+            ];
+            args.extend_from_slice(extra);
+            Settings::try_parse_profiled_from(args).expect("valid")
+        };
+        let ms = Duration::from_millis;
+        let default = parse(&[]);
+        assert_eq!(default.failover_profile, FailoverProfile::Default);
+        assert_eq!(
+            (
+                default.heartbeat_interval,
+                default.suspect_after(),
+                default.claim_stagger
+            ),
+            (ms(100), ms(300), ms(100))
+        );
+        let fast = parse(&["--failover-profile", "fast"]);
+        assert_eq!(
+            (
+                fast.heartbeat_interval,
+                fast.suspect_after(),
+                fast.claim_stagger
+            ),
+            (ms(10), ms(50), ms(20))
+        );
+        assert!(fast.check().is_ok());
+        let leases = parse(&["--failover-profile", "leases-only"]);
+        assert!(!leases.heartbeats());
+        // A flag wins over the profile, the rest stays the profile's.
+        let mixed = parse(&["--failover-profile", "fast", "--suspect-after", "80ms"]);
+        assert_eq!(
+            (
+                mixed.heartbeat_interval,
+                mixed.suspect_after(),
+                mixed.claim_stagger
+            ),
+            (ms(10), ms(80), ms(20))
+        );
+        let mixed = parse(&[
+            "--failover-profile",
+            "leases-only",
+            "--heartbeat-interval",
+            "50ms",
+        ]);
+        assert_eq!(
+            (mixed.heartbeat_interval, mixed.suspect_after()),
+            (ms(50), ms(150))
+        );
+        assert!(
+            Settings::try_parse_profiled_from([
+                "ferrolb-speaker",
+                "--node-name",
+                "n",
+                "--etcd-endpoints",
+                "http://e",
+                "--failover-profile",
+                "fastest"
+            ])
+            .is_err()
+        );
     }
 }

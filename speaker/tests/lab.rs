@@ -587,6 +587,26 @@ fn heartbeats_replace_a_killed_holder_long_before_its_lease_ends() {
     assert_eq!(c.arp(ip), [c.mac_of(&second)], "{}", c.logs());
 }
 
+/// `--failover-profile fast` (10 ms heartbeats, suspected after 50 ms): a killed holder and a
+/// frozen one are replaced, and one MAC answers, also once the frozen one wakes.
+#[test]
+fn the_fast_profile_replaces_a_killed_or_frozen_holder_with_one_mac_answering() {
+    require_root!();
+    let (c, ip, _, second) = heartbeats_replace(Signal::Kill, &["--failover-profile", "fast"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(c.arp(ip), [c.mac_of(&second)], "{}", c.logs());
+    drop(c);
+    let (mut c, ip, first, second) =
+        heartbeats_replace(Signal::Stop, &["--failover-profile", "fast"]);
+    c.speaker(Cluster::node_index(&first))
+        .signal(Signal::Cont)
+        .expect("continue");
+    for _ in 0..6 {
+        assert_eq!(c.arp(ip), [c.mac_of(&second)], "{}", c.logs());
+    }
+    assert_eq!(c.holder(ip).as_deref(), Some(second.as_str()));
+}
+
 #[test]
 fn a_frozen_holder_is_replaced_and_stays_silent_when_it_wakes() {
     require_root!();
