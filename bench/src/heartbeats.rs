@@ -22,6 +22,9 @@ pub struct SoakArgs {
     /// Percent of all frames the bridge drops, at random.
     #[arg(long, default_value_t = 5)]
     pub loss: u32,
+    /// The speakers' failover profiles to soak, one after the other.
+    #[arg(long, value_delimiter = ',', default_value = "default,fast")]
+    pub profiles: Vec<String>,
     /// The directory holding the ferrolb binaries (default: next to this one).
     #[arg(long)]
     pub bin: Option<PathBuf>,
@@ -47,6 +50,25 @@ pub struct CostArgs {
     /// frame is signed and checked.
     #[arg(long)]
     pub signed: bool,
+    /// The speaker's failover profile; the simulated nodes send at its heartbeat interval
+    /// (default 100 ms, fast 10 ms).
+    #[arg(long, default_value = "default")]
+    pub profile: String,
+}
+
+/// The heartbeat interval of a failover profile's name, as the speaker has it.
+fn profile_interval(profile: &str) -> anyhow::Result<Duration> {
+    let settings = ferrolb_speaker::settings::Settings::try_parse_profiled_from([
+        "ferrolb-speaker",
+        "--node-name",
+        "n",
+        "--etcd-endpoints",
+        "http://127.0.0.1:2379",
+        "--failover-profile",
+        profile,
+    ])
+    .map_err(|e| anyhow::anyhow!("--profile {profile}: {e}"))?;
+    Ok(settings.heartbeat_interval)
 }
 
 #[derive(Debug, Serialize)]
@@ -110,15 +132,12 @@ pub fn soak(args: &SoakArgs) -> anyhow::Result<()> {
         bail!("the soak needs root (network namespaces and raw sockets)");
     }
     let bin = bin_dir(&args.bin)?;
-    let settings: [(&str, &[&str]); 2] = [
-        ("defaults (100 ms, suspect after 300 ms)", &[]),
-        (
-            "aggressive (50 ms, suspect after 100 ms)",
-            &["--heartbeat-interval", "50ms", "--suspect-after", "100ms"],
-        ),
-    ];
     let mut results = Vec::new();
-    for (name, extra) in settings {
+    for profile in &args.profiles {
+        profile_interval(profile)?;
+        let name = format!("--failover-profile {profile}");
+        let name = name.as_str();
+        let extra: &[&str] = &["--failover-profile", profile];
         let lab = Lab::new(3)?;
         let etcd = lab.start_etcd()?;
         let speakers: Vec<LabProcess> = (1..=3)
@@ -179,8 +198,9 @@ pub fn soak(args: &SoakArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `hbcost`: a speaker on node1 hears heartbeats from 99 simulated nodes (10 a second each,
-/// sent from the client); its CPU with heartbeats on, then with them off, in one run.
+/// Runs `hbcost`: a speaker on node1 hears heartbeats from 99 simulated nodes (one per heartbeat
+/// interval of `--profile` each, sent from the client); its CPU with heartbeats on (that
+/// profile), then with them off, in one run.
 pub fn cost(args: &CostArgs) -> anyhow::Result<()> {
     if !ferrolb_testkit::is_root() {
         bail!("hbcost needs root (network namespaces and raw sockets)");
@@ -209,8 +229,12 @@ pub fn cost(args: &CostArgs) -> anyhow::Result<()> {
         &[]
     };
     let key = args.signed.then(|| COST_KEY.as_bytes().to_vec());
+    let interval = profile_interval(&args.profile)?;
     for (name, extra) in [
-        ("heartbeats on", Vec::new()),
+        (
+            "heartbeats on",
+            vec!["--failover-profile", args.profile.as_str()],
+        ),
         ("heartbeats off", vec!["--heartbeat-interval", "0s"]),
     ] {
         let extra: Vec<&str> = extra.into_iter().chain(signing.iter().copied()).collect();
@@ -221,13 +245,15 @@ pub fn cost(args: &CostArgs) -> anyhow::Result<()> {
         let t0 = Instant::now();
         let seconds = args.seconds;
         let (ns2, leases2, key2) = (ns.clone(), leases.clone(), key.clone());
-        let sent = std::thread::spawn(move || simulate(&ns2, ifindex, &leases2, key2, seconds))
-            .join()
-            .map_err(|_| anyhow::anyhow!("the sender panicked"))??;
+        let sent =
+            std::thread::spawn(move || simulate(&ns2, ifindex, &leases2, key2, seconds, interval))
+                .join()
+                .map_err(|_| anyhow::anyhow!("the sender panicked"))??;
         let cpu = (cpu_seconds(pid)? - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
         println!(
-            "{name}: {cpu:.2} % of a core while hearing {:.0} heartbeats a second from 99 nodes \
+            "{name} (profile {}): {cpu:.2} % of a core while hearing {:.0} heartbeats a second from 99 nodes \
              ({}, {})",
+            args.profile,
             sent as f64 / t0.elapsed().as_secs_f64(),
             if args.registered {
                 "registered in etcd"
@@ -280,13 +306,14 @@ fn register_simulated(etcd: &Etcd, n: u16) -> anyhow::Result<Vec<i64>> {
 }
 
 /// Sends heartbeats for one made-up node per lease in `leases` (node `sim-<k>` on the k-th),
-/// ten a second each, signed with `key` if given, for `seconds`.
+/// one every `interval` each, signed with `key` if given, for `seconds`.
 fn simulate(
     ns: &std::path::Path,
     ifindex: u32,
     leases: &[i64],
     key: Option<Vec<u8>>,
     seconds: u64,
+    interval: Duration,
 ) -> anyhow::Result<u64> {
     ferrolb_speaker::sys::enter_netns(ns)?;
     let sock = ferrolb_speaker::sys::RawSocket::open(ifindex, 0x88b5)?;
@@ -309,7 +336,7 @@ fn simulate(
                 sent += 1;
             }
         }
-        let due = start + Duration::from_millis(100 * seq);
+        let due = start + interval.saturating_mul(u32::try_from(seq).unwrap_or(u32::MAX));
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
