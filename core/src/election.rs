@@ -169,6 +169,15 @@ pub fn clears_orphan(s: &Situation<'_>) -> bool {
     s.i_am_eligible() && s.ranking().first() == Some(&s.me)
 }
 
+/// Whether this speaker takes the address over from `gone`, its suspected holder: eligible, and
+/// the first in rank among the eligible live speakers other than `gone` (the one that would
+/// claim it first once `gone`'s claim ends). The takeover is a transaction that succeeds only
+/// while the claim is still on `gone`'s lease, so when two speakers disagree on the ranking for
+/// a moment, one of them wins and the other learns it from the transaction.
+pub fn takes_over(s: &Situation<'_>, gone: &str) -> bool {
+    s.i_am_eligible() && s.ranking().into_iter().find(|n| *n != gone) == Some(s.me)
+}
+
 /// What a speaker should do about one address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -368,6 +377,51 @@ mod tests {
         by_hash.sort_by_key(|n| rank_hash(n, ip("10.0.0.5")));
         assert_eq!(order, by_hash);
         assert_eq!(order.len(), 3);
+    }
+
+    #[test]
+    fn exactly_the_first_ranked_eligible_speaker_after_the_suspect_takes_over() {
+        let sp = speakers(&["a", "b", "c", "d"]);
+        let a = ann("10.0.0.9");
+        let ifs = eth0();
+        let order = ranked(["a", "b", "c", "d"], a.ip);
+        let holder = order[0];
+        let held = Claim {
+            node: holder.into(),
+            interfaces: eth0(),
+            since: "x".into(),
+        };
+        let taking = |announcement: &Announcement| -> Vec<&str> {
+            ["a", "b", "c", "d"]
+                .into_iter()
+                .filter(|me| {
+                    takes_over(
+                        &Situation {
+                            me,
+                            announcement,
+                            rank_key: announcement.ip,
+                            speakers: &sp,
+                            my_interfaces: &ifs,
+                            claim: Some(&held),
+                        },
+                        holder,
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(taking(&a), [order[1]], "the next in rank, and only it");
+        // The next in rank is not listed: the one after it takes over.
+        let listed: Vec<String> = order
+            .iter()
+            .filter(|n| **n != order[1])
+            .map(|n| n.to_string())
+            .collect();
+        let without_second = Announcement {
+            nodes: listed,
+            ..a.clone()
+        };
+        let taking = taking(&without_second);
+        assert_eq!(taking, [order[2]]);
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //!
 //! Each speaker hears the others' heartbeats ([`crate::wire::heartbeat`]). A holder of an address
 //! this speaker could take over, silent for `suspect_after`, is suspected: the speaker records
-//! the suspicion in etcd. When enough live observers agree ([`revoker`]), the first of them ends
-//! the suspect's lease, and the ordinary claim path moves its addresses. Heartbeats only shorten
-//! detection: claims on leases still decide who answers.
+//! the suspicion in etcd. When enough live observers agree ([`standing`]), the successor of each
+//! of the suspect's addresses takes it over in one etcd transaction that checks those
+//! suspicions and that the claim is still on the suspect's lease, and the first of them
+//! ([`revoker`]) ends the suspect's lease. Heartbeats only shorten detection: claims on leases
+//! still decide who answers.
 //!
 //! What a host on the LAN can do with heartbeats of its own making is bounded here:
 //! - Only a heartbeat on the lease that etcd says a node is on now ([`Liveness::set_current`])
@@ -122,23 +124,34 @@ pub fn is_suspect(
     now.saturating_sub(from) >= suspect_after
 }
 
-/// Who ends `suspect`'s lease, if anyone yet. The observers are the live speakers other than the
-/// suspect; the suspicion stands once `agreeing` observers reach `quorum`, or all observers when
-/// there are fewer than that. The revoker is then the first agreeing observer by name, so exactly
-/// one acts however many agree.
+/// The suspicion of `suspect` once it stands: the agreeing live observers (other than the
+/// suspect), by name, when they reach `quorum`, or all observers when there are fewer than that;
+/// `None` before. The observers are the live speakers other than the suspect.
+pub fn standing<'a>(
+    suspect: &str,
+    agreeing: &'a BTreeSet<String>,
+    live: &BTreeSet<String>,
+    quorum: usize,
+) -> Option<Vec<&'a str>> {
+    let observers = live.iter().filter(|n| *n != suspect).count();
+    let votes: Vec<&'a str> = agreeing
+        .iter()
+        .filter(|n| *n != suspect && live.contains(*n))
+        .map(String::as_str)
+        .collect();
+    let needed = quorum.min(observers).max(1);
+    (votes.len() >= needed).then_some(votes)
+}
+
+/// Who ends `suspect`'s lease, if anyone yet: once the suspicion [stands](standing), the first
+/// agreeing observer by name, so exactly one acts however many agree.
 pub fn revoker<'a>(
     suspect: &str,
     agreeing: &'a BTreeSet<String>,
     live: &BTreeSet<String>,
     quorum: usize,
 ) -> Option<&'a str> {
-    let observers = live.iter().filter(|n| *n != suspect).count();
-    let votes: Vec<&'a String> = agreeing
-        .iter()
-        .filter(|n| *n != suspect && live.contains(*n))
-        .collect();
-    let needed = quorum.min(observers).max(1);
-    (votes.len() >= needed).then(|| votes[0].as_str())
+    standing(suspect, agreeing, live, quorum).and_then(|votes| votes.first().copied())
 }
 
 #[cfg(test)]
@@ -277,6 +290,20 @@ mod tests {
         assert_eq!(revoker("a", &set(&[]), &live, 0), None);
         // Nobody else alive: nobody revokes.
         assert_eq!(revoker("a", &set(&[]), &set(&["a"]), 2), None);
+    }
+
+    #[test]
+    fn a_standing_suspicion_names_every_live_agreeing_observer_but_the_suspect() {
+        let live = set(&["a", "b", "c", "d"]);
+        assert_eq!(standing("a", &set(&["c"]), &live, 2), None);
+        assert_eq!(
+            standing("a", &set(&["a", "d", "c", "z"]), &live, 2),
+            Some(vec!["c", "d"])
+        );
+        assert_eq!(
+            standing("a", &set(&["b", "c", "d"]), &live, 2),
+            Some(vec!["b", "c", "d"])
+        );
     }
 
     #[test]

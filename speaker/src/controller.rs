@@ -70,6 +70,8 @@ pub struct Controller {
     metrics: Arc<Metrics>,
     /// Since when the current session has been renewing the lease.
     renewing_since: Option<Instant>,
+    /// Whether a standing suspicion of this node keeps it silent (as last logged).
+    fenced: bool,
 }
 
 impl std::fmt::Debug for Controller {
@@ -105,6 +107,7 @@ impl Controller {
             links,
             metrics,
             renewing_since: None,
+            fenced: false,
         })
     }
 
@@ -241,12 +244,9 @@ impl Controller {
         let mut interface_tick = tokio::time::interval(Duration::from_secs(1));
         interface_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let heartbeats = self.settings.heartbeats();
-        let mut detect_tick = tokio::time::interval(if heartbeats {
-            self.settings.heartbeat_interval
-        } else {
-            Duration::from_secs(3600)
-        });
-        detect_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Detection runs when the next watched holder becomes suspect unless heard first, and at
+        // least every heartbeat interval (to withdraw suspicions of holders heard again).
+        let mut detect_at = Instant::now();
         self.reconcile(etcd, lease).await?;
         self.links.ready.store(true, Ordering::Release);
         loop {
@@ -256,10 +256,18 @@ impl Controller {
             tokio::select! {
                 _ = stopped(shutdown) => return Err(SessionEnd::Shutdown),
                 event = session.next() => match event? {
-                    SessionEvent::Changes(changes) => self.watched(&changes, lease).await?,
+                    SessionEvent::Changes(changes) => {
+                        self.watched(&changes, lease).await?;
+                        // Another observer's suspicion may complete a quorum: act on it now.
+                        if heartbeats {
+                            detect_at = self.detect(etcd, lease).await?;
+                        }
+                    }
                     SessionEvent::Lease(news) => self.lease_news(lease, news)?,
                 },
-                _ = detect_tick.tick(), if heartbeats => self.detect(etcd, lease).await?,
+                _ = tokio::time::sleep_until(detect_at), if heartbeats => {
+                    detect_at = self.detect(etcd, lease).await?;
+                }
                 _ = tokio::time::sleep_until(release_at.unwrap_or(wake)), if release_at.is_some() => {
                     // Renewals stalled while etcd still looked reachable: the same rule as when
                     // it is not (`--on-etcd-loss release`).
@@ -281,11 +289,28 @@ impl Controller {
         }
     }
 
+    /// Logs when a standing suspicion of this node starts or stops keeping it silent.
+    fn log_fence(&mut self, lease: i64) {
+        let fenced = self.state.fenced();
+        if fenced == std::mem::replace(&mut self.fenced, fenced) {
+            return;
+        }
+        if fenced {
+            warn!(
+                lease,
+                "a quorum of peers hears no heartbeat from this node: answering nothing while they take its addresses over"
+            );
+        } else {
+            info!(lease, "the peers' suspicions of this node were withdrawn");
+        }
+    }
+
     /// Changes the watch delivered.
     async fn watched(&mut self, changes: &[KeyChange], lease: i64) -> anyhow::Result<()> {
         let carried = self.state.carried();
         let (actions, unreadable) = self.state.apply(changes, self.now());
         skipped(unreadable);
+        self.log_fence(lease);
         if carried == 0 && self.state.carried() > 0 {
             warn!(
                 lease,
@@ -450,8 +475,9 @@ impl Controller {
             .inc();
     }
 
-    /// Heartbeat failure detection (`SpeakerState::detect`) on what the heartbeat tasks heard.
-    async fn detect(&mut self, etcd: &mut Etcd, lease: i64) -> anyhow::Result<()> {
+    /// Heartbeat failure detection (`SpeakerState::detect`) on what the heartbeat tasks heard;
+    /// when to detect again.
+    async fn detect(&mut self, etcd: &mut Etcd, lease: i64) -> anyhow::Result<Instant> {
         let now = self.now();
         let actions = {
             let heard = self
@@ -464,13 +490,20 @@ impl Controller {
         self.metrics
             .suspected
             .set(i64::try_from(self.state.suspected()).unwrap_or(i64::MAX));
-        self.execute(etcd, lease, actions).await
+        let interval = Instant::now() + self.settings.heartbeat_interval;
+        let next = self
+            .state
+            .next_detect()
+            .map_or(interval, |at| self.instant(at).min(interval));
+        self.execute(etcd, lease, actions).await?;
+        Ok(next)
     }
 
     /// Decides about every address, then acts; repeats once when an action changed the view.
     async fn reconcile(&mut self, etcd: &mut Etcd, lease: i64) -> anyhow::Result<()> {
         for _ in 0..2 {
             let actions = self.state.tick(self.now());
+            self.log_fence(lease);
             let acts = actions.iter().any(needs_etcd);
             self.execute(etcd, lease, actions).await?;
             if !acts {
@@ -543,6 +576,36 @@ impl Controller {
                 interfaces,
                 rank,
             } => self.claim(etcd, lease, ip, interfaces, rank).await?,
+            Action::Takeover {
+                ip,
+                interfaces,
+                node,
+                lease: from,
+                suspicions,
+            } => {
+                let claim = self.new_claim(interfaces);
+                let outcome = bounded(
+                    step,
+                    "takeover",
+                    etcd.take_over(ip, &claim, lease, &node, from, &suspicions),
+                )
+                .await
+                .inspect_err(|_| self.etcd_error("takeover"))?;
+                match outcome {
+                    etcd::ClaimOutcome::Won { revision } => {
+                        let agreeing: Vec<&str> =
+                            suspicions.iter().map(|(o, _)| o.as_str()).collect();
+                        warn!(%ip, from = %node, ?agreeing, "took the address over from a holder no heartbeat comes from");
+                        self.metrics.claims_won.inc();
+                        self.metrics.takeovers.inc();
+                        self.state.claim_won(ip, claim, revision);
+                    }
+                    etcd::ClaimOutcome::Lost { current } => {
+                        debug!(%ip, from = %node, "takeover refused: the claim or the suspicions changed");
+                        skipped(self.state.claim_lost(current));
+                    }
+                }
+            }
             Action::Release { ip, reason } => {
                 let deleted = bounded(step, "release", etcd.release(ip, lease))
                     .await
@@ -603,11 +666,7 @@ impl Controller {
         interfaces: Vec<String>,
         rank: usize,
     ) -> anyhow::Result<()> {
-        let claim = Claim {
-            node: self.settings.node_name.clone(),
-            interfaces,
-            since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        };
+        let claim = self.new_claim(interfaces);
         let step = self.settings.keepalive_interval();
         let outcome = bounded(step, "claim", etcd.claim(ip, &claim, lease))
             .await
@@ -625,6 +684,15 @@ impl Controller {
             }
         }
         Ok(())
+    }
+
+    /// This node's claim, answering on `interfaces`, written now.
+    fn new_claim(&self, interfaces: Vec<String>) -> Claim {
+        Claim {
+            node: self.settings.node_name.clone(),
+            interfaces,
+            since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        }
     }
 
     fn publish(&self, held: HeldSet) {
@@ -661,6 +729,7 @@ fn needs_etcd(action: &Action) -> bool {
     matches!(
         action,
         Action::Claim { .. }
+            | Action::Takeover { .. }
             | Action::Register
             | Action::Release { .. }
             | Action::Clear { .. }

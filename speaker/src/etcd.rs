@@ -1,6 +1,7 @@
 //! The speaker's etcd operations, each one request: registration, suspicions, revocation,
-//! claiming and releasing. Claims are created only when absent and only deleted while they are
-//! still on this speaker's lease, both in one transaction, so etcd alone decides who holds what.
+//! claiming, taking over and releasing. Claims are created only when absent, replaced only while
+//! still on a suspect's lease with the quorum's suspicions in place, and deleted only while still
+//! on this speaker's lease, each in one transaction, so etcd alone decides who holds what.
 
 use std::net::IpAddr;
 
@@ -99,6 +100,11 @@ impl Etcd {
                 Some(PutOptions::new().with_lease(lease)),
             )])
             .or_else([TxnOp::get(key, None)]);
+        self.claim_txn(txn).await
+    }
+
+    /// Runs a claim transaction: a put when its conditions hold, else a read of the claim.
+    async fn claim_txn(&mut self, txn: Txn) -> anyhow::Result<ClaimOutcome> {
         let resp = self.client.txn(txn).await?;
         let revision = resp.header().map_or(0, |h| h.revision());
         if resp.succeeded() {
@@ -113,6 +119,42 @@ impl Etcd {
             _ => None,
         });
         Ok(ClaimOutcome::Lost { current })
+    }
+
+    /// Takes `ip` over from a suspect: replaces the claim with this speaker's (on `lease`) only
+    /// if it is still on `from_lease` and each observer in `suspicions` (name, lease) still
+    /// suspects `suspect` on `from_lease` with a suspicion on that observer's lease (so from an
+    /// observer alive now). Otherwise reads the claim, as [`claim`](Self::claim) does.
+    pub async fn take_over(
+        &mut self,
+        ip: IpAddr,
+        claim: &Claim,
+        lease: i64,
+        suspect: &str,
+        from_lease: i64,
+        suspicions: &[(String, i64)],
+    ) -> anyhow::Result<ClaimOutcome> {
+        let key = self.keys.claim(ip);
+        let suspicion = layout::encode(&layout::Suspicion { lease: from_lease });
+        let mut when = vec![Compare::lease(key.clone(), CompareOp::Equal, from_lease)];
+        for (observer, observer_lease) in suspicions {
+            let k = self.keys.suspect(suspect, observer);
+            when.push(Compare::value(
+                k.clone(),
+                CompareOp::Equal,
+                suspicion.clone(),
+            ));
+            when.push(Compare::lease(k, CompareOp::Equal, *observer_lease));
+        }
+        let txn = Txn::new()
+            .when(when)
+            .and_then([TxnOp::put(
+                key.clone(),
+                layout::encode(claim),
+                Some(PutOptions::new().with_lease(lease)),
+            )])
+            .or_else([TxnOp::get(key, None)]);
+        self.claim_txn(txn).await
     }
 
     /// Deletes the claim on `ip` if it is still the one written at `revision` (an orphaned claim,

@@ -99,6 +99,8 @@ pub struct Metrics {
     pub suspected: Gauge,
     /// Leases of silent holders this node ended.
     pub leases_revoked: Counter,
+    /// Addresses this node took over from silent holders (before their leases ended).
+    pub takeovers: Counter,
     /// MetalLB's `metallb_layer2_requests_received`: requests received for held addresses.
     /// MetalLB's counters are exported as gauges here, so that their names stay exactly
     /// MetalLB's (OpenMetrics gives a counter a `_total` suffix); `rate()` reads them alike.
@@ -205,6 +207,11 @@ impl Metrics {
             "leases_revoked",
             "Leases of silent holders this node ended",
             self.leases_revoked.clone(),
+        );
+        r.register(
+            "takeovers",
+            "Addresses this node took over from holders no heartbeat comes from",
+            self.takeovers.clone(),
         );
         let m = root.sub_registry_with_prefix("metallb");
         m.register(

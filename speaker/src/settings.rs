@@ -29,7 +29,7 @@ pub enum FailoverProfile {
     Default,
     /// No heartbeats: a crashed holder's addresses move when its lease expires.
     LeasesOnly,
-    /// Heartbeats every 10 ms, a holder suspected after 50 ms of silence, claims staggered by
+    /// Heartbeats every 10 ms, a holder suspected after 30 ms of silence, claims staggered by
     /// 20 ms per rank (docs/BENCHMARKS.md has its figures and its cost).
     Fast,
 }
@@ -62,7 +62,7 @@ impl FailoverProfile {
             },
             FailoverProfile::Fast => ProfileValues {
                 heartbeat_interval: ms(10),
-                suspect_after: Some(ms(50)),
+                suspect_after: Some(ms(30)),
                 claim_stagger: ms(20),
             },
         }
@@ -382,7 +382,7 @@ mod tests {
                 fast.suspect_after(),
                 fast.claim_stagger
             ),
-            (ms(10), ms(50), ms(20))
+            (ms(10), ms(30), ms(20))
         );
         assert!(fast.check().is_ok());
         let leases = parse(&["--failover-profile", "leases-only"]);

@@ -154,6 +154,22 @@ pub enum Action {
         /// The node.
         node: String,
     },
+    /// Take `ip` over from `node`, its suspected holder on `lease`: in one transaction that
+    /// succeeds only while the claim is still on `lease` and every observer in `suspicions` (name,
+    /// and the lease it is on) still suspects `node` on `lease`, replace the claim with this
+    /// node's; report with [`SpeakerState::claim_won`] or [`SpeakerState::claim_lost`].
+    Takeover {
+        /// The address.
+        ip: IpAddr,
+        /// The interfaces to answer on.
+        interfaces: Vec<String>,
+        /// The suspected holder.
+        node: String,
+        /// Its lease, which the claim must still be on.
+        lease: i64,
+        /// The observers whose suspicions make the quorum, and their leases.
+        suspicions: Vec<(String, i64)>,
+    },
     /// End `node`'s lease: enough observers agree it is silent, and this node is the one to act.
     Revoke {
         /// The suspect.
@@ -229,6 +245,13 @@ pub struct SpeakerState {
     watching: HashMap<(String, i64), Duration>,
     /// Leases this node has ended, so it asks once.
     revoked: HashSet<i64>,
+    /// Addresses this node tried to take over from a suspect's lease, so it tries once.
+    taken_over: HashSet<(IpAddr, i64)>,
+    /// When the next watched holder becomes suspect unless it is heard first.
+    next_detect: Option<Duration>,
+    /// Whether a quorum of live observers suspects this node on its lease: it answers nothing
+    /// (its successors are about to take its addresses over).
+    fenced: bool,
     /// How many holders the last detection suspected.
     suspected: usize,
     next_wake: Option<Duration>,
@@ -258,6 +281,9 @@ impl SpeakerState {
             foreign_warned: HashMap::new(),
             watching: HashMap::new(),
             revoked: HashSet::new(),
+            taken_over: HashSet::new(),
+            next_detect: None,
+            fenced: false,
             suspected: 0,
             next_wake: None,
             rebuild: None,
@@ -301,6 +327,18 @@ impl SpeakerState {
     /// How many holders the last [`detect`](Self::detect) suspected.
     pub fn suspected(&self) -> usize {
         self.suspected
+    }
+
+    /// When a watched holder becomes suspect unless it is heard before (as the last
+    /// [`detect`](Self::detect) saw it): the time to detect again.
+    pub fn next_detect(&self) -> Option<Duration> {
+        self.next_detect
+    }
+
+    /// Whether this node answers nothing because a quorum of live observers suspects it on its
+    /// lease (as the last [`tick`](Self::tick) saw it).
+    pub fn fenced(&self) -> bool {
+        self.fenced
     }
 
     /// The usable interfaces changed (their names).
@@ -474,6 +512,14 @@ impl SpeakerState {
                 .retain(|(node, l), _| current.get(node) == Some(l));
             actions.push(Action::Current(self.world.speaker_leases.clone()));
         }
+        // Reading a standing suspicion of itself, a holder stops answering there and then,
+        // before it asks etcd anything: its successors may take its addresses over next.
+        if let Some(lease) = self.lease
+            && self.suspected_by_quorum(lease.id)
+        {
+            self.fenced = true;
+            actions.extend(self.answer(HeldSet::default()));
+        }
         let registered = self.world.speakers.contains_key(&self.config.node);
         self.awaiting_registration &= !registered;
         // The registration lives on the lease: gone means the lease was ended.
@@ -635,6 +681,13 @@ impl SpeakerState {
             }
         }
         self.next_wake = d.wake;
+        // Suspected by a quorum: the successors take the addresses over without waiting for this
+        // node's lease to end, so it stops answering now (it reads the suspicions before any
+        // takeover that checks them), and answers again if they are withdrawn first.
+        self.fenced = self.suspected_by_quorum(lease.id);
+        if self.fenced {
+            d.held = HeldSet::default();
+        }
         // Stop answering for what is released before releasing it.
         let mut out: Vec<Action> = self.answer(d.held).into_iter().collect();
         out.extend(d.actions);
@@ -662,7 +715,16 @@ impl SpeakerState {
             return Vec::new();
         }
         let me = self.config.node.clone();
-        let holders = self.watched_holders();
+        let mut holders = self.watched_holders();
+        // A suspect stays watched until it is heard again or its lease ends, also once its
+        // addresses were taken over: the suspicion stands for the revocation.
+        for (node, obs) in &self.world.suspects {
+            if let Some(l) = obs.get(&me)
+                && self.world.speaker_leases.get(node) == Some(l)
+            {
+                holders.entry(node.clone()).or_insert(*l);
+            }
+        }
         self.watching
             .retain(|(node, l), _| holders.get(node) == Some(l));
         let mut suspected: BTreeMap<String, i64> = BTreeMap::new();
@@ -674,6 +736,15 @@ impl SpeakerState {
             }
         }
         self.suspected = suspected.len();
+        self.next_detect = holders
+            .iter()
+            .filter(|(node, _)| !suspected.contains_key(*node))
+            .filter_map(|(node, l)| {
+                let since = self.watching.get(&(node.clone(), *l))?;
+                let from = heard.last_heard(node, *l).map_or(*since, |h| h.max(*since));
+                Some(from + self.config.suspect_after)
+            })
+            .min();
         let mine: BTreeMap<String, i64> = self
             .world
             .suspects
@@ -693,8 +764,104 @@ impl SpeakerState {
                 .filter(|n| !suspected.contains_key(*n))
                 .map(|n| Action::Unsuspect { node: n.clone() }),
         );
+        let live_leases: HashSet<i64> = self.world.speaker_leases.values().copied().collect();
+        self.taken_over.retain(|(_, l)| live_leases.contains(l));
         for (node, l) in suspected {
-            actions.extend(self.revocation(node, l));
+            actions.extend(self.standing_suspicion(node, l));
+        }
+        actions
+    }
+
+    /// The observers that suspect `node` on `lease` as etcd shows it, and this node.
+    fn agreeing(&self, node: &str, lease: i64) -> BTreeSet<String> {
+        let mut agreeing: BTreeSet<String> = self
+            .world
+            .suspects
+            .get(node)
+            .map(|obs| {
+                obs.iter()
+                    .filter(|(_, sl)| **sl == lease)
+                    .map(|(o, _)| o.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        agreeing.insert(self.config.node.clone());
+        agreeing
+    }
+
+    /// Whether a quorum of live observers suspects this node on `lease`, as etcd shows it.
+    fn suspected_by_quorum(&self, lease: i64) -> bool {
+        let me = &self.config.node;
+        let Some(obs) = self.world.suspects.get(me) else {
+            return false;
+        };
+        let agreeing: BTreeSet<String> = obs
+            .iter()
+            .filter(|(_, sl)| **sl == lease)
+            .map(|(o, _)| o.clone())
+            .collect();
+        let live: BTreeSet<String> = self.world.speakers.keys().cloned().collect();
+        liveness::standing(me, &agreeing, &live, self.config.suspect_quorum).is_some()
+    }
+
+    /// Once enough observers (this one included) suspect `node` on `lease`: takes over each of
+    /// its addresses this node is the successor for, once per address and lease, and ends the
+    /// lease if this node is the one to act, once per lease. The takeovers come first: they
+    /// put the addresses on this node's lease before the revocation deletes the old claims.
+    fn standing_suspicion(&mut self, node: String, lease: i64) -> Vec<Action> {
+        let me = self.config.node.clone();
+        let agreeing = self.agreeing(&node, lease);
+        let live: BTreeSet<String> = self.world.speakers.keys().cloned().collect();
+        let quorum = self.config.suspect_quorum;
+        let Some(votes) = liveness::standing(&node, &agreeing, &live, quorum) else {
+            return Vec::new();
+        };
+        let mut actions = Vec::new();
+        if let Some(my_lease) = self.lease.map(|l| l.id) {
+            let suspicions: Vec<(String, i64)> = votes
+                .iter()
+                .filter_map(|o| {
+                    let l = if *o == me {
+                        Some(my_lease)
+                    } else {
+                        self.world.speaker_leases.get(*o).copied()
+                    };
+                    l.map(|l| (o.to_string(), l))
+                })
+                .collect();
+            let rank_keys = election::rank_keys(&self.world.announcements);
+            for (ip, c) in &self.world.claims {
+                if c.claim.node != node || c.lease != lease {
+                    continue;
+                }
+                let Some(ann) = self.world.announcements.get(ip) else {
+                    continue;
+                };
+                let situation = Situation {
+                    me: &me,
+                    announcement: ann,
+                    rank_key: rank_keys.get(ip).copied().unwrap_or(*ip),
+                    speakers: &self.world.speakers,
+                    my_interfaces: &self.interfaces,
+                    claim: Some(&c.claim),
+                };
+                if election::takes_over(&situation, &node) && self.taken_over.insert((*ip, lease)) {
+                    actions.push(Action::Takeover {
+                        ip: *ip,
+                        interfaces: election::interfaces_for(ann, &self.interfaces),
+                        node: node.clone(),
+                        lease,
+                        suspicions: suspicions.clone(),
+                    });
+                }
+            }
+        }
+        if votes.first() == Some(&me.as_str()) && self.revoked.insert(lease) {
+            actions.push(Action::Revoke {
+                node,
+                lease,
+                agreeing,
+            });
         }
         actions
     }
@@ -719,32 +886,6 @@ impl SpeakerState {
             }
         }
         holders
-    }
-
-    /// Ends `node`'s lease `lease` if enough observers (this one included) suspect it on that
-    /// lease and this node is the one to act, once per lease.
-    fn revocation(&mut self, node: String, lease: i64) -> Option<Action> {
-        let me = &self.config.node;
-        let mut agreeing: BTreeSet<String> = self
-            .world
-            .suspects
-            .get(&node)
-            .map(|obs| {
-                obs.iter()
-                    .filter(|(_, sl)| **sl == lease)
-                    .map(|(o, _)| o.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        agreeing.insert(me.clone());
-        let live: BTreeSet<String> = self.world.speakers.keys().cloned().collect();
-        let acts = liveness::revoker(&node, &agreeing, &live, self.config.suspect_quorum)
-            == Some(me.as_str());
-        (acts && self.revoked.insert(lease)).then_some(Action::Revoke {
-            node,
-            lease,
-            agreeing,
-        })
     }
 }
 
