@@ -77,6 +77,8 @@ struct SoakResult {
     minutes: f64,
     loss_percent: u32,
     leases_revoked: u64,
+    /// Addresses taken over from a holder suspected by a quorum (false takeovers here).
+    takeovers: u64,
     heartbeats_sent: u64,
 }
 
@@ -174,6 +176,7 @@ pub fn soak(args: &SoakArgs) -> anyhow::Result<()> {
             bail!("nft refused the loss rule");
         }
         let revoked0 = counter(&lab, 3, "ferrolb_speaker_leases_revoked_total");
+        let takeovers0 = counter(&lab, 3, "ferrolb_speaker_takeovers_total");
         let sent0 = counter(&lab, 3, "ferrolb_speaker_heartbeats_sent_total");
         let start = Instant::now();
         std::thread::sleep(Duration::from_secs_f64(args.minutes * 60.0));
@@ -182,11 +185,12 @@ pub fn soak(args: &SoakArgs) -> anyhow::Result<()> {
             minutes: start.elapsed().as_secs_f64() / 60.0,
             loss_percent: args.loss,
             leases_revoked: counter(&lab, 3, "ferrolb_speaker_leases_revoked_total") - revoked0,
+            takeovers: counter(&lab, 3, "ferrolb_speaker_takeovers_total") - takeovers0,
             heartbeats_sent: counter(&lab, 3, "ferrolb_speaker_heartbeats_sent_total") - sent0,
         };
         eprintln!(
-            "{name}: {} false revocations in {:.1} min at {} % loss ({} heartbeats sent)",
-            r.leases_revoked, r.minutes, r.loss_percent, r.heartbeats_sent
+            "{name}: {} false revocations and {} false takeovers in {:.1} min at {} % loss ({} heartbeats sent)",
+            r.leases_revoked, r.takeovers, r.minutes, r.loss_percent, r.heartbeats_sent
         );
         results.push(r);
         drop(speakers);
