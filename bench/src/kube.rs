@@ -227,9 +227,27 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             let r = KubeApiServer::start()?;
             let manifests =
                 std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/manifests");
-            for f in ["00-namespace.yaml", "30-reconciler-rbac.yaml"] {
-                r.apply(&std::fs::read_to_string(manifests.join(f))?, &[])?;
-            }
+            r.apply(
+                &std::fs::read_to_string(manifests.join("00-namespace.yaml"))?,
+                &[],
+            )?;
+            // The reconciler's least-privilege role, as the plain manifests grant it: their
+            // accounts and cluster roles (the workloads would only sit there without a kubelet).
+            let all = std::fs::read_to_string(manifests.join("50-ferrolb.yaml"))?;
+            let rbac: Vec<&str> = all
+                .split("\n---\n")
+                .filter(|doc| {
+                    doc.lines().any(|l| {
+                        matches!(
+                            l.trim_end(),
+                            "kind: ServiceAccount"
+                                | "kind: ClusterRole"
+                                | "kind: ClusterRoleBinding"
+                        )
+                    })
+                })
+                .collect();
+            r.apply(&rbac.join("\n---\n"), &[])?;
             Server::Real(Box::new(r))
         } else {
             Server::Fake(FakeApiServer::start()?)

@@ -277,14 +277,16 @@ fn embedded_texts(doc: &Node) -> Option<Vec<(u32, String)>> {
 /// One embedded text: its first line in the file, the text, and what reading it gave.
 type Embedded<'a> = (u32, &'a str, Result<Vec<Node>, yaml::YamlError>);
 
-/// `doc`, or the documents of the pool files it holds. A ConfigMap (or values file) counts as
-/// holding pool files only when one of its texts reads as YAML with an IPAddressPool or
-/// L2Advertisement in it: other ConfigMaps in a repository stay skipped documents, and their
-/// texts, YAML or not, are not judged.
+/// `doc`, or the documents of the pool files it holds. A ConfigMap counts as holding pool files
+/// only when one of its texts reads as YAML with an IPAddressPool or L2Advertisement in it:
+/// other ConfigMaps in a repository stay skipped documents, and their texts, YAML or not, are
+/// not judged. The chart's values always do (`pools.configMap.data` is nothing but pool files),
+/// also when they hold none, as the chart's defaults.
 fn embedded(file: &str, doc: Node, out: &mut Vec<Diagnostic>) -> Vec<Node> {
     let Some(texts) = embedded_texts(&doc) else {
         return vec![doc];
     };
+    let values = doc.get("kind").is_none();
     let read: Vec<Embedded<'_>> = texts
         .iter()
         .map(|(at, text)| (*at, text.as_str(), yaml::parse_documents(text)))
@@ -295,9 +297,10 @@ fn embedded(file: &str, doc: Node, out: &mut Vec<Diagnostic>) -> Vec<Node> {
             Some("IPAddressPool" | "L2Advertisement")
         )
     };
-    if !read
-        .iter()
-        .any(|(_, _, r)| r.as_ref().is_ok_and(|docs| docs.iter().any(pool_kind)))
+    if !values
+        && !read
+            .iter()
+            .any(|(_, _, r)| r.as_ref().is_ok_and(|docs| docs.iter().any(pool_kind)))
     {
         return vec![doc];
     }
