@@ -900,16 +900,20 @@ fn pools_inside_the_charts_values_file_are_read() {
     assert_eq!(errors.len(), 1, "{:#?}", report.diagnostics);
     assert_eq!(errors[0].code, Code::Syntax);
     assert_eq!(errors[0].line, 21, "{:?}", errors[0]);
-    // Without the broken file, the chart's own default values validate.
-    let values = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/helm/ferrolb/values.yaml"),
-    )
-    .expect("the chart's values");
-    let report = load_one(&values);
+    // The chart's own default values hold no pool, and are read as values (nothing skipped);
+    // the values the plain manifests are rendered with hold the homelab pool.
+    let read = |file: &str| {
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+            .expect("the chart's values")
+    };
+    let report = load_one(&read("../deploy/helm/ferrolb/values.yaml"));
+    assert!(report.diagnostics.is_empty(), "{:#?}", report.diagnostics);
+    let config = report.config.expect("valid");
+    assert_eq!((config.pools.len(), config.advertisements.len()), (0, 0));
+    let report = load_one(&read("../deploy/helm/manifests-values.yaml"));
     assert_no_errors(&report);
     let config = report.config.expect("valid");
-    assert_eq!(config.pools.len(), 1);
-    assert_eq!(config.advertisements.len(), 1);
+    assert_eq!((config.pools.len(), config.advertisements.len()), (1, 1));
 }
 
 #[test]
