@@ -247,8 +247,11 @@ pub struct SpeakerState {
     revoked: HashSet<i64>,
     /// Addresses this node tried to take over from a suspect's lease, so it tries once.
     taken_over: HashSet<(IpAddr, i64)>,
-    /// When the next watched holder becomes suspect unless it is heard first.
+    /// When the next watched holder becomes suspect unless it is heard first, or a revocation
+    /// is due.
     next_detect: Option<Duration>,
+    /// Since when the suspicion of each lease has stood, as this node saw it.
+    standing_since: HashMap<i64, Duration>,
     /// Whether a quorum of live observers suspects this node on its lease: it answers nothing
     /// (its successors are about to take its addresses over).
     fenced: bool,
@@ -283,6 +286,7 @@ impl SpeakerState {
             revoked: HashSet::new(),
             taken_over: HashSet::new(),
             next_detect: None,
+            standing_since: HashMap::new(),
             fenced: false,
             suspected: 0,
             next_wake: None,
@@ -766,8 +770,11 @@ impl SpeakerState {
         );
         let live_leases: HashSet<i64> = self.world.speaker_leases.values().copied().collect();
         self.taken_over.retain(|(_, l)| live_leases.contains(l));
+        let suspected_leases: HashSet<i64> = suspected.values().copied().collect();
+        self.standing_since
+            .retain(|l, _| suspected_leases.contains(l));
         for (node, l) in suspected {
-            actions.extend(self.standing_suspicion(node, l));
+            actions.extend(self.standing_suspicion(node, l, now));
         }
         actions
     }
@@ -808,12 +815,13 @@ impl SpeakerState {
     /// its addresses this node is the successor for, once per address and lease, and ends the
     /// lease if this node is the one to act, once per lease. The takeovers come first: they
     /// put the addresses on this node's lease before the revocation deletes the old claims.
-    fn standing_suspicion(&mut self, node: String, lease: i64) -> Vec<Action> {
+    fn standing_suspicion(&mut self, node: String, lease: i64, now: Duration) -> Vec<Action> {
         let me = self.config.node.clone();
         let agreeing = self.agreeing(&node, lease);
         let live: BTreeSet<String> = self.world.speakers.keys().cloned().collect();
         let quorum = self.config.suspect_quorum;
         let Some(votes) = liveness::standing(&node, &agreeing, &live, quorum) else {
+            self.standing_since.remove(&lease);
             return Vec::new();
         };
         let mut actions = Vec::new();
@@ -856,14 +864,37 @@ impl SpeakerState {
                 }
             }
         }
-        if votes.first() == Some(&me.as_str()) && self.revoked.insert(lease) {
-            actions.push(Action::Revoke {
-                node,
-                lease,
-                agreeing,
-            });
+        // The revoker ends the lease once no claim is left on it for a successor to take
+        // over (its own takeovers, if any, go first in this batch), or once the suspicion has
+        // stood for the revocation grace (a successor that does not act): revoking earlier
+        // would delete claims under the successors' takeovers and send them the slower way.
+        let since = *self.standing_since.entry(lease).or_insert(now);
+        let due = since + self.revocation_grace();
+        let taken = |ip: &IpAddr| self.taken_over.contains(&(*ip, lease));
+        let left = self
+            .world
+            .claims
+            .iter()
+            .any(|(ip, c)| c.lease == lease && !taken(ip));
+        if votes.first() == Some(&me.as_str()) && !self.revoked.contains(&lease) {
+            if left && now < due {
+                self.next_detect = Some(self.next_detect.map_or(due, |d| d.min(due)));
+            } else {
+                self.revoked.insert(lease);
+                actions.push(Action::Revoke {
+                    node,
+                    lease,
+                    agreeing,
+                });
+            }
         }
         actions
+    }
+
+    /// How long a standing suspicion waits for the takeovers before the lease is ended anyway:
+    /// `--suspect-after`, at least 100 ms.
+    fn revocation_grace(&self) -> Duration {
+        self.config.suspect_after.max(Duration::from_millis(100))
     }
 
     /// The holders this node watches: other nodes, with heartbeats, holding addresses this node

@@ -968,6 +968,53 @@ fn the_lease_of_a_suspect_is_ended_once_a_quorum_agrees_by_the_first_of_them_onl
 }
 
 #[test]
+fn a_revoker_that_is_not_the_successor_waits_for_the_takeover_or_the_grace() {
+    // c is the successor for this address, b the first observer by name (the revoker).
+    assert_eq!(ranking(&["b", "c"], ip(1))[0], "c");
+    let mut model = Model::default();
+    let (_holder, mut b, mut c) = trio(&mut model);
+    let heard = liveness_of(&b);
+    b.detect(&mut model, ms(0), &heard);
+    c.detect(&mut model, ms(0), &heard);
+    b.detect(&mut model, ms(300), &heard);
+    c.detect(&mut model, ms(300), &heard);
+    // b reads c's suspicion first: the suspicion stands, but the claim is still on the
+    // suspect's lease and c has not taken it over yet: b waits.
+    b.catch_up(&model, ms(301));
+    let acts = b.detect(&mut model, ms(301), &heard);
+    assert!(!acts.iter().any(is_revoke), "{acts:?}");
+    assert_eq!(b.state.next_detect(), Some(ms(301) + SUSPECT_AFTER));
+    // c takes over; b, reading it, ends the lease at once.
+    c.catch_up(&model, ms(302));
+    assert_eq!(
+        takeovers(&c.detect(&mut model, ms(302), &heard)),
+        vec![ip(1)]
+    );
+    b.catch_up(&model, ms(303));
+    let acts = b.detect(&mut model, ms(303), &heard);
+    assert!(acts.iter().any(is_revoke), "{acts:?}");
+    assert_eq!(model.claim_holder(ip(1)), Some(("c".into(), c.lease)));
+    assert!(
+        !model.kv.contains_key(&keys().speaker("a")),
+        "the suspect's lease ended with its registration"
+    );
+
+    // The successor does not act (it died, say): the lease is ended after the grace.
+    let mut model = Model::default();
+    let (_holder, mut b, mut c) = trio(&mut model);
+    let heard = liveness_of(&b);
+    b.detect(&mut model, ms(0), &heard);
+    c.detect(&mut model, ms(0), &heard);
+    b.detect(&mut model, ms(300), &heard);
+    c.detect(&mut model, ms(300), &heard);
+    b.catch_up(&model, ms(301));
+    assert!(!b.detect(&mut model, ms(301), &heard).iter().any(is_revoke));
+    assert!(!b.detect(&mut model, ms(600), &heard).iter().any(is_revoke));
+    assert!(b.detect(&mut model, ms(601), &heard).iter().any(is_revoke));
+    assert_eq!(model.claim_holder(ip(1)), None);
+}
+
+#[test]
 fn a_holder_that_reads_a_quorum_suspecting_it_stops_answering_before_any_takeover() {
     let mut model = Model::default();
     let (mut holder, mut b, mut c) = trio(&mut model);
