@@ -196,6 +196,18 @@ impl Controller {
                     let renew = Some(self.links.fence.confirmations());
                     return opening.renew(old.id, ttl, renew).await;
                 }
+                None if self.links.fence.beat_closed(Instant::now()) => {
+                    // This node went silent (its event loop stalled) long enough to be
+                    // suspected: its addresses may be another node's now. Nothing is carried.
+                    warn!(
+                        lease = old.id,
+                        "lease gone after this node went silent; no longer answering for any address"
+                    );
+                    let actions = self
+                        .state
+                        .lease_lost(LeaseLoss::ExpiredWhileAway, self.now());
+                    self.execute_local(actions);
+                }
                 None => {
                     let actions = self.state.lease_gone_while_away(self.now());
                     self.execute_local(actions);

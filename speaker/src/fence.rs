@@ -124,6 +124,13 @@ impl Fence {
         self.lease_until.store(v, Ordering::Release);
     }
 
+    /// Whether the beat deadline has passed at `now`: the event loop went silent for the fence
+    /// window (and no confirmation of the lease since reopened it), so the others may have
+    /// suspected this node and taken its addresses.
+    pub fn beat_closed(&self, now: Instant) -> bool {
+        self.at(now) >= self.beat_until.load(Ordering::Acquire)
+    }
+
     /// Whether answering is allowed at `now`.
     pub fn is_open(&self, now: Instant) -> bool {
         let t = self.at(now);

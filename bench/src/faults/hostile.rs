@@ -519,11 +519,21 @@ pub fn stalled_holder(s: &Settings) -> anyhow::Result<Outcome> {
     let t_stall = wait_gone(&path, Duration::from_secs(5))?;
     wait_moved(&w, &victim, &held, Duration::from_secs(15))?;
     let t_moved = now();
-    let revocations = revoked(&w) - revoked0;
+    // The successors take the addresses over first; the revocation follows them.
+    let start = Instant::now();
+    let mut revocations = revoked(&w) - revoked0;
+    while revocations < 1.0 && start.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(50));
+        revocations = revoked(&w) - revoked0;
+    }
+    let taken: f64 = others
+        .iter()
+        .filter_map(|i| metric(&w, *i, "ferrolb_speaker_takeovers_total"))
+        .sum();
     o.check(revocations >= 1.0, || {
         format!(
-            "the others ended no lease ({revocations} revocations): the takeover did not come \
-             from heartbeats"
+            "the others ended no lease ({revocations} revocations, {taken} takeovers): the \
+             takeover did not come from heartbeats"
         )
     });
     // Back as a newcomer: a new registration lease, and no address taken back.
