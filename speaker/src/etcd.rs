@@ -92,19 +92,27 @@ impl Etcd {
         lease: i64,
     ) -> anyhow::Result<ClaimOutcome> {
         let key = self.keys.claim(ip);
+        let when = vec![Compare::create_revision(key.clone(), CompareOp::Equal, 0)];
+        self.claim_txn(key, claim, lease, when).await
+    }
+
+    /// Puts `claim` at `key` on `lease` when every comparison in `when` holds, else reads the
+    /// claim there.
+    async fn claim_txn(
+        &mut self,
+        key: String,
+        claim: &Claim,
+        lease: i64,
+        when: Vec<Compare>,
+    ) -> anyhow::Result<ClaimOutcome> {
         let txn = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .when(when)
             .and_then([TxnOp::put(
                 key.clone(),
                 layout::encode(claim),
                 Some(PutOptions::new().with_lease(lease)),
             )])
             .or_else([TxnOp::get(key, None)]);
-        self.claim_txn(txn).await
-    }
-
-    /// Runs a claim transaction: a put when its conditions hold, else a read of the claim.
-    async fn claim_txn(&mut self, txn: Txn) -> anyhow::Result<ClaimOutcome> {
         let resp = self.client.txn(txn).await?;
         let revision = resp.header().map_or(0, |h| h.revision());
         if resp.succeeded() {
@@ -146,15 +154,7 @@ impl Etcd {
             ));
             when.push(Compare::lease(k, CompareOp::Equal, *observer_lease));
         }
-        let txn = Txn::new()
-            .when(when)
-            .and_then([TxnOp::put(
-                key.clone(),
-                layout::encode(claim),
-                Some(PutOptions::new().with_lease(lease)),
-            )])
-            .or_else([TxnOp::get(key, None)]);
-        self.claim_txn(txn).await
+        self.claim_txn(key, claim, lease, when).await
     }
 
     /// Deletes the claim on `ip` if it is still the one written at `revision` (an orphaned claim,

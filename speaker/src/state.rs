@@ -779,36 +779,29 @@ impl SpeakerState {
         actions
     }
 
-    /// The observers that suspect `node` on `lease` as etcd shows it, and this node.
-    fn agreeing(&self, node: &str, lease: i64) -> BTreeSet<String> {
-        let mut agreeing: BTreeSet<String> = self
-            .world
+    /// The observers that suspect `node` on `lease`, as etcd shows it.
+    fn suspecting(&self, node: &str, lease: i64) -> BTreeSet<String> {
+        self.world
             .suspects
             .get(node)
-            .map(|obs| {
+            .map_or_else(BTreeSet::new, |obs| {
                 obs.iter()
                     .filter(|(_, sl)| **sl == lease)
                     .map(|(o, _)| o.clone())
                     .collect()
             })
-            .unwrap_or_default();
-        agreeing.insert(self.config.node.clone());
-        agreeing
+    }
+
+    /// The live speakers: those registered.
+    fn live(&self) -> BTreeSet<String> {
+        self.world.speakers.keys().cloned().collect()
     }
 
     /// Whether a quorum of live observers suspects this node on `lease`, as etcd shows it.
     fn suspected_by_quorum(&self, lease: i64) -> bool {
         let me = &self.config.node;
-        let Some(obs) = self.world.suspects.get(me) else {
-            return false;
-        };
-        let agreeing: BTreeSet<String> = obs
-            .iter()
-            .filter(|(_, sl)| **sl == lease)
-            .map(|(o, _)| o.clone())
-            .collect();
-        let live: BTreeSet<String> = self.world.speakers.keys().cloned().collect();
-        liveness::standing(me, &agreeing, &live, self.config.suspect_quorum).is_some()
+        let agreeing = self.suspecting(me, lease);
+        liveness::standing(me, &agreeing, &self.live(), self.config.suspect_quorum).is_some()
     }
 
     /// Once enough observers (this one included) suspect `node` on `lease`: takes over each of
@@ -817,8 +810,9 @@ impl SpeakerState {
     /// put the addresses on this node's lease before the revocation deletes the old claims.
     fn standing_suspicion(&mut self, node: String, lease: i64, now: Duration) -> Vec<Action> {
         let me = self.config.node.clone();
-        let agreeing = self.agreeing(&node, lease);
-        let live: BTreeSet<String> = self.world.speakers.keys().cloned().collect();
+        let mut agreeing = self.suspecting(&node, lease);
+        agreeing.insert(me.clone());
+        let live = self.live();
         let quorum = self.config.suspect_quorum;
         let Some(votes) = liveness::standing(&node, &agreeing, &live, quorum) else {
             self.standing_since.remove(&lease);
@@ -876,7 +870,8 @@ impl SpeakerState {
             .claims
             .iter()
             .any(|(ip, c)| c.lease == lease && !taken(ip));
-        if votes.first() == Some(&me.as_str()) && !self.revoked.contains(&lease) {
+        let revoker = liveness::revoker(&node, &agreeing, &live, quorum) == Some(me.as_str());
+        if revoker && !self.revoked.contains(&lease) {
             if left && now < due {
                 self.next_detect = Some(self.next_detect.map_or(due, |d| d.min(due)));
             } else {

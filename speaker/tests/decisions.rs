@@ -967,17 +967,24 @@ fn the_lease_of_a_suspect_is_ended_once_a_quorum_agrees_by_the_first_of_them_onl
     assert_eq!(model.claim_holder(ip(1)), Some((successor, lease)));
 }
 
+/// Of `trio`: `b` and `c` start watching the holder, hear nothing from it, and each records
+/// its suspicion at 300 ms, neither having read the other's. What they heard.
+fn both_suspect_the_holder(model: &mut Model, b: &mut Speaker, c: &mut Speaker) -> Liveness {
+    let heard = liveness_of(b);
+    b.detect(model, ms(0), &heard);
+    c.detect(model, ms(0), &heard);
+    b.detect(model, ms(300), &heard);
+    c.detect(model, ms(300), &heard);
+    heard
+}
+
 #[test]
 fn a_revoker_that_is_not_the_successor_waits_for_the_takeover_or_the_grace() {
     // c is the successor for this address, b the first observer by name (the revoker).
     assert_eq!(ranking(&["b", "c"], ip(1))[0], "c");
     let mut model = Model::default();
     let (_holder, mut b, mut c) = trio(&mut model);
-    let heard = liveness_of(&b);
-    b.detect(&mut model, ms(0), &heard);
-    c.detect(&mut model, ms(0), &heard);
-    b.detect(&mut model, ms(300), &heard);
-    c.detect(&mut model, ms(300), &heard);
+    let heard = both_suspect_the_holder(&mut model, &mut b, &mut c);
     // b reads c's suspicion first: the suspicion stands, but the claim is still on the
     // suspect's lease and c has not taken it over yet: b waits.
     b.catch_up(&model, ms(301));
@@ -1002,11 +1009,7 @@ fn a_revoker_that_is_not_the_successor_waits_for_the_takeover_or_the_grace() {
     // The successor does not act (it died, say): the lease is ended after the grace.
     let mut model = Model::default();
     let (_holder, mut b, mut c) = trio(&mut model);
-    let heard = liveness_of(&b);
-    b.detect(&mut model, ms(0), &heard);
-    c.detect(&mut model, ms(0), &heard);
-    b.detect(&mut model, ms(300), &heard);
-    c.detect(&mut model, ms(300), &heard);
+    let heard = both_suspect_the_holder(&mut model, &mut b, &mut c);
     b.catch_up(&model, ms(301));
     assert!(!b.detect(&mut model, ms(301), &heard).iter().any(is_revoke));
     assert!(!b.detect(&mut model, ms(600), &heard).iter().any(is_revoke));
@@ -1018,13 +1021,9 @@ fn a_revoker_that_is_not_the_successor_waits_for_the_takeover_or_the_grace() {
 fn a_holder_that_reads_a_quorum_suspecting_it_stops_answering_before_any_takeover() {
     let mut model = Model::default();
     let (mut holder, mut b, mut c) = trio(&mut model);
-    let heard = liveness_of(&b);
-    b.detect(&mut model, ms(0), &heard);
-    c.detect(&mut model, ms(0), &heard);
     // Both observers record their suspicions; neither has read the other's yet, so no
     // takeover has been asked for.
-    b.detect(&mut model, ms(300), &heard);
-    c.detect(&mut model, ms(300), &heard);
+    let heard = both_suspect_the_holder(&mut model, &mut b, &mut c);
     assert_eq!(model.claim_holder(ip(1)).map(|h| h.0), Some("a".into()));
     // The holder is alive (only its heartbeats go missing): reading the suspicions, it stops
     // answering, although its claim still stands.
